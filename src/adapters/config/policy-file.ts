@@ -1,0 +1,331 @@
+// Reads a policy file (SPEC 3): YAML, validated against the schema below, every
+// problem reported as `file:line:column: field: problem`. A file with any error
+// is refused whole; warnings (rules that can never match) do not refuse it.
+
+import { createHash } from "node:crypto";
+import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
+import { parseSpiffeId } from "../../core/identity/spiffe-id.js";
+import { normalizeSerial } from "../../core/identity/certificate-serial.js";
+import { compilePolicy } from "../../core/policy/compile.js";
+import type { CompiledPolicy, HopRuleDocument, PolicyDocument, RequireViaDocument, TokenPolicyDocument } from "../../core/policy/model.js";
+import { parseDuration } from "./duration.js";
+import {
+  child,
+  describeNode,
+  mapFields,
+  readBoolean,
+  readInteger,
+  readList,
+  readNonEmptyString,
+  readStringList,
+  SchemaContext,
+  type SchemaProblem,
+} from "./yaml-schema.js";
+
+export type PolicyLoadResult =
+  | { readonly ok: true; readonly policy: CompiledPolicy; readonly document: PolicyDocument; readonly warnings: readonly string[] }
+  | { readonly ok: false; readonly errors: readonly string[]; readonly warnings: readonly string[] };
+
+const TOP_KEYS = ["version", "trustDomains", "maxChainLength", "requireOnBehalfOf", "onBehalfOf", "agents", "hops", "requireVia", "revoked", "tokens"];
+const HOP_KEYS = ["from", "to", "onBehalfOf", "methods", "paths", "scopes", "requireToken"];
+const ALIAS = /^[A-Za-z][A-Za-z0-9_.-]*$/;
+const TRUST_DOMAIN = /^[a-z0-9._-]+$/;
+const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const SCOPE = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
+
+function format(file: string, p: SchemaProblem): string {
+  return `${file}:${p.line}:${p.column}: ${p.field}: ${p.problem}`;
+}
+
+export function loadPolicyText(text: string, file: string): PolicyLoadResult {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
+  const ctx = new SchemaContext(lines);
+  for (const err of doc.errors) ctx.errorAtOffset(err.pos[0], "(yaml)", err.message.split("\n")[0] ?? err.message);
+  let document: PolicyDocument | undefined;
+  if (doc.errors.length === 0) document = readPolicy(ctx, doc.contents);
+  const warnings = ctx.warnings.map((w) => format(file, w));
+  if (ctx.errors.length > 0 || document === undefined) {
+    const errors = ctx.errors.map((e) => format(file, e));
+    if (errors.length === 0) errors.push(`${file}:1:1: (file): is not a valid policy`);
+    return { ok: false, errors, warnings };
+  }
+  const sha256 = createHash("sha256").update(text).digest("hex");
+  return { ok: true, policy: compilePolicy(document, sha256), document, warnings };
+}
+
+function readPolicy(ctx: SchemaContext, root: unknown): PolicyDocument | undefined {
+  if (root === null || root === undefined) {
+    ctx.error(root, "(file)", "is empty; a policy needs at least version and trustDomains");
+    return undefined;
+  }
+  const fields = mapFields(ctx, root, "", TOP_KEYS);
+  if (fields === undefined) return undefined;
+  const required = (name: string): boolean => {
+    if (fields.has(name)) return true;
+    ctx.error(root, name, "is required");
+    return false;
+  };
+
+  const version = required("version") ? readNonEmptyString(ctx, child(fields, "version").node, "version", child(fields, "version").key) : undefined;
+  let trustDomains: string[] | undefined;
+  if (required("trustDomains")) {
+    const c = child(fields, "trustDomains");
+    trustDomains = readStringList(ctx, c.node, "trustDomains", (value, node, field) => {
+      if (!TRUST_DOMAIN.test(value)) {
+        ctx.error(node, field, `${JSON.stringify(value)} is not a trust domain name (lower-case a-z 0-9 . - _, no scheme)`);
+        return undefined;
+      }
+      return value;
+    }, c.key);
+    if (trustDomains !== undefined && trustDomains.length === 0) ctx.error(c.node, "trustDomains", "must name at least one trust domain");
+  }
+  const trusted = new Set(trustDomains ?? []);
+
+  const opt = <T>(name: string, read: (node: unknown, key: unknown) => T | undefined): T | undefined => {
+    const c = child(fields, name);
+    return c.present ? read(c.node, c.key) : undefined;
+  };
+
+  const maxChainLength = opt("maxChainLength", (n, k) => readInteger(ctx, n, "maxChainLength", 1, 64, k));
+  const requireOnBehalfOf = opt("requireOnBehalfOf", (n, k) => readBoolean(ctx, n, "requireOnBehalfOf", k));
+  const onBehalfOf = opt("onBehalfOf", (n, k) => readStringList(ctx, n, "onBehalfOf", undefined, k));
+
+  const agents = opt("agents", (n, k) => readAgents(ctx, n, k, trusted)) ?? {};
+  const aliases = new Map(Object.entries(agents));
+  const agentRef = (value: string, node: unknown, field: string, allowGlob: boolean): string | undefined => {
+    if (aliases.has(value)) return value;
+    if (allowGlob && value === "*") return value;
+    if (value.startsWith("spiffe://")) {
+      const probe = allowGlob ? value.replace(/\*/g, "x") : value;
+      const parsed = parseSpiffeId(probe);
+      if (!parsed.ok) {
+        ctx.error(node, field, `${JSON.stringify(value)} ${parsed.problem}`);
+        return undefined;
+      }
+      if (!value.includes("*") && !trusted.has(parsed.value.trustDomain)) {
+        ctx.warn(node, field, `${value} is in trust domain "${parsed.value.trustDomain}", which trustDomains does not list, so this can never match a caller`);
+      }
+      return value;
+    }
+    ctx.error(node, field, `${JSON.stringify(value)} is neither an alias defined under agents nor a SPIFFE ID${allowGlob ? " or glob" : ""}`);
+    return undefined;
+  };
+
+  const hops = opt("hops", (n, k) => readHops(ctx, n, k, agentRef));
+  const requireVia = opt("requireVia", (n, k) => readRequireVia(ctx, n, k, agentRef));
+  const revoked = opt("revoked", (n, k) => readRevoked(ctx, n, k, agentRef));
+  const tokens = opt("tokens", (n, k) => readTokens(ctx, n, k));
+
+  if (version === undefined || trustDomains === undefined) return undefined;
+  return {
+    version,
+    trustDomains,
+    ...(maxChainLength !== undefined && { maxChainLength }),
+    ...(requireOnBehalfOf !== undefined && { requireOnBehalfOf }),
+    ...(onBehalfOf !== undefined && { onBehalfOf }),
+    agents,
+    hops: hops ?? [],
+    requireVia: requireVia ?? [],
+    ...(revoked !== undefined && { revoked }),
+    ...(tokens !== undefined && { tokens }),
+  };
+}
+
+type AgentRef = (value: string, node: unknown, field: string, allowGlob: boolean) => string | undefined;
+
+function readAgents(ctx: SchemaContext, node: unknown, key: unknown, trusted: ReadonlySet<string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (node === null || node === undefined) return out;
+  if (!isMap(node)) {
+    ctx.error(node ?? key, "agents", `must be a map of alias: SPIFFE ID, not ${describeNode(node)}`);
+    return out;
+  }
+  const seenIds = new Map<string, string>();
+  const items = node.items;
+  for (const pair of items) {
+    const alias = isScalar(pair.key) ? pair.key.value : undefined;
+    if (typeof alias !== "string") {
+      ctx.error(pair.key ?? node, "agents", `has a key that is not a string: ${describeNode(pair.key)}`);
+      continue;
+    }
+    const field = `agents.${alias}`;
+    if (!ALIAS.test(alias)) {
+      ctx.error(pair.key, field, `alias ${JSON.stringify(alias)} must start with a letter and hold only letters, digits, "_", "." or "-"`);
+      continue;
+    }
+    const id = readNonEmptyString(ctx, pair.value, field, pair.key);
+    if (id === undefined) continue;
+    const parsed = parseSpiffeId(id);
+    if (!parsed.ok) {
+      ctx.error(pair.value, field, `${JSON.stringify(id)} ${parsed.problem}`);
+      continue;
+    }
+    if (!trusted.has(parsed.value.trustDomain)) {
+      ctx.warn(pair.value, field, `${id} is in trust domain "${parsed.value.trustDomain}", which trustDomains does not list`);
+    }
+    const other = seenIds.get(id);
+    if (other !== undefined) ctx.warn(pair.value, field, `names the same agent as alias "${other}"`);
+    seenIds.set(id, alias);
+    out[alias] = id;
+  }
+  return out;
+}
+
+function readHops(ctx: SchemaContext, node: unknown, key: unknown, agentRef: AgentRef): HopRuleDocument[] | undefined {
+  const items = readList(ctx, node, "hops", key);
+  if (items === undefined) return undefined;
+  const rules: HopRuleDocument[] = [];
+  const seen = new Map<string, number>();
+  items.forEach((item, i) => {
+    const field = `hops[${i}]`;
+    const f = mapFields(ctx, item, field, HOP_KEYS);
+    if (f === undefined) return;
+    const ref = (name: "from" | "to"): string | undefined => {
+      const c = child(f, name);
+      if (!c.present) {
+        ctx.error(item, `${field}.${name}`, "is required");
+        return undefined;
+      }
+      const value = readNonEmptyString(ctx, c.node, `${field}.${name}`, c.key);
+      return value === undefined ? undefined : agentRef(value, c.node, `${field}.${name}`, true);
+    };
+    const from = ref("from");
+    const to = ref("to");
+    const list = (name: string, check?: (v: string, n: unknown, fld: string) => string | undefined): string[] | undefined => {
+      const c = child(f, name);
+      if (!c.present) return undefined;
+      const values = readStringList(ctx, c.node, `${field}.${name}`, check, c.key);
+      if (values !== undefined && values.length === 0) ctx.warn(c.node, `${field}.${name}`, "is an empty list, so this rule can never match");
+      return values;
+    };
+    const onBehalfOf = list("onBehalfOf");
+    const methods = list("methods", (v, n, fld) => {
+      if (!METHOD.test(v)) {
+        ctx.error(n, fld, `${JSON.stringify(v)} is not an HTTP method token`);
+        return undefined;
+      }
+      if (v !== v.toUpperCase()) ctx.warn(n, fld, `${JSON.stringify(v)} is not upper case; methods match exactly, so it will not match ${v.toUpperCase()}`);
+      return v;
+    });
+    const paths = list("paths", (v, n, fld) => {
+      if (!v.startsWith("/")) {
+        ctx.error(n, fld, `${JSON.stringify(v)} must start with "/"`);
+        return undefined;
+      }
+      const body = v.endsWith("/**") ? v.slice(0, -3) : v;
+      if (body.includes("**")) {
+        ctx.error(n, fld, `${JSON.stringify(v)} uses "**" other than as a trailing "/**"`);
+        return undefined;
+      }
+      if (v.includes("?") || v.includes("#")) {
+        ctx.error(n, fld, `${JSON.stringify(v)} holds "?" or "#"; path rules match the path without its query string`);
+        return undefined;
+      }
+      return v;
+    });
+    const scopes = list("scopes", (v, n, fld) => {
+      if (!SCOPE.test(v)) {
+        ctx.error(n, fld, `${JSON.stringify(v)} is not a scope token (RFC 6749 3.3: printable ASCII, no space, quote or backslash)`);
+        return undefined;
+      }
+      return v;
+    });
+    const rt = child(f, "requireToken");
+    const requireToken = rt.present ? readBoolean(ctx, rt.node, `${field}.requireToken`, rt.key) : undefined;
+    if (from === undefined || to === undefined) return;
+    const rule: HopRuleDocument = {
+      from,
+      to,
+      ...(onBehalfOf !== undefined && { onBehalfOf }),
+      ...(methods !== undefined && { methods }),
+      ...(paths !== undefined && { paths }),
+      ...(scopes !== undefined && { scopes }),
+      ...(requireToken !== undefined && { requireToken }),
+    };
+    const signature = JSON.stringify(rule);
+    const earlier = seen.get(signature);
+    if (earlier !== undefined) ctx.warn(item, field, `repeats hops[${earlier}] exactly, so it never decides anything`);
+    else seen.set(signature, i);
+    rules.push(rule);
+  });
+  return rules;
+}
+
+function readRequireVia(ctx: SchemaContext, node: unknown, key: unknown, agentRef: AgentRef): RequireViaDocument[] | undefined {
+  const items = readList(ctx, node, "requireVia", key);
+  if (items === undefined) return undefined;
+  const out: RequireViaDocument[] = [];
+  items.forEach((item, i) => {
+    const field = `requireVia[${i}]`;
+    const f = mapFields(ctx, item, field, ["to", "via"]);
+    if (f === undefined) return;
+    const to = child(f, "to");
+    const via = child(f, "via");
+    if (!to.present) ctx.error(item, `${field}.to`, "is required");
+    if (!via.present) ctx.error(item, `${field}.via`, "is required");
+    const toValue = to.present ? readNonEmptyString(ctx, to.node, `${field}.to`, to.key) : undefined;
+    const toRef = toValue === undefined ? undefined : agentRef(toValue, to.node, `${field}.to`, true);
+    const viaValues = via.present
+      ? readStringList(ctx, via.node, `${field}.via`, (v, n, fld) => (v.includes("*") ? (ctx.error(n, fld, "must name one agent, not a glob"), undefined) : agentRef(v, n, fld, false)), via.key)
+      : undefined;
+    if (viaValues !== undefined && viaValues.length === 0) ctx.error(via.node, `${field}.via`, "must name at least one agent");
+    if (toRef !== undefined && viaValues !== undefined) out.push({ to: toRef, via: viaValues });
+  });
+  return out;
+}
+
+function readRevoked(ctx: SchemaContext, node: unknown, key: unknown, agentRef: AgentRef): PolicyDocument["revoked"] {
+  if (node === null || node === undefined) return {};
+  const f = mapFields(ctx, node, "revoked", ["identities", "serials"], key);
+  if (f === undefined) return undefined;
+  const ids = child(f, "identities");
+  const serials = child(f, "serials");
+  const identities = ids.present
+    ? readStringList(ctx, ids.node, "revoked.identities", (v, n, fld) => (v.includes("*") ? (ctx.error(n, fld, "must name one identity, not a glob"), undefined) : agentRef(v, n, fld, false)), ids.key)
+    : undefined;
+  const serialList = serials.present
+    ? readStringList(ctx, serials.node, "revoked.serials", (v, n, fld) => {
+        if (normalizeSerial(v) === undefined) {
+          ctx.error(n, fld, `${JSON.stringify(v)} is not a hex serial (digits 0-9 a-f, ":" separators allowed)`);
+          return undefined;
+        }
+        return v;
+      }, serials.key)
+    : undefined;
+  return { ...(identities !== undefined && { identities }), ...(serialList !== undefined && { serials: serialList }) };
+}
+
+function readTokens(ctx: SchemaContext, node: unknown, key: unknown): TokenPolicyDocument | undefined {
+  const f = mapFields(ctx, node, "tokens", ["issuer", "jwks", "required", "singleUse", "clockSkew"], key);
+  if (f === undefined) return undefined;
+  const issuerC = child(f, "issuer");
+  const jwksC = child(f, "jwks");
+  if (!issuerC.present) ctx.error(node, "tokens.issuer", "is required");
+  if (!jwksC.present) ctx.error(node, "tokens.jwks", "is required");
+  const issuer = issuerC.present ? readNonEmptyString(ctx, issuerC.node, "tokens.issuer", issuerC.key) : undefined;
+  const jwks = jwksC.present ? readNonEmptyString(ctx, jwksC.node, "tokens.jwks", jwksC.key) : undefined;
+  if (jwks !== undefined && /^[a-z]+:\/\//i.test(jwks)) {
+    const url = URL.canParse(jwks) ? new URL(jwks) : undefined;
+    const loopback = url !== undefined && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
+    if (url === undefined || !(url.protocol === "https:" || (url.protocol === "http:" && loopback))) {
+      ctx.error(jwksC.node, "tokens.jwks", `${JSON.stringify(jwks)} must be a file path, an https:// URL, or an http:// URL on loopback`);
+    }
+  }
+  const bool = (name: string): boolean | undefined => {
+    const c = child(f, name);
+    return c.present ? readBoolean(ctx, c.node, `tokens.${name}`, c.key) : undefined;
+  };
+  const required = bool("required");
+  const singleUse = bool("singleUse");
+  const skewC = child(f, "clockSkew");
+  let clockSkew: number | undefined;
+  if (skewC.present) {
+    const raw = (skewC.node as { value?: unknown } | null)?.value;
+    const seconds = typeof raw === "number" || typeof raw === "string" ? parseDuration(raw) : undefined;
+    if (seconds === undefined || seconds > 300) ctx.error(skewC.node ?? skewC.key, "tokens.clockSkew", `must be a duration such as "30s" or "2m", at most 5m, not ${JSON.stringify(raw ?? null)}`);
+    else clockSkew = seconds;
+  }
+  if (issuer === undefined || jwks === undefined) return undefined;
+  return { issuer, jwks, ...(required !== undefined && { required }), ...(singleUse !== undefined && { singleUse }), ...(clockSkew !== undefined && { clockSkew }) };
+}

@@ -1,0 +1,38 @@
+// A Check request as the core sees it: plain strings, no protobuf. The Envoy
+// adapter builds it from a CheckRequest; the admin API and the CLI's explain
+// build it too.
+
+export interface CheckInput {
+  /** attributes.source.certificate: URL-encoded PEM, "" when Envoy sent none. */
+  readonly peerCertificate: string;
+  /** attributes.source.principal, "" when absent. */
+  readonly peerPrincipal: string;
+  /** attributes.destination.principal, "" when absent. */
+  readonly destinationPrincipal: string;
+  /** attributes.context_extensions. */
+  readonly contextExtensions: Readonly<Record<string, string>>;
+  /** Request headers, names lower case. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly method: string;
+  /** The request target as sent: path and query. */
+  readonly path: string;
+}
+
+/** Header names the pipeline reads, lower case (configurable: SPEC 7 `headers.*`). */
+export interface HeaderNames {
+  readonly subject: string;
+  readonly onBehalfOf: string;
+  readonly chain: string;
+  readonly token: string;
+}
+
+export const DEFAULT_HEADER_NAMES: HeaderNames = {
+  subject: "x-agent-subject",
+  onBehalfOf: "x-agent-on-behalf-of",
+  chain: "x-agent-delegation-chain",
+  token: "x-agent-delegation-token",
+};
+
+export const XFCC_HEADER = "x-forwarded-client-cert";
+/** The context_extensions key that names the callee on a route. */
+export const CALLEE_CONTEXT_KEY = "agent";

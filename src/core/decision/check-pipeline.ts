@@ -1,0 +1,368 @@
+// The Check pipeline of SPEC 2, as explicit phases in the binding order:
+// identity → revocation → subject → on-behalf-of → chain → callee → hops →
+// requireVia → delegation token. The first failure wins; every path, even an
+// unexpected exception, ends in a Decision (fail closed), never a throw.
+
+import type { DenialReason } from "../reasons.js";
+import { parseChainHeader } from "../chain/chain-header.js";
+import { parseSpiffeId, type SpiffeId } from "../identity/spiffe-id.js";
+import { svidIdentity, type ParsedPeerCertificate } from "../identity/peer-certificate.js";
+import { parseXfccLastElement } from "../identity/xfcc.js";
+import { anyMatches } from "../policy/glob.js";
+import { evaluateHop, type HopOutcome } from "../policy/evaluate-hop.js";
+import type { CompiledPolicy } from "../policy/model.js";
+import type {
+  CertificateParser,
+  Clock,
+  DecisionIdGenerator,
+  DelegationTokenVerifier,
+  HopDecisionCache,
+  PolicySource,
+} from "../ports.js";
+import { CALLEE_CONTEXT_KEY, DEFAULT_HEADER_NAMES, XFCC_HEADER, type CheckInput, type HeaderNames } from "./check-input.js";
+import type { Decision, HopRecord } from "./decision.js";
+
+export interface CheckPipelineDeps {
+  readonly policies: PolicySource;
+  readonly certificates: CertificateParser;
+  readonly clock: Clock;
+  readonly ids: DecisionIdGenerator;
+  readonly hopCache?: HopDecisionCache;
+  readonly tokens?: DelegationTokenVerifier;
+  readonly headerNames?: HeaderNames;
+  /** SPEC 1: read the caller from x-forwarded-client-cert (its last element). */
+  readonly trustForwardedClientCert?: boolean;
+}
+
+class Denial {
+  constructor(
+    readonly reason: DenialReason,
+    readonly message: string,
+  ) {}
+}
+
+/** Everything learned so far about one request; turned into a Decision at the end. */
+interface Facts {
+  policy: CompiledPolicy | undefined;
+  caller: SpiffeId | undefined;
+  certificate: ParsedPeerCertificate | undefined;
+  callee: string | undefined;
+  onBehalfOf: string | undefined;
+  chain: readonly string[];
+  hops: HopRecord[];
+  requireToken: boolean;
+  lastHopScopes: readonly string[] | undefined;
+  tokenId: string | undefined;
+}
+
+export class CheckPipeline {
+  private readonly headers: HeaderNames;
+
+  constructor(private readonly deps: CheckPipelineDeps) {
+    this.headers = deps.headerNames ?? DEFAULT_HEADER_NAMES;
+  }
+
+  decide(input: CheckInput): Decision | Promise<Decision> {
+    const nowMs = this.deps.clock.nowMs();
+    const facts: Facts = {
+      policy: undefined,
+      caller: undefined,
+      certificate: undefined,
+      callee: undefined,
+      onBehalfOf: undefined,
+      chain: [],
+      hops: [],
+      requireToken: false,
+      lastHopScopes: undefined,
+      tokenId: undefined,
+    };
+    try {
+      const denial = this.runSyncPhases(input, facts, nowMs);
+      if (denial !== undefined) return this.finish(input, facts, nowMs, denial);
+      const tokenDenial = this.tokenPhase(input, facts, nowMs);
+      if (tokenDenial === undefined) return this.finish(input, facts, nowMs, undefined);
+      if (tokenDenial instanceof Denial) return this.finish(input, facts, nowMs, tokenDenial);
+      return tokenDenial.then(
+        (d) => this.finish(input, facts, nowMs, d),
+        (err: unknown) => this.finish(input, facts, nowMs, internalError(err)),
+      );
+    } catch (err) {
+      return this.finish(input, facts, nowMs, internalError(err));
+    }
+  }
+
+  private runSyncPhases(input: CheckInput, facts: Facts, nowMs: number): Denial | undefined {
+    const policy = this.deps.policies.current();
+    if (policy === undefined) return new Denial("policy_unavailable", "no valid policy has been loaded");
+    facts.policy = policy;
+    return (
+      this.identityPhase(input, facts, policy, nowMs) ??
+      this.revocationPhase(facts, policy) ??
+      this.subjectPhase(input, facts) ??
+      this.onBehalfOfPhase(input, facts, policy) ??
+      this.chainPhase(input, facts, policy) ??
+      this.calleePhase(input, facts, policy) ??
+      this.hopPhase(input, facts, policy) ??
+      this.requireViaPhase(facts, policy)
+    );
+  }
+
+  // 1. caller identity present, valid, in an allowed trust domain.
+  private identityPhase(input: CheckInput, facts: Facts, policy: CompiledPolicy, nowMs: number): Denial | undefined {
+    const resolved = this.resolveCaller(input, nowMs);
+    if (resolved instanceof Denial) return resolved;
+    facts.caller = resolved.id;
+    facts.certificate = resolved.certificate;
+    if (!policy.trustDomains.has(resolved.id.trustDomain)) {
+      return new Denial("untrusted_trust_domain", `caller ${resolved.id.id} is in trust domain "${resolved.id.trustDomain}", which the policy does not trust`);
+    }
+    return undefined;
+  }
+
+  private resolveCaller(input: CheckInput, nowMs: number): Denial | { id: SpiffeId; certificate: ParsedPeerCertificate | undefined } {
+    if (this.deps.trustForwardedClientCert === true) {
+      const xfcc = input.headers[XFCC_HEADER];
+      if (xfcc !== undefined) return this.callerFromXfcc(xfcc, nowMs);
+    }
+    if (input.peerCertificate.length > 0) return this.callerFromCertificate(input.peerCertificate, nowMs, "peer certificate");
+    if (input.peerPrincipal.length > 0) {
+      const parsed = parseSpiffeId(input.peerPrincipal);
+      if (!parsed.ok) return new Denial("invalid_peer_certificate", `peer principal ${JSON.stringify(input.peerPrincipal)} ${parsed.problem}`);
+      return { id: parsed.value, certificate: undefined };
+    }
+    return new Denial("missing_peer_certificate", "the request carries no peer certificate and no peer principal (is include_peer_certificate set and mTLS required?)");
+  }
+
+  private callerFromCertificate(raw: string, nowMs: number, what: string): Denial | { id: SpiffeId; certificate: ParsedPeerCertificate } {
+    const parsed = this.deps.certificates.parse(raw);
+    if (!parsed.ok) return new Denial("invalid_peer_certificate", `${what} ${parsed.problem}`);
+    const svid = svidIdentity(parsed.certificate, nowMs);
+    if (!svid.ok) return new Denial("invalid_peer_certificate", `${what} ${svid.problem}`);
+    return { id: svid.id, certificate: parsed.certificate };
+  }
+
+  private callerFromXfcc(header: string, nowMs: number): Denial | { id: SpiffeId; certificate: ParsedPeerCertificate | undefined } {
+    const xfcc = parseXfccLastElement(header);
+    if (!xfcc.ok) return new Denial("invalid_peer_certificate", `${XFCC_HEADER} ${xfcc.problem}`);
+    if (xfcc.last.cert !== undefined) return this.callerFromCertificate(xfcc.last.cert, nowMs, `${XFCC_HEADER} Cert`);
+    const uris = xfcc.last.uris;
+    if (uris.length !== 1) {
+      return new Denial("invalid_peer_certificate", `${XFCC_HEADER} last element has ${uris.length} URI values; exactly one SPIFFE ID is required`);
+    }
+    const parsed = parseSpiffeId(uris[0] ?? "");
+    if (!parsed.ok) return new Denial("invalid_peer_certificate", `${XFCC_HEADER} URI ${parsed.problem}`);
+    return { id: parsed.value, certificate: undefined };
+  }
+
+  // 2. identity revoked (by SPIFFE ID or certificate serial).
+  private revocationPhase(facts: Facts, policy: CompiledPolicy): Denial | undefined {
+    const caller = facts.caller!.id;
+    if (policy.revokedIdentities.has(caller)) return new Denial("revoked_identity", `caller ${caller} is revoked`);
+    const serial = facts.certificate?.serial;
+    if (serial !== undefined && policy.revokedSerials.has(serial)) {
+      return new Denial("revoked_identity", `the peer certificate (serial ${serial}) is revoked`);
+    }
+    return undefined;
+  }
+
+  // 3. subject header present and exactly the caller's identity.
+  private subjectPhase(input: CheckInput, facts: Facts): Denial | undefined {
+    const subject = input.headers[this.headers.subject];
+    if (subject === undefined) return new Denial("missing_subject_header", `the ${this.headers.subject} header is missing`);
+    const caller = facts.caller!.id;
+    if (subject !== caller) {
+      return new Denial("subject_mismatch", `${this.headers.subject} ${JSON.stringify(subject)} is not the caller's certificate identity ${caller}`);
+    }
+    return undefined;
+  }
+
+  // 4. on-behalf-of present when required, and within the policy's patterns.
+  private onBehalfOfPhase(input: CheckInput, facts: Facts, policy: CompiledPolicy): Denial | undefined {
+    const value = input.headers[this.headers.onBehalfOf];
+    const present = value !== undefined && value.length > 0;
+    if (!present) {
+      if (policy.requireOnBehalfOf) return new Denial("missing_on_behalf_of", `the ${this.headers.onBehalfOf} header is missing or empty`);
+      return undefined;
+    }
+    facts.onBehalfOf = value;
+    if (policy.onBehalfOf !== undefined && !anyMatches(policy.onBehalfOf, value)) {
+      return new Denial("on_behalf_of_not_allowed", `the policy does not allow acting on behalf of ${JSON.stringify(value)}`);
+    }
+    return undefined;
+  }
+
+  // 5. chain: syntax, trust domains, length, cycles, caller last, revocation.
+  private chainPhase(input: CheckInput, facts: Facts, policy: CompiledPolicy): Denial | undefined {
+    const caller = facts.caller!;
+    const header = input.headers[this.headers.chain];
+    if (header === undefined) {
+      facts.chain = [caller.id];
+      return undefined;
+    }
+    const parsed = parseChainHeader(header);
+    if (!parsed.ok) return new Denial("malformed_chain", `${this.headers.chain}: ${parsed.problem}`);
+    const ids: SpiffeId[] = [];
+    for (let i = 0; i < parsed.entries.length; i++) {
+      const entry = parsed.entries[i]!;
+      const id = parseSpiffeId(entry);
+      if (!id.ok) return new Denial("malformed_chain", `${this.headers.chain} entry ${i + 1} ${JSON.stringify(entry)} ${id.problem}`);
+      ids.push(id.value);
+    }
+    facts.chain = parsed.entries;
+    for (const id of ids) {
+      if (!policy.trustDomains.has(id.trustDomain)) {
+        return new Denial("untrusted_trust_domain", `chain entry ${id.id} is in trust domain "${id.trustDomain}", which the policy does not trust`);
+      }
+    }
+    if (ids.length > policy.maxChainLength) {
+      return new Denial("chain_too_long", `the chain has ${ids.length} agents; the policy allows at most ${policy.maxChainLength}`);
+    }
+    const seen = new Set<string>();
+    for (const id of ids) {
+      if (seen.has(id.id)) return new Denial("chain_cycle", `${id.id} appears more than once in the chain`);
+      seen.add(id.id);
+    }
+    const last = ids[ids.length - 1]!;
+    if (last.id !== caller.id) {
+      return new Denial("chain_caller_mismatch", `the chain ends with ${last.id}, but the caller is ${caller.id}`);
+    }
+    for (const id of ids) {
+      if (policy.revokedIdentities.has(id.id)) return new Denial("revoked_identity", `chain entry ${id.id} is revoked`);
+    }
+    return undefined;
+  }
+
+  // 6. callee from the route's context extension, else the destination principal.
+  private calleePhase(input: CheckInput, facts: Facts, policy: CompiledPolicy): Denial | undefined {
+    const named = input.contextExtensions[CALLEE_CONTEXT_KEY];
+    if (named !== undefined && named.length > 0) {
+      if (named.startsWith("spiffe://")) {
+        const parsed = parseSpiffeId(named);
+        if (!parsed.ok) return new Denial("unknown_callee", `context extension agent=${JSON.stringify(named)} ${parsed.problem}`);
+        facts.callee = named;
+        return undefined;
+      }
+      const resolved = policy.agents.get(named);
+      if (resolved === undefined) return new Denial("unknown_callee", `context extension agent=${JSON.stringify(named)} is not an alias the policy defines`);
+      facts.callee = resolved;
+      return undefined;
+    }
+    const destination = input.destinationPrincipal;
+    if (destination.length === 0) return new Denial("unknown_callee", "no callee: the route sets no context extension \"agent\" and the destination has no principal");
+    const parsed = parseSpiffeId(destination);
+    if (!parsed.ok) return new Denial("unknown_callee", `destination principal ${JSON.stringify(destination)} ${parsed.problem}`);
+    facts.callee = destination;
+    return undefined;
+  }
+
+  // 7. every hop of chain + [callee] admitted; method and path on the last.
+  private hopPhase(input: CheckInput, facts: Facts, policy: CompiledPolicy): Denial | undefined {
+    const chain = facts.chain;
+    const callee = facts.callee!;
+    const last = { method: input.method, path: input.path };
+    for (let i = 0; i < chain.length; i++) {
+      const from = chain[i]!;
+      const isLast = i === chain.length - 1;
+      const to = isLast ? callee : chain[i + 1]!;
+      const { outcome, cached } = this.cachedHop(policy, from, to, facts.onBehalfOf, isLast ? last : undefined);
+      facts.hops.push({ from, to, rule: outcome.rule, result: outcome.allowed ? "allow" : "deny", cached, detail: outcome.detail });
+      if (!outcome.allowed) return new Denial("hop_not_allowed", `hop ${from} → ${to} is not allowed: ${outcome.detail}`);
+      const rule = policy.hops[outcome.ruleIndex];
+      if (rule?.requireToken === true) facts.requireToken = true;
+      if (isLast) facts.lastHopScopes = rule?.scopes;
+    }
+    return undefined;
+  }
+
+  private cachedHop(
+    policy: CompiledPolicy,
+    from: string,
+    to: string,
+    onBehalfOf: string | undefined,
+    last: { method: string; path: string } | undefined,
+  ): { outcome: HopOutcome; cached: boolean } {
+    const cache = this.deps.hopCache;
+    if (cache === undefined) return { outcome: evaluateHop(policy, from, to, onBehalfOf, last), cached: false };
+    // The policy revision leads the key, so a reload can never serve a stale outcome.
+    const key =
+      last === undefined
+        ? `${policy.revision}\u0000${from}\u0000${to}\u0000${onBehalfOf ?? ""}`
+        : `${policy.revision}\u0000${from}\u0000${to}\u0000${onBehalfOf ?? ""}\u0000${last.method}\u0000${last.path}`;
+    const hit = cache.get(key);
+    if (hit !== undefined) return { outcome: hit, cached: true };
+    const outcome = evaluateHop(policy, from, to, onBehalfOf, last);
+    cache.set(key, outcome);
+    return { outcome, cached: false };
+  }
+
+  // 8. requireVia: a chain reaching the callee must pass through the required agents.
+  private requireViaPhase(facts: Facts, policy: CompiledPolicy): Denial | undefined {
+    const callee = facts.callee!;
+    for (const rule of policy.requireVia) {
+      if (!rule.to.matches(callee)) continue;
+      for (const via of rule.via) {
+        if (!facts.chain.includes(via)) {
+          return new Denial("required_hop_missing", `a chain reaching ${callee} must pass through ${via} (${rule.name})`);
+        }
+      }
+    }
+    return undefined;
+  }
+
+  // 9. the delegation token, when present or required.
+  private tokenPhase(input: CheckInput, facts: Facts, nowMs: number): Denial | undefined | Promise<Denial | undefined> {
+    const policy = facts.policy!;
+    const token = input.headers[this.headers.token];
+    const required = facts.requireToken || policy.tokens?.required === true;
+    if (token === undefined || token.length === 0) {
+      return required ? new Denial("token_missing", `the ${this.headers.token} header is required by the policy`) : undefined;
+    }
+    if (policy.tokens === undefined) {
+      return new Denial("token_invalid", "a delegation token was sent, but the policy configures no token issuer to verify it against");
+    }
+    const verifier = this.deps.tokens;
+    if (verifier === undefined) return new Denial("internal_error", "the policy configures tokens, but no token verifier is running");
+    return verifier
+      .verify({
+        token,
+        policy: policy.tokens,
+        chain: facts.chain,
+        caller: facts.caller!.id,
+        callee: facts.callee!,
+        onBehalfOf: facts.onBehalfOf,
+        peerX5tS256: facts.certificate?.x5tS256,
+        allowedScopes: facts.lastHopScopes,
+        nowMs,
+      })
+      .then((result) => {
+        if (!result.ok) return new Denial(result.reason, result.message);
+        facts.tokenId = result.jti;
+        return undefined;
+      });
+  }
+
+  private finish(input: CheckInput, facts: Facts, nowMs: number, denial: Denial | undefined): Decision {
+    return {
+      allowed: denial === undefined,
+      reason: denial?.reason,
+      message: denial?.message ?? `allowed: ${facts.chain.join(" → ")} → ${facts.callee ?? ""}`,
+      decisionId: this.deps.ids.next(nowMs),
+      policyVersion: facts.policy?.version ?? "",
+      decidedAtMs: nowMs,
+      caller: facts.caller?.id,
+      callee: facts.callee,
+      onBehalfOf: facts.onBehalfOf,
+      chain: facts.chain,
+      hops: facts.hops,
+      peerCertificateSha256: facts.certificate?.sha256Hex,
+      method: input.method,
+      path: input.path,
+      tokenId: facts.tokenId,
+    };
+  }
+}
+
+function internalError(err: unknown): Denial {
+  const detail = err instanceof Error ? err.message : String(err);
+  return new Denial("internal_error", `internal error while deciding: ${detail}`);
+}

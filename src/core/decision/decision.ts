@@ -1,0 +1,41 @@
+// The result of one Check: allow or deny with a stable reason, and everything
+// the audit trail records about it.
+
+import type { DenialReason } from "../reasons.js";
+
+export interface HopRecord {
+  readonly from: string;
+  readonly to: string;
+  /** The admitting rule ("hops[N]"), "" when none. */
+  readonly rule: string;
+  readonly result: "allow" | "deny";
+  readonly cached: boolean;
+  readonly detail: string;
+}
+
+export interface Decision {
+  readonly allowed: boolean;
+  /** Why a request was denied; undefined when allowed. */
+  readonly reason: DenialReason | undefined;
+  /** For people; never parsed. */
+  readonly message: string;
+  readonly decisionId: string;
+  /** "" when no policy was in force. */
+  readonly policyVersion: string;
+  readonly decidedAtMs: number;
+  readonly caller: string | undefined;
+  readonly callee: string | undefined;
+  readonly onBehalfOf: string | undefined;
+  /** The delegation chain, first agent first, caller last (as far as it was read). */
+  readonly chain: readonly string[];
+  readonly hops: readonly HopRecord[];
+  /** Upper-case hex SHA-256 of the peer certificate's DER, when one was presented. */
+  readonly peerCertificateSha256: string | undefined;
+  readonly method: string;
+  readonly path: string;
+  /** The verified delegation token's jti, when one was checked and passed. */
+  readonly tokenId: string | undefined;
+}
+
+/** The value of `authz.reason` and the audit record's reason for an allow. */
+export const ALLOW_REASON = "allowed";

@@ -1,0 +1,65 @@
+// Turns a validated PolicyDocument into the CompiledPolicy that Check walks:
+// aliases resolved to SPIFFE IDs once, globs compiled once.
+
+import { normalizeSerial } from "../identity/certificate-serial.js";
+import { compileGlob, compilePathGlob, type Matcher } from "./glob.js";
+import { DEFAULT_MAX_CHAIN_LENGTH, type CompiledPolicy, type HopRule, type PolicyDocument, type RequireViaRule } from "./model.js";
+
+/** An alias resolves to its SPIFFE ID; anything else (a SPIFFE ID or a glob) stays as written. */
+export function resolveAgentPattern(pattern: string, agents: ReadonlyMap<string, string>): string {
+  return agents.get(pattern) ?? pattern;
+}
+
+function agentMatcher(pattern: string, agents: ReadonlyMap<string, string>): Matcher {
+  const resolved = resolveAgentPattern(pattern, agents);
+  const matcher = compileGlob(resolved);
+  return resolved === pattern ? matcher : { source: pattern, matches: matcher.matches };
+}
+
+export function compilePolicy(doc: PolicyDocument, sha256: string): CompiledPolicy {
+  const agents = new Map(Object.entries(doc.agents ?? {}));
+  const hops: HopRule[] = (doc.hops ?? []).map((rule, index) => ({
+    index,
+    name: `hops[${index}]`,
+    from: agentMatcher(rule.from, agents),
+    to: agentMatcher(rule.to, agents),
+    onBehalfOf: rule.onBehalfOf?.map(compileGlob),
+    methods: rule.methods ? new Set(rule.methods) : undefined,
+    paths: rule.paths?.map(compilePathGlob),
+    scopes: rule.scopes,
+    requireToken: rule.requireToken ?? false,
+  }));
+  const requireVia: RequireViaRule[] = (doc.requireVia ?? []).map((rule, index) => ({
+    name: `requireVia[${index}]`,
+    to: agentMatcher(rule.to, agents),
+    via: rule.via.map((v) => resolveAgentPattern(v, agents)),
+  }));
+  const revokedSerials = new Set<string>();
+  for (const serial of doc.revoked?.serials ?? []) {
+    const normal = normalizeSerial(serial);
+    if (normal !== undefined) revokedSerials.add(normal);
+  }
+  return {
+    version: doc.version,
+    sha256,
+    revision: `${doc.version}#${sha256.slice(0, 16)}`,
+    trustDomains: new Set(doc.trustDomains),
+    maxChainLength: doc.maxChainLength ?? DEFAULT_MAX_CHAIN_LENGTH,
+    requireOnBehalfOf: doc.requireOnBehalfOf ?? true,
+    onBehalfOf: doc.onBehalfOf?.map(compileGlob),
+    agents,
+    hops,
+    requireVia,
+    revokedIdentities: new Set((doc.revoked?.identities ?? []).map((id) => resolveAgentPattern(id, agents))),
+    revokedSerials,
+    tokens: doc.tokens
+      ? {
+          issuer: doc.tokens.issuer,
+          jwks: doc.tokens.jwks,
+          required: doc.tokens.required ?? false,
+          singleUse: doc.tokens.singleUse ?? false,
+          clockSkewSeconds: doc.tokens.clockSkew ?? 30,
+        }
+      : undefined,
+  };
+}

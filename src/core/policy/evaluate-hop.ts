@@ -1,0 +1,62 @@
+// Decides one hop of `chain + [callee]`: is there a rule that admits `from`
+// calling `to` for this on-behalf-of, and, for the last hop (this very call),
+// this method and path? Default deny.
+
+import { anyMatches } from "./glob.js";
+import type { CompiledPolicy, HopRule } from "./model.js";
+import { toRulePath } from "./request-path.js";
+
+export interface LastHopRequest {
+  readonly method: string;
+  /** The request target as Envoy sent it (path and query). */
+  readonly path: string;
+}
+
+export interface HopOutcome {
+  readonly allowed: boolean;
+  /** The admitting rule ("hops[N]"), or "" when none admitted the hop. */
+  readonly rule: string;
+  readonly ruleIndex: number;
+  readonly detail: string;
+}
+
+function onBehalfOfAdmits(rule: HopRule, onBehalfOf: string | undefined): boolean {
+  if (rule.onBehalfOf === undefined) return true;
+  return onBehalfOf !== undefined && anyMatches(rule.onBehalfOf, onBehalfOf);
+}
+
+export function evaluateHop(
+  policy: CompiledPolicy,
+  from: string,
+  to: string,
+  onBehalfOf: string | undefined,
+  last: LastHopRequest | undefined,
+): HopOutcome {
+  let nearMiss: string | undefined;
+  for (const rule of policy.hops) {
+    if (!rule.from.matches(from) || !rule.to.matches(to)) continue;
+    if (!onBehalfOfAdmits(rule, onBehalfOf)) {
+      nearMiss ??= `${rule.name} does not admit on-behalf-of ${JSON.stringify(onBehalfOf ?? "")}`;
+      continue;
+    }
+    if (last !== undefined) {
+      if (rule.methods !== undefined && !rule.methods.has(last.method)) {
+        nearMiss ??= `${rule.name} does not admit method ${JSON.stringify(last.method)}`;
+        continue;
+      }
+      if (rule.paths !== undefined) {
+        const rulePath = toRulePath(last.path);
+        if (!rulePath.ok) {
+          nearMiss ??= `the path ${rulePath.problem}, so it matches no path rule`;
+          continue;
+        }
+        if (!anyMatches(rule.paths, rulePath.path)) {
+          nearMiss ??= `${rule.name} does not admit path ${JSON.stringify(rulePath.path)}`;
+          continue;
+        }
+      }
+    }
+    return { allowed: true, rule: rule.name, ruleIndex: rule.index, detail: `admitted by ${rule.name}` };
+  }
+  return { allowed: false, rule: "", ruleIndex: -1, detail: nearMiss ?? "no hop rule admits this hop" };
+}
