@@ -33,3 +33,16 @@ export interface DecisionIdGenerator {
 export interface DelegationTokenVerifier {
   verify(request: TokenCheckRequest): Promise<TokenCheckResult>;
 }
+
+/** Receives every decision, allow or deny, after it is made (audit log, metrics). Must not throw or block. */
+export interface DecisionSink {
+  record(decision: import("./decision/decision.js").Decision, context: DecisionContext): void;
+}
+
+export interface DecisionContext {
+  /** W3C trace id of the authz.check span, when tracing is on. */
+  readonly traceId?: string;
+  readonly spanId?: string;
+  /** Time spent deciding, in milliseconds. */
+  readonly latencyMs: number;
+}

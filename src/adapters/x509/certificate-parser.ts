@@ -1,0 +1,109 @@
+// Parses the peer certificate Envoy sends (URL-encoded PEM) with Node's
+// crypto.X509Certificate, and caches the result by the exact string: agents
+// reuse one certificate for many calls, so a repeat costs one map lookup
+// instead of a URL decode, a base64 decode, a DER parse and a SHA-256.
+
+import { createHash, X509Certificate } from "node:crypto";
+import { LRUCache } from "lru-cache";
+import { normalizeSerial } from "../../core/identity/certificate-serial.js";
+import type { CertificateParseResult } from "../../core/identity/peer-certificate.js";
+import type { CertificateParser } from "../../core/ports.js";
+
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+/** A certificate chain longer than this is not what Envoy sends for one peer. */
+const MAX_RAW_LENGTH = 64 * 1024;
+
+export function parsePeerCertificate(raw: string): CertificateParseResult {
+  if (raw.length > MAX_RAW_LENGTH) return { ok: false, problem: `is ${raw.length} characters long, more than ${MAX_RAW_LENGTH}` };
+  let pem: string;
+  try {
+    pem = raw.includes("%") ? decodeURIComponent(raw) : raw;
+  } catch {
+    return { ok: false, problem: "is not valid URL encoding" };
+  }
+  const blocks = pem.match(PEM_BLOCK);
+  if (blocks === null) return { ok: false, problem: "holds no PEM CERTIFICATE block" };
+  let cert: X509Certificate;
+  try {
+    // The first block is the peer's own certificate (Envoy's `certificate`
+    // holds only the leaf; XFCC `Chain=` is never read here).
+    cert = new X509Certificate(blocks[0]!);
+  } catch (err) {
+    return { ok: false, problem: `is not a parsable X.509 certificate (${err instanceof Error ? err.message : String(err)})` };
+  }
+  const notBeforeMs = Date.parse(cert.validFrom);
+  const notAfterMs = Date.parse(cert.validTo);
+  if (Number.isNaN(notBeforeMs) || Number.isNaN(notAfterMs)) return { ok: false, problem: "has an unreadable validity window" };
+  const serial = normalizeSerial(cert.serialNumber);
+  if (serial === undefined) return { ok: false, problem: "has an unreadable serial number" };
+  const digest = createHash("sha256").update(cert.raw).digest();
+  return {
+    ok: true,
+    certificate: {
+      uriSans: uriSans(cert.subjectAltName),
+      serial,
+      notBeforeMs,
+      notAfterMs,
+      sha256Hex: digest.toString("hex").toUpperCase(),
+      x5tS256: digest.toString("base64url"),
+    },
+  };
+}
+
+/**
+ * Node renders subjectAltName as `URI:a, DNS:b`, quoting an entry (as a JSON
+ * string) when it holds a character that would make that list ambiguous.
+ */
+function uriSans(subjectAltName: string | undefined): string[] {
+  if (subjectAltName === undefined || subjectAltName.length === 0) return [];
+  const out: string[] = [];
+  let i = 0;
+  const s = subjectAltName;
+  while (i < s.length) {
+    const colon = s.indexOf(":", i);
+    if (colon === -1) break;
+    const kind = s.slice(i, colon);
+    let value: string;
+    let next: number;
+    if (s[colon + 1] === '"') {
+      let j = colon + 2;
+      while (j < s.length && s[j] !== '"') j += s[j] === "\\" ? 2 : 1;
+      try {
+        value = JSON.parse(s.slice(colon + 1, j + 1)) as string;
+      } catch {
+        value = s.slice(colon + 2, j);
+      }
+      next = s.indexOf(", ", j);
+    } else {
+      next = s.indexOf(", ", colon);
+      value = s.slice(colon + 1, next === -1 ? s.length : next);
+    }
+    if (kind === "URI") out.push(value);
+    if (next === -1) break;
+    i = next + 2;
+  }
+  return out;
+}
+
+/** The CertificateParser port with a bounded LRU in front, keyed by the raw string. */
+export class CachingCertificateParser implements CertificateParser {
+  private readonly cache: LRUCache<string, CertificateParseResult>;
+  hits = 0;
+  misses = 0;
+
+  constructor(maxEntries = 4096) {
+    this.cache = new LRUCache({ max: maxEntries });
+  }
+
+  parse(raw: string): CertificateParseResult {
+    const hit = this.cache.get(raw);
+    if (hit !== undefined) {
+      this.hits++;
+      return hit;
+    }
+    this.misses++;
+    const result = parsePeerCertificate(raw);
+    this.cache.set(raw, result);
+    return result;
+  }
+}
