@@ -1,0 +1,89 @@
+// Check's phase 9 (SPEC 5): the DelegationTokenVerifier port, with jose and a
+// JWKS. The signature and the claims' shapes are verified once per token and
+// cached by the token's SHA-256; the rules against the request (cnf, chain,
+// aud, sub, scope, replay) run on every call. Bad input never throws out of
+// verify: everything becomes a token_* result.
+
+import { createHash } from "node:crypto";
+import type { TokenCheckRequest, TokenCheckResult } from "../../core/decision/token-check.js";
+import type { DelegationTokenVerifier } from "../../core/ports.js";
+import { checkDelegationClaims } from "./delegation-claim-rules.js";
+import { DELEGATION_TOKEN_TYP, parseDelegationClaims, type DelegationClaims } from "./delegation-token-format.js";
+import { keySourceForJwks, type JwksRefreshOptions, type VerificationKeySource } from "./jwks-key-source.js";
+import { ReplayGuard } from "./replay-guard.js";
+import { readSignedToken } from "./signed-token-reader.js";
+import { VerifiedTokenCache } from "./verified-token-cache.js";
+
+export interface DelegationTokenVerifierOptions {
+  /** The policy file's directory: a relative `tokens.jwks` path is resolved against it. */
+  readonly baseDir: string;
+  /** Refresh schedule and deadlines of JWKS loading. */
+  readonly jwks?: JwksRefreshOptions;
+  /** Verified tokens kept (LRU). Default 10 000. */
+  readonly cacheSize?: number;
+  /** jti values remembered for `tokens.singleUse` (LRU). Default 100 000. */
+  readonly replayCapacity?: number;
+  /** Told about JWKS load failures (the last good keys keep working meanwhile). */
+  readonly onKeySourceError?: (message: string) => void;
+  /** Replaces JWKS loading, e.g. with a StaticKeySource. */
+  readonly keySourceFor?: (jwks: string, baseDir: string) => VerificationKeySource;
+}
+
+type Failure = Extract<TokenCheckResult, { ok: false }>;
+
+const invalid = (message: string): Failure => ({ ok: false, reason: "token_invalid", message });
+
+export class JwksDelegationTokenVerifier implements DelegationTokenVerifier {
+  private readonly keySources = new Map<string, VerificationKeySource>();
+  private readonly verified: VerifiedTokenCache;
+  private readonly replay: ReplayGuard;
+
+  constructor(private readonly options: DelegationTokenVerifierOptions) {
+    this.verified = new VerifiedTokenCache(options.cacheSize);
+    this.replay = new ReplayGuard(options.replayCapacity);
+  }
+
+  async verify(request: TokenCheckRequest): Promise<TokenCheckResult> {
+    try {
+      return await this.verifyUnsafe(request);
+    } catch (err) {
+      // Nothing above should throw; if it does, the token is not trusted.
+      return invalid(`the delegation token could not be verified: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** The key source for one `tokens.jwks` value, created once: its cache must outlive a policy reload. */
+  keySource(jwks: string): VerificationKeySource {
+    let source = this.keySources.get(jwks);
+    if (source === undefined) {
+      const baseDir = this.options.baseDir;
+      source = this.options.keySourceFor?.(jwks, baseDir) ?? keySourceForJwks(jwks, baseDir, this.options.jwks, this.options.onKeySourceError);
+      this.keySources.set(jwks, source);
+    }
+    return source;
+  }
+
+  private async verifyUnsafe(request: TokenCheckRequest): Promise<TokenCheckResult> {
+    const { token, policy, nowMs } = request;
+    const tokenSha256 = createHash("sha256").update(token).digest("base64url");
+    let claims: DelegationClaims;
+    const hit = this.verified.get(tokenSha256, nowMs, policy.clockSkewSeconds);
+    if (hit !== undefined && hit.jwks === policy.jwks && hit.issuer === policy.issuer) {
+      claims = hit.claims;
+    } else {
+      const read = await readSignedToken(token, this.keySource(policy.jwks), nowMs, { typ: DELEGATION_TOKEN_TYP });
+      if (!read.ok) return invalid(`the delegation token ${read.problem}`);
+      const parsed = parseDelegationClaims(read.payload);
+      if (!parsed.ok) return invalid(`the delegation token's claims are malformed: ${parsed.problem}`);
+      claims = parsed.claims;
+      // Cache only what the policy's issuer signed: a token failing iss is never worth remembering.
+      if (claims.iss === policy.issuer) this.verified.set(tokenSha256, { claims, jwks: policy.jwks, issuer: policy.issuer }, nowMs, policy.clockSkewSeconds);
+    }
+    const failure = checkDelegationClaims(claims, request);
+    if (failure !== undefined) return { ok: false, reason: failure.reason, message: failure.message };
+    if (policy.singleUse && !this.replay.firstUse(claims.iss, claims.jti, (claims.exp + policy.clockSkewSeconds) * 1000, nowMs)) {
+      return { ok: false, reason: "token_replayed", message: `the token's jti ${JSON.stringify(claims.jti)} was already used, and the policy allows each token once` };
+    }
+    return { ok: true, jti: claims.jti, scope: claims.scope, issuer: claims.iss, tokenSha256 };
+  }
+}

@@ -1,0 +1,65 @@
+// Reads a compact JWS far enough to trust its bytes: the protected header's
+// `typ`, `alg` and `kid` first, then the signature against the key source.
+// Claims are not judged here (no clock, no audience): jose's compactVerify
+// checks only the signature, so an expired token with a bad signature is
+// reported as a bad signature, which is what SPEC 5's order requires.
+
+import { compactVerify, decodeProtectedHeader, type ProtectedHeaderParameters } from "jose";
+import { isAllowedAlg, type DelegationTokenAlg } from "./delegation-token-format.js";
+import type { VerificationKeySource } from "./jwks-key-source.js";
+
+export type SignedTokenResult =
+  | { readonly ok: true; readonly alg: DelegationTokenAlg; readonly kid: string; readonly payload: unknown }
+  | { readonly ok: false; readonly problem: string };
+
+export interface ReadOptions {
+  /** The exact `typ` the header must carry; undefined accepts any typ except those in `refusedTyps`. */
+  readonly typ: string | undefined;
+  readonly refusedTyps?: readonly string[];
+}
+
+/** No delegation token is anywhere near this long; refuse before decoding. */
+export const MAX_TOKEN_LENGTH = 16 * 1024;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$/;
+
+export async function readSignedToken(token: string, keys: VerificationKeySource, nowMs: number, options: ReadOptions): Promise<SignedTokenResult> {
+  const fail = (problem: string): SignedTokenResult => ({ ok: false, problem });
+  if (token.length > MAX_TOKEN_LENGTH) return fail(`is ${token.length} characters long, more than ${MAX_TOKEN_LENGTH}`);
+  if (!COMPACT_JWS.test(token)) return fail("is not a compact JWS (three base64url parts separated by dots)");
+  let header: ProtectedHeaderParameters;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    return fail("has a protected header that is not base64url JSON");
+  }
+  if (options.typ !== undefined && header.typ !== options.typ) {
+    return fail(`has typ ${JSON.stringify(header.typ ?? null)}; only ${JSON.stringify(options.typ)} is accepted`);
+  }
+  if (options.typ === undefined && typeof header.typ === "string" && options.refusedTyps?.includes(header.typ) === true) {
+    return fail(`has typ ${JSON.stringify(header.typ)}, which is not accepted here`);
+  }
+  const alg = header.alg;
+  if (!isAllowedAlg(alg)) return fail(`has alg ${JSON.stringify(alg ?? null)}; only ES256, EdDSA, RS256 and PS256 are accepted`);
+  const kid = header.kid;
+  if (typeof kid !== "string" || kid.length === 0) return fail("has no kid");
+  const found = await keys.lookup(kid, alg, nowMs);
+  if (!found.ok) return fail(found.problem);
+  for (const key of found.keys) {
+    try {
+      // `algorithms` pins the alg to the one already checked; jose also refuses unknown `crit` and `b64: false`.
+      const { payload } = await compactVerify(token, key, { algorithms: [alg] });
+      return { ok: true, alg, kid, payload: decodePayload(payload) };
+    } catch {
+      // Try the next key under this kid; the failure is reported below.
+    }
+  }
+  return fail(`has a signature that does not verify with key ${JSON.stringify(kid)}`);
+}
+
+function decodePayload(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as unknown;
+  } catch {
+    return undefined;
+  }
+}
