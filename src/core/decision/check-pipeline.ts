@@ -64,18 +64,7 @@ export class CheckPipeline {
 
   decide(input: CheckInput): Decision | Promise<Decision> {
     const nowMs = this.deps.clock.nowMs();
-    const facts: Facts = {
-      policy: undefined,
-      caller: undefined,
-      certificate: undefined,
-      callee: undefined,
-      onBehalfOf: undefined,
-      chain: [],
-      hops: [],
-      requireToken: false,
-      lastHopScopes: undefined,
-      tokenId: undefined,
-    };
+    const facts = emptyFacts();
     try {
       const denial = this.runSyncPhases(input, facts, nowMs);
       if (denial !== undefined) return this.finish(input, facts, nowMs, denial);
@@ -89,6 +78,14 @@ export class CheckPipeline {
     } catch (err) {
       return this.finish(input, facts, nowMs, internalError(err));
     }
+  }
+
+  /** A deny that needs no policy walk: a request that could not be read, or a service that cannot record decisions. */
+  denyWithoutDeciding(reason: DenialReason, message: string): Decision {
+    const nowMs = this.deps.clock.nowMs();
+    const facts = emptyFacts();
+    facts.policy = this.deps.policies.current();
+    return this.finish({ peerCertificate: "", peerPrincipal: "", destinationPrincipal: "", contextExtensions: {}, headers: {}, method: "", path: "" }, facts, nowMs, new Denial(reason, message));
   }
 
   private runSyncPhases(input: CheckInput, facts: Facts, nowMs: number): Denial | undefined {
@@ -360,6 +357,21 @@ export class CheckPipeline {
       tokenId: facts.tokenId,
     };
   }
+}
+
+function emptyFacts(): Facts {
+  return {
+    policy: undefined,
+    caller: undefined,
+    certificate: undefined,
+    callee: undefined,
+    onBehalfOf: undefined,
+    chain: [],
+    hops: [],
+    requireToken: false,
+    lastHopScopes: undefined,
+    tokenId: undefined,
+  };
 }
 
 function internalError(err: unknown): Denial {

@@ -1,0 +1,83 @@
+// Explain (dry-run) shared by the admin API and `hopwarden explain`: builds a
+// CheckInput from either a full CheckRequest or a shorthand (caller, callee,
+// headers, method, path) and lays the decision out as a hop-by-hop table.
+
+import type { CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import type { CheckInput } from "../../core/decision/check-input.js";
+import { ALLOW_REASON, type Decision } from "../../core/decision/decision.js";
+import { REASON_STATUS, GrpcCode } from "../../core/reasons.js";
+import { toCheckInput } from "../envoy/check-request.js";
+
+export interface ExplainShorthand {
+  readonly caller?: string;
+  readonly callee?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly method?: string;
+  readonly path?: string;
+}
+
+export function explainInput(request: { checkRequest?: CheckRequest | undefined } & ExplainShorthand): CheckInput {
+  if (request.checkRequest !== undefined) return toCheckInput(request.checkRequest);
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(request.headers ?? {})) headers[k.toLowerCase()] = v;
+  return {
+    peerCertificate: "",
+    peerPrincipal: request.caller ?? "",
+    destinationPrincipal: "",
+    contextExtensions: request.callee !== undefined && request.callee.length > 0 ? { agent: request.callee } : {},
+    headers,
+    method: request.method ?? "GET",
+    path: request.path ?? "/",
+  };
+}
+
+export interface Explanation {
+  readonly decision: "allow" | "deny";
+  readonly reason: string;
+  readonly message: string;
+  readonly policyVersion: string;
+  readonly caller: string;
+  readonly callee: string;
+  readonly onBehalfOf: string;
+  readonly chain: readonly string[];
+  readonly hops: readonly { from: string; to: string; rule: string; result: string; detail: string }[];
+  readonly httpStatus: number;
+  readonly grpcStatus: number;
+}
+
+export function explainDecision(decision: Decision): Explanation {
+  const status = decision.reason === undefined ? { http: 200, grpc: GrpcCode.OK } : REASON_STATUS[decision.reason];
+  return {
+    decision: decision.allowed ? "allow" : "deny",
+    reason: decision.reason ?? ALLOW_REASON,
+    message: decision.message,
+    policyVersion: decision.policyVersion,
+    caller: decision.caller ?? "",
+    callee: decision.callee ?? "",
+    onBehalfOf: decision.onBehalfOf ?? "",
+    chain: decision.chain,
+    hops: decision.hops.map(({ from, to, rule, result, detail }) => ({ from, to, rule, result, detail })),
+    httpStatus: status.http,
+    grpcStatus: status.grpc,
+  };
+}
+
+/** The hop-by-hop table for people. */
+export function formatExplanation(e: Explanation): string {
+  const rows = e.hops.map((h, i) => [String(i + 1), h.from, h.to, h.rule || "-", h.result, h.detail]);
+  const header = ["#", "from", "to", "rule", "result", "detail"];
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  const line = (cells: readonly string[]) => cells.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd();
+  const out = [
+    `policy version: ${e.policyVersion || "(none)"}`,
+    `caller:         ${e.caller || "(unknown)"}`,
+    `on behalf of:   ${e.onBehalfOf || "(none)"}`,
+    `chain:          ${e.chain.join(" → ") || "(none)"}`,
+    `callee:         ${e.callee || "(unknown)"}`,
+    "",
+  ];
+  if (rows.length > 0) out.push(line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line), "");
+  else out.push("(no hop was evaluated)", "");
+  out.push(`decision: ${e.decision.toUpperCase()} (${e.reason}) — HTTP ${e.httpStatus}, gRPC ${e.grpcStatus}`, e.message);
+  return out.join("\n") + "\n";
+}

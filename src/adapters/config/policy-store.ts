@@ -1,0 +1,165 @@
+// Holds the policy in force and replaces it when the file changes: in-place
+// edits, atomic renames and Kubernetes ConfigMap updates (which swap a
+// `..data` symlink in the directory) are all seen by watching the directory,
+// with a slow poll as a safety net for file systems whose events are lost.
+// A new file that is missing or invalid is refused with a logged error, and
+// the last good policy stays in force.
+
+import { createHash } from "node:crypto";
+import { watch, type FSWatcher } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import type { CompiledPolicy } from "../../core/policy/model.js";
+import type { PolicySource } from "../../core/ports.js";
+import type { Logger } from "../logging/logger.js";
+import { loadPolicyText } from "./policy-file.js";
+
+export interface ReloadOutcome {
+  readonly ok: boolean;
+  readonly changed: boolean;
+  readonly version: string | undefined;
+  readonly errors: readonly string[];
+}
+
+export interface PolicyStoreEvents {
+  onReload?(outcome: ReloadOutcome): void;
+}
+
+export class PolicyFileError extends Error {
+  constructor(
+    readonly file: string,
+    readonly errors: readonly string[],
+  ) {
+    super(`${file}: the policy cannot be loaded:\n${errors.join("\n")}`);
+    this.name = "PolicyFileError";
+  }
+}
+
+export async function readPolicyFile(file: string): Promise<{ policy: CompiledPolicy; warnings: readonly string[] }> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PolicyFileError(file, [`${file}: cannot read the file (${code ?? String(err)})`]);
+  }
+  const result = loadPolicyText(text, file);
+  if (!result.ok) throw new PolicyFileError(file, result.errors);
+  return { policy: result.policy, warnings: result.warnings };
+}
+
+export class PolicyStore implements PolicySource {
+  private policy: CompiledPolicy | undefined;
+  private loadedAtMs = 0;
+  private watcher: FSWatcher | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private reloading: Promise<ReloadOutcome> | undefined;
+  private pendingReload = false;
+  readonly file: string;
+
+  constructor(
+    file: string,
+    private readonly logger: Logger,
+    private readonly events: PolicyStoreEvents = {},
+  ) {
+    this.file = resolve(file);
+  }
+
+  current(): CompiledPolicy | undefined {
+    return this.policy;
+  }
+
+  get loadedAt(): Date | undefined {
+    return this.policy === undefined ? undefined : new Date(this.loadedAtMs);
+  }
+
+  /** Start-up load: a missing or invalid file is an error the caller reports and exits on. */
+  async loadInitial(): Promise<readonly string[]> {
+    const { policy, warnings } = await readPolicyFile(this.file);
+    this.install(policy);
+    return warnings;
+  }
+
+  /** Installs a policy that was loaded elsewhere (a worker receiving it from the primary). */
+  install(policy: CompiledPolicy): void {
+    this.policy = policy;
+    this.loadedAtMs = Date.now();
+  }
+
+  /** Re-reads the file; concurrent calls share one read, and a call during a read triggers one more. */
+  reload(trigger: string): Promise<ReloadOutcome> {
+    if (this.reloading !== undefined) {
+      this.pendingReload = true;
+      return this.reloading;
+    }
+    this.reloading = this.doReload(trigger).finally(() => {
+      this.reloading = undefined;
+      if (this.pendingReload) {
+        this.pendingReload = false;
+        void this.reload(trigger);
+      }
+    });
+    return this.reloading;
+  }
+
+  private async doReload(trigger: string): Promise<ReloadOutcome> {
+    let outcome: ReloadOutcome;
+    try {
+      const { policy, warnings } = await readPolicyFile(this.file);
+      const previous = this.policy;
+      const changed = previous === undefined || previous.sha256 !== policy.sha256;
+      if (changed) {
+        this.install(policy);
+        this.logger.info("policy loaded", { file: this.file, version: policy.version, sha256: policy.sha256, trigger, warnings });
+      }
+      outcome = { ok: true, changed, version: policy.version, errors: [] };
+    } catch (err) {
+      const errors = err instanceof PolicyFileError ? err.errors : [String(err)];
+      this.logger.error("policy reload refused; the last good policy stays in force", {
+        file: this.file,
+        trigger,
+        errors,
+        version_in_force: this.policy?.version,
+      });
+      outcome = { ok: false, changed: false, version: this.policy?.version, errors };
+    }
+    this.events.onReload?.(outcome);
+    return outcome;
+  }
+
+  /** Watches the policy's directory (catches renames and symlink swaps) and polls every `pollMs` as a fallback. */
+  watch(pollMs = 5000): void {
+    const schedule = (trigger: string) => {
+      if (this.debounce !== undefined) clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => {
+        this.debounce = undefined;
+        void this.reload(trigger);
+      }, 100);
+      this.debounce.unref();
+    };
+    try {
+      this.watcher = watch(dirname(this.file), { persistent: false }, () => schedule("file-watch"));
+      this.watcher.on("error", (err) => this.logger.warn("policy directory watch failed; polling continues", { error: err }));
+    } catch (err) {
+      this.logger.warn("cannot watch the policy directory; polling only", { file: this.file, error: err });
+    }
+    this.poll = setInterval(() => void this.reloadIfChanged(), pollMs);
+    this.poll.unref();
+  }
+
+  private async reloadIfChanged(): Promise<void> {
+    try {
+      const text = await readFile(this.file, "utf8");
+      if (createHash("sha256").update(text).digest("hex") !== this.policy?.sha256) await this.reload("poll");
+    } catch {
+      // A vanished file is reported by the watch-triggered reload; the poll stays quiet.
+    }
+  }
+
+  close(): void {
+    this.watcher?.close();
+    if (this.poll !== undefined) clearInterval(this.poll);
+    if (this.debounce !== undefined) clearTimeout(this.debounce);
+  }
+}

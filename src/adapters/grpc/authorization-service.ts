@@ -1,0 +1,125 @@
+// envoy.service.auth.v3.Authorization/Check on grpc-js: decode → core pipeline
+// → CheckResponse, with the decision span and the decision sinks (audit log,
+// metrics) around it. Every outcome, including a CheckRequest that does not
+// decode and an exception anywhere here, is answered with a CheckResponse;
+// grpc-js never sees a throw and Envoy never has to interpret a gRPC error.
+
+import type { sendUnaryData, ServerUnaryCall, ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { create } from "@bufbuild/protobuf";
+import { CheckRequestSchema, CheckResponseSchema, type CheckRequest, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import type { Decision } from "../../core/decision/decision.js";
+import type { CheckPipeline } from "../../core/decision/check-pipeline.js";
+import type { DecisionSink } from "../../core/ports.js";
+import { GrpcCode } from "../../core/reasons.js";
+import { toCheckInput } from "../envoy/check-request.js";
+import { toCheckResponse } from "../envoy/check-response.js";
+import { CheckSpanRecorder } from "../telemetry/check-span.js";
+import type { Logger } from "../logging/logger.js";
+import { DecodeFailure, protobufMethod } from "./protobuf-method.js";
+
+export const AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization";
+
+export const authorizationServiceDefinition: ServiceDefinition = {
+  Check: protobufMethod(`/${AUTHORIZATION_SERVICE}/Check`, CheckRequestSchema, CheckResponseSchema),
+};
+
+export interface AuthorizationServiceDeps {
+  readonly pipeline: CheckPipeline;
+  readonly spans?: CheckSpanRecorder;
+  readonly sinks?: readonly DecisionSink[];
+  readonly logger: Logger;
+  /** When it returns false, new Checks are denied with internal_error (e.g. the audit log cannot take records). */
+  readonly accepting?: () => boolean;
+}
+
+/** The last-resort answer when even building a response failed: deny, 503. */
+const FALLBACK_DENY: CheckResponse = create(CheckResponseSchema, {
+  status: { code: GrpcCode.UNAVAILABLE, message: "internal_error" },
+  httpResponse: {
+    case: "deniedResponse",
+    value: {
+      status: { code: 503 },
+      headers: [
+        { header: { key: "content-type", value: "application/json" }, appendAction: 2 },
+        { header: { key: "x-authz-reason", value: "internal_error" }, appendAction: 2 },
+      ],
+      body: '{"error":"internal_error","message":"the authorization service failed to build a response","decision_id":""}',
+    },
+  },
+});
+
+export function authorizationImplementation(deps: AuthorizationServiceDeps): UntypedServiceImplementation {
+  const sinks = deps.sinks ?? [];
+  const { pipeline, spans, logger } = deps;
+
+  const complete = (decision: Decision, started: number, span: ReturnType<CheckSpanRecorder["start"]> | undefined, callback: sendUnaryData<CheckResponse>) => {
+    let response: CheckResponse;
+    try {
+      response = toCheckResponse(decision);
+    } catch (err) {
+      logger.error("building the CheckResponse failed; denying", { error: err, decision_id: decision.decisionId });
+      response = FALLBACK_DENY;
+    }
+    callback(null, response);
+    try {
+      const latencyMs = performance.now() - started;
+      let ids: { traceId: string; spanId: string } | undefined;
+      if (span !== undefined) {
+        spans!.end(span, decision);
+        ids = CheckSpanRecorder.ids(span);
+      }
+      const context = { latencyMs, ...ids };
+      for (const sink of sinks) sink.record(decision, context);
+      if (logger.enabled("debug")) {
+        logger.debug("decision", {
+          decision_id: decision.decisionId,
+          decision: decision.allowed ? "allow" : "deny",
+          reason: decision.reason,
+          caller: decision.caller,
+          callee: decision.callee,
+          on_behalf_of: decision.onBehalfOf,
+          chain: decision.chain,
+          policy_version: decision.policyVersion,
+          latency_ms: Number(latencyMs.toFixed(3)),
+          trace_id: ids?.traceId,
+        });
+      }
+    } catch (err) {
+      logger.error("recording a decision failed", { error: err, decision_id: decision.decisionId });
+    }
+  };
+
+  return {
+    Check: (call: ServerUnaryCall<CheckRequest | DecodeFailure, CheckResponse>, callback: sendUnaryData<CheckResponse>) => {
+      const started = performance.now();
+      let span: ReturnType<CheckSpanRecorder["start"]> | undefined;
+      try {
+        span = spans?.start(call.metadata);
+        const request = call.request;
+        let result: Decision | Promise<Decision>;
+        if (request instanceof DecodeFailure) {
+          result = pipeline.denyWithoutDeciding("internal_error", `the CheckRequest does not decode as envoy.service.auth.v3.CheckRequest: ${request.problem}`);
+        } else if (deps.accepting !== undefined && !deps.accepting()) {
+          result = pipeline.denyWithoutDeciding("internal_error", "the audit log cannot take more records; denying rather than deciding without a record");
+        } else {
+          result = pipeline.decide(toCheckInput(request));
+        }
+        if (result instanceof Promise) {
+          result.then(
+            (decision) => complete(decision, started, span, callback),
+            (err: unknown) => {
+              logger.error("Check failed; denying", { error: err });
+              callback(null, FALLBACK_DENY);
+            },
+          );
+        } else {
+          complete(result, started, span, callback);
+        }
+      } catch (err) {
+        logger.error("Check failed; denying", { error: err });
+        span?.end();
+        callback(null, FALLBACK_DENY);
+      }
+    },
+  };
+}

@@ -1,0 +1,76 @@
+// The gRPC server: Check, grpc.health.v1 and reflection on one port. Shutdown
+// is graceful: health turns NOT_SERVING, the server stops accepting, in-flight
+// Checks finish, and only a deadline forces the rest closed.
+
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { DescFile } from "@bufbuild/protobuf";
+import { file_envoy_service_auth_v3_external_auth } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { AUTHORIZATION_SERVICE, authorizationServiceDefinition } from "./authorization-service.js";
+import { HealthStatus, healthServiceDefinition, ServingStatus } from "./health-service.js";
+import { reflectionFiles, reflectionImplementation, reflectionV1AlphaDefinition, reflectionV1Definition } from "./reflection-service.js";
+
+export interface CheckServerOptions {
+  /** host:port; port 0 picks a free one. */
+  readonly listen: string;
+  readonly authorization: UntypedServiceImplementation;
+  readonly credentials?: ServerCredentials;
+}
+
+export interface RunningCheckServer {
+  /** host:port actually bound. */
+  readonly address: string;
+  readonly port: number;
+  readonly health: HealthStatus;
+  /** Graceful: NOT_SERVING, stop accepting, drain in-flight calls; force after `deadlineMs`. */
+  shutdown(deadlineMs?: number): Promise<void>;
+}
+
+const SERVICE_NAMES = [AUTHORIZATION_SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+const DESCRIBED_FILES: readonly DescFile[] = [file_envoy_service_auth_v3_external_auth, file_grpc_health_v1_health, ...reflectionFiles];
+
+export function splitHostPort(listen: string): { host: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port > 65535) throw new Error(`listen address ${JSON.stringify(listen)} must be host:port (e.g. 0.0.0.0:9191)`);
+  return { host: match[1]!, port };
+}
+
+export async function startCheckServer(options: CheckServerOptions): Promise<RunningCheckServer> {
+  const { host } = splitHostPort(options.listen);
+  const server = new Server({
+    "grpc.max_receive_message_length": 4 * 1024 * 1024,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  const health = new HealthStatus([AUTHORIZATION_SERVICE]);
+  server.addService(authorizationServiceDefinition, options.authorization);
+  server.addService(healthServiceDefinition as ServiceDefinition, health.implementation());
+  const reflection = reflectionImplementation(SERVICE_NAMES, DESCRIBED_FILES);
+  server.addService(reflectionV1Definition, reflection);
+  server.addService(reflectionV1AlphaDefinition, reflection);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.listen, options.credentials ?? ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+  });
+  let shuttingDown: Promise<void> | undefined;
+  return {
+    address: `${host}:${port}`,
+    port,
+    health,
+    shutdown(deadlineMs = 10_000) {
+      shuttingDown ??= new Promise<void>((resolve) => {
+        health.set(ServingStatus.NOT_SERVING);
+        health.closeWatchers();
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, deadlineMs);
+        force.unref();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      return shuttingDown;
+    },
+  };
+}

@@ -1,0 +1,81 @@
+// Decision ids: ULIDs (48-bit millisecond time + 80 random bits, Crockford
+// base32), so ids sort by time as strings. Within one millisecond the random
+// part is incremented, so ids from one process also sort in issue order.
+// Random bytes are drawn in blocks to keep the hot path cheap.
+
+import { randomFillSync } from "node:crypto";
+import type { DecisionIdGenerator } from "../../core/ports.js";
+
+const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const POOL_SIZE = 10 * 512;
+
+export class UlidGenerator implements DecisionIdGenerator {
+  private lastMs = -1;
+  private readonly random = new Uint8Array(10);
+  private readonly pool = new Uint8Array(POOL_SIZE);
+  private poolOffset = POOL_SIZE;
+
+  next(nowMs: number): string {
+    let ms = Math.floor(nowMs);
+    if (ms <= this.lastMs) {
+      ms = this.lastMs;
+      if (!this.increment()) {
+        // 80 bits exhausted within one millisecond: borrow the next millisecond.
+        ms = this.lastMs + 1;
+        this.fillRandom();
+      }
+    } else {
+      this.fillRandom();
+    }
+    this.lastMs = ms;
+    return encodeTime(ms) + encodeRandom(this.random);
+  }
+
+  private fillRandom(): void {
+    if (this.poolOffset + 10 > POOL_SIZE) {
+      randomFillSync(this.pool);
+      this.poolOffset = 0;
+    }
+    this.random.set(this.pool.subarray(this.poolOffset, this.poolOffset + 10));
+    this.poolOffset += 10;
+  }
+
+  private increment(): boolean {
+    for (let i = 9; i >= 0; i--) {
+      const v = this.random[i]!;
+      if (v < 255) {
+        this.random[i] = v + 1;
+        return true;
+      }
+      this.random[i] = 0;
+    }
+    return false;
+  }
+}
+
+function encodeTime(ms: number): string {
+  let out = "";
+  let t = ms;
+  for (let i = 0; i < 10; i++) {
+    out = ALPHABET[t % 32]! + out;
+    t = Math.floor(t / 32);
+  }
+  return out;
+}
+
+function encodeRandom(bytes: Uint8Array): string {
+  // 80 bits → 16 base32 characters, 5 bits at a time, most significant first.
+  let out = "";
+  let buffer = 0;
+  let bits = 0;
+  for (const byte of bytes) {
+    buffer = (buffer << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out += ALPHABET[(buffer >> bits) & 31];
+    }
+    buffer &= (1 << bits) - 1;
+  }
+  return out;
+}

@@ -1,0 +1,88 @@
+// Prometheus metrics on the admin port, through OpenTelemetry's metrics SDK:
+// decisions by outcome and reason, Check latency, cache hit/miss counts,
+// policy version and reloads, span export health. The decision counters are a
+// DecisionSink; gauges are read from their sources when scraped.
+
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import { MeterProvider } from "@opentelemetry/sdk-metrics";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import type { Counter, Histogram, Meter } from "@opentelemetry/api";
+import type { Decision } from "../../core/decision/decision.js";
+import { ALLOW_REASON } from "../../core/decision/decision.js";
+import type { DecisionContext, DecisionSink } from "../../core/ports.js";
+
+export interface ObservedSources {
+  readonly hopCache?: { hits: number; misses: number; size: number };
+  readonly certificateCache?: { hits: number; misses: number };
+  readonly policyVersion?: () => string | undefined;
+  readonly spans?: { exportedSpans: number; failedSpans: number; failedExports: number };
+}
+
+export class HopwardenMetrics implements DecisionSink {
+  private readonly exporter: PrometheusExporter;
+  private readonly provider: MeterProvider;
+  readonly meter: Meter;
+  private readonly decisions: Counter;
+  private readonly latency: Histogram;
+  private readonly reloads: Counter;
+
+  constructor(sources: ObservedSources = {}) {
+    this.exporter = new PrometheusExporter({ preventServerStart: true });
+    this.provider = new MeterProvider({ readers: [this.exporter], resource: resourceFromAttributes({ "service.name": "hopwarden" }) });
+    this.meter = this.provider.getMeter("hopwarden");
+    this.decisions = this.meter.createCounter("hopwarden_decisions", { description: "Check decisions by outcome and reason" });
+    this.latency = this.meter.createHistogram("hopwarden_check_duration", {
+      description: "Time to decide one Check",
+      unit: "s",
+      advice: { explicitBucketBoundaries: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5] },
+    });
+    this.reloads = this.meter.createCounter("hopwarden_policy_reloads", { description: "Policy reload attempts by result" });
+    const observe = (name: string, description: string, read: () => number | undefined, counter = true) => {
+      const instrument = counter ? this.meter.createObservableCounter(name, { description }) : this.meter.createObservableGauge(name, { description });
+      instrument.addCallback((result) => {
+        const v = read();
+        if (v !== undefined) result.observe(v);
+      });
+    };
+    const { hopCache, certificateCache, spans } = sources;
+    if (hopCache) {
+      observe("hopwarden_hop_cache_hits", "Hop decisions served from the cache", () => hopCache.hits);
+      observe("hopwarden_hop_cache_misses", "Hop decisions evaluated because the cache had none", () => hopCache.misses);
+      observe("hopwarden_hop_cache_entries", "Entries in the hop decision cache", () => hopCache.size, false);
+    }
+    if (certificateCache) {
+      observe("hopwarden_certificate_cache_hits", "Peer certificates served from the parse cache", () => certificateCache.hits);
+      observe("hopwarden_certificate_cache_misses", "Peer certificates parsed", () => certificateCache.misses);
+    }
+    if (spans) {
+      observe("hopwarden_spans_exported", "Decision spans the collector accepted", () => spans.exportedSpans);
+      observe("hopwarden_spans_failed", "Decision spans lost because export failed", () => spans.failedSpans);
+    }
+    if (sources.policyVersion) {
+      const read = sources.policyVersion;
+      this.meter.createObservableGauge("hopwarden_policy_info", { description: "1 for the policy version in force" }).addCallback((result) => {
+        const version = read();
+        if (version !== undefined) result.observe(1, { version });
+      });
+    }
+  }
+
+  record(decision: Decision, context: DecisionContext): void {
+    const attributes = { decision: decision.allowed ? "allow" : "deny", reason: decision.reason ?? ALLOW_REASON };
+    this.decisions.add(1, attributes);
+    this.latency.record(context.latencyMs / 1000, { decision: attributes.decision });
+  }
+
+  recordReload(ok: boolean): void {
+    this.reloads.add(1, { result: ok ? "ok" : "refused" });
+  }
+
+  handler(): (req: IncomingMessage, res: ServerResponse) => void {
+    return (req, res) => this.exporter.getMetricsRequestHandler(req, res);
+  }
+
+  shutdown(): Promise<void> {
+    return this.provider.shutdown();
+  }
+}

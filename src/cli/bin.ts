@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// The `hopwarden` executable: dispatches to one sub-command and turns its
+// result into the process exit code. Usage errors exit 2; a command's own
+// failures exit as the command says.
+
+import { COMMANDS } from "./commands/index.js";
+import { VERSION } from "./version.js";
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return `hopwarden ${VERSION} — Envoy ext_authz service that proves, per call, which person authorized which agent through which chain of agents.
+
+Usage: hopwarden <command> [options]      (hopwarden <command> --help for details)
+
+Commands:
+${lines.join("\n")}
+
+Start here:
+  hopwarden check-policy examples/policy.yaml
+  hopwarden serve --policy examples/policy.yaml --listen 127.0.0.1:9191
+`;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-v") {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const entry = COMMANDS[name];
+  if (entry === undefined) {
+    process.stderr.write(`hopwarden: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    return 2;
+  }
+  const command = await entry.load();
+  return command.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`hopwarden: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

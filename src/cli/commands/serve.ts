@@ -1,0 +1,95 @@
+// `hopwarden serve`: runs the Check service. With --workers 1 (the default)
+// one process serves everything; with more, a primary process supervises N
+// workers on the same port (see serve/cluster.ts).
+
+import cluster from "node:cluster";
+import { PolicyFileError } from "../../adapters/config/policy-store.js";
+import { ServiceConfigError } from "../../adapters/config/service-config.js";
+import { createLogger } from "../../adapters/logging/logger.js";
+import { parseCommandArgs, withUsage } from "../options.js";
+import { resolveServeSettings } from "../serve/settings.js";
+import { runSingleProcess } from "../serve/single-process.js";
+import { runPrimary, runWorker } from "../serve/cluster.js";
+import type { Command } from "./index.js";
+
+const HELP = `Usage: hopwarden serve --policy <file> [options]
+
+Runs the Envoy ext_authz v3 gRPC service: envoy.service.auth.v3.Authorization
+/Check, grpc.health.v1.Health and server reflection on --listen; the admin
+API (Connect: Explain, GetPolicy, Reload) and Prometheus /metrics on
+--admin-listen. Prints one line with the bound addresses when ready.
+
+Options (each also settable as HOPWARDEN_<OPTION>, e.g. HOPWARDEN_ADMIN_LISTEN):
+  --policy <file>          policy file (YAML); required. Hot-reloaded on change
+                           and on SIGHUP; an invalid new file is refused and the
+                           last good policy stays in force
+  --config <file>          service config (YAML): headers, identity, caches...
+  --listen <host:port>     gRPC address (default 0.0.0.0:9191)
+  --admin-listen <h:p|off> admin API and metrics (default 0.0.0.0:9192)
+  --workers <N|auto>       processes serving the same port (default 1;
+                           auto = the cores available)
+  --audit-log <file>       append-only, hash-chained, signed audit log
+  --audit-key <file>       Ed25519 private key (PEM, PKCS#8) that signs it
+  --log-level <level>      debug (one line per decision), info, warn, error
+  -h, --help               show this help
+
+Tracing: decision spans go to the OTLP endpoint the standard OTEL_* variables
+name (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL=grpc|http/protobuf,
+OTEL_TRACES_EXPORTER=none to switch off); they are always sampled.
+
+Signals: SIGTERM/SIGINT drain in-flight Checks and flush the audit log, then
+exit; SIGHUP reloads the policy.
+
+Example:
+  hopwarden serve --policy examples/policy.yaml --listen 127.0.0.1:9191
+`;
+
+const FLAGS = {
+  help: { type: "boolean", short: "h" },
+  policy: { type: "string" },
+  config: { type: "string" },
+  listen: { type: "string" },
+  "admin-listen": { type: "string" },
+  workers: { type: "string" },
+  "audit-log": { type: "string" },
+  "audit-key": { type: "string" },
+  "log-level": { type: "string" },
+} as const;
+
+export const serveCommand: Command = {
+  run: (argv) =>
+    withUsage("serve", async () => {
+      const { values } = parseCommandArgs(argv, FLAGS);
+      if (values.help === true) {
+        process.stdout.write(HELP);
+        return 0;
+      }
+      let settings;
+      try {
+        settings = await resolveServeSettings(values);
+      } catch (err) {
+        if (err instanceof ServiceConfigError) {
+          process.stderr.write(`hopwarden serve: invalid --config:\n${err.errors.join("\n")}\n`);
+          return 1;
+        }
+        throw err;
+      }
+      const logger = createLogger(settings.logLevel, undefined, cluster.isWorker ? { worker: cluster.worker?.id } : {});
+      try {
+        if (cluster.isWorker) return await runWorker(settings, logger);
+        if (settings.workers > 1) return await runPrimary(settings, logger);
+        return await runSingleProcess(settings, logger);
+      } catch (err) {
+        if (err instanceof PolicyFileError) {
+          process.stderr.write(`hopwarden serve: cannot start: the policy file ${err.file} is not usable:\n${err.errors.join("\n")}\n`);
+          return 1;
+        }
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === "EADDRINUSE" || code === "EACCES" || /No address added|EADDRINUSE/.test(String(err))) {
+          process.stderr.write(`hopwarden serve: cannot listen: ${err instanceof Error ? err.message : String(err)}\n`);
+          return 1;
+        }
+        throw err;
+      }
+    }),
+};

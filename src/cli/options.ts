@@ -1,0 +1,47 @@
+// Shared CLI plumbing: parseArgs with errors that teach, environment variables
+// that mirror flags (HOPWARDEN_<FLAG>, e.g. HOPWARDEN_ADMIN_LISTEN), and a
+// usage error type that exits 2.
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: boolean; strict: true }>>;
+
+export function parseCommandArgs<O extends Options>(argv: readonly string[], options: O, allowPositionals = false): Parsed<O> {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals, strict: true });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message.replace(/^TypeError \[[A-Z_]+\]: /, "") : String(err));
+  }
+}
+
+/** HOPWARDEN_ + the flag in upper snake case: --admin-listen → HOPWARDEN_ADMIN_LISTEN. */
+export function envName(flag: string): string {
+  return `HOPWARDEN_${flag.replace(/-/g, "_").toUpperCase()}`;
+}
+
+export function fromEnv(flag: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const value = env[envName(flag)];
+  return value === undefined || value.length === 0 ? undefined : value;
+}
+
+/** Runs a command body, turning usage errors into exit 2 with a hint. */
+export async function withUsage(command: string, body: () => Promise<number>): Promise<number> {
+  try {
+    return await body();
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`hopwarden ${command}: ${err.message}\nRun 'hopwarden ${command} --help' for usage.\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,72 @@
+// Resolves `serve` settings: flags win over HOPWARDEN_* environment variables,
+// which win over the --config file, which wins over defaults.
+
+import { availableParallelism } from "node:os";
+import { DEFAULT_SERVICE_CONFIG, readServiceConfig, type ServiceConfig } from "../../adapters/config/service-config.js";
+import { isLogLevel, type LogLevel } from "../../adapters/logging/logger.js";
+import { splitHostPort } from "../../adapters/grpc/check-server.js";
+import { fromEnv, UsageError } from "../options.js";
+
+export interface ServeSettings {
+  readonly policyFile: string;
+  readonly listen: string;
+  readonly adminListen: string | undefined;
+  readonly workers: number;
+  readonly auditLog: string | undefined;
+  readonly auditKey: string | undefined;
+  readonly logLevel: LogLevel;
+  readonly config: ServiceConfig;
+}
+
+export interface ServeFlags {
+  readonly policy?: string | undefined;
+  readonly config?: string | undefined;
+  readonly listen?: string | undefined;
+  readonly "admin-listen"?: string | undefined;
+  readonly workers?: string | undefined;
+  readonly "audit-log"?: string | undefined;
+  readonly "audit-key"?: string | undefined;
+  readonly "log-level"?: string | undefined;
+}
+
+export const DEFAULT_LISTEN = "0.0.0.0:9191";
+export const DEFAULT_ADMIN_LISTEN = "0.0.0.0:9192";
+
+export function parseWorkers(value: string): number {
+  if (value === "auto") return Math.max(1, availableParallelism());
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 256) throw new UsageError(`--workers ${JSON.stringify(value)} must be a whole number from 1 to 256, or "auto"`);
+  return Number(value);
+}
+
+export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSettings> {
+  const pick = (flag: keyof ServeFlags & string, fromConfig: string | undefined) => flags[flag] ?? fromEnv(flag) ?? fromConfig;
+  const configFile = flags.config ?? fromEnv("config");
+  const config = configFile === undefined ? DEFAULT_SERVICE_CONFIG : await readServiceConfig(configFile);
+  const policyFile = pick("policy", config.policy);
+  if (policyFile === undefined) throw new UsageError("--policy <file> is required (or HOPWARDEN_POLICY, or policy: in --config)");
+  const listen = pick("listen", config.listen) ?? DEFAULT_LISTEN;
+  const adminRaw = pick("admin-listen", config.adminListen) ?? DEFAULT_ADMIN_LISTEN;
+  for (const [flag, value] of [["--listen", listen], ["--admin-listen", adminRaw]] as const) {
+    if (value === "off" && flag === "--admin-listen") continue;
+    try {
+      splitHostPort(value);
+    } catch {
+      throw new UsageError(`${flag} ${JSON.stringify(value)} must be host:port, e.g. 127.0.0.1:9191`);
+    }
+  }
+  const logLevel = pick("log-level", config.logLevel) ?? "info";
+  if (!isLogLevel(logLevel)) throw new UsageError(`--log-level ${JSON.stringify(logLevel)} must be debug, info, warn or error`);
+  const auditLog = pick("audit-log", config.auditLog);
+  const auditKey = pick("audit-key", config.auditKey);
+  if ((auditLog === undefined) !== (auditKey === undefined)) throw new UsageError("--audit-log and --audit-key go together: the log is signed with the key");
+  return {
+    policyFile,
+    listen,
+    adminListen: adminRaw === "off" ? undefined : adminRaw,
+    workers: parseWorkers(pick("workers", config.workers) ?? "1"),
+    auditLog,
+    auditKey,
+    logLevel,
+    config,
+  };
+}

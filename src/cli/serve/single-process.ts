@@ -1,0 +1,34 @@
+// serve with one process: the service, the admin API and the audit log all here.
+
+import { startHopwarden } from "../../main.js";
+import type { Logger } from "../../adapters/logging/logger.js";
+import type { ServeSettings } from "./settings.js";
+import { onReloadSignal, onShutdownSignal } from "./signals.js";
+import { readyLine } from "./ready-line.js";
+import { openAuditSink } from "./audit-wiring.js";
+
+export async function runSingleProcess(settings: ServeSettings, logger: Logger): Promise<number> {
+  const audit = await openAuditSink(settings, logger);
+  const hopwarden = await startHopwarden({
+    policyFile: settings.policyFile,
+    listen: settings.listen,
+    adminListen: settings.adminListen,
+    logger,
+    headerNames: settings.config.headers,
+    trustForwardedClientCert: settings.config.trustForwardedClientCert,
+    ...(settings.config.hopCacheSize !== undefined && { hopCacheSize: settings.config.hopCacheSize }),
+    ...(settings.config.certificateCacheSize !== undefined && { certificateCacheSize: settings.config.certificateCacheSize }),
+    ...(audit !== undefined && { sinks: [audit.sink], accepting: audit.accepting }),
+  });
+  onReloadSignal(() => void hopwarden.reload("SIGHUP"));
+  process.stdout.write(
+    readyLine({ grpc: hopwarden.grpcAddress, admin: hopwarden.adminAddress, policy: settings.policyFile, version: hopwarden.policies.current()?.version ?? "", workers: 1 }),
+  );
+  const signal = await onShutdownSignal(async (sig) => {
+    logger.info("shutting down: draining in-flight Checks", { signal: sig });
+    await hopwarden.shutdown();
+    await audit?.close();
+  });
+  logger.info("stopped", { signal });
+  return 0;
+}

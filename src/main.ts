@@ -1,0 +1,144 @@
+// The one place where hopwarden is wired: policy store, caches, the decision
+// pipeline, tracing, metrics, decision sinks, the gRPC server and the admin
+// server. Everything else is either pure core or a single adapter.
+
+import type { SpanProcessor, SpanExporter } from "@opentelemetry/sdk-trace-base";
+import { CheckPipeline } from "./core/decision/check-pipeline.js";
+import type { HeaderNames } from "./core/decision/check-input.js";
+import type { Clock, DecisionSink, DelegationTokenVerifier } from "./core/ports.js";
+import { PolicyStore } from "./adapters/config/policy-store.js";
+import { CachingCertificateParser } from "./adapters/x509/certificate-parser.js";
+import { LruHopDecisionCache } from "./adapters/cache/hop-decision-cache.js";
+import { UlidGenerator } from "./adapters/ids/ulid.js";
+import { authorizationImplementation } from "./adapters/grpc/authorization-service.js";
+import { startCheckServer, type RunningCheckServer } from "./adapters/grpc/check-server.js";
+import { startAdminServer, type RunningAdminServer } from "./adapters/admin/admin-server.js";
+import { CheckSpanRecorder } from "./adapters/telemetry/check-span.js";
+import { createDecisionTracing, exporterFromEnvironment, type DecisionTracing } from "./adapters/telemetry/decision-tracer-provider.js";
+import { HopwardenMetrics } from "./adapters/telemetry/metrics.js";
+import type { Logger } from "./adapters/logging/logger.js";
+
+export interface HopwardenOptions {
+  readonly policyFile: string;
+  /** host:port for Check, health and reflection. */
+  readonly listen: string;
+  /** host:port for the admin API and /metrics; undefined: no admin server. */
+  readonly adminListen?: string | undefined;
+  readonly logger: Logger;
+  readonly headerNames?: HeaderNames;
+  readonly trustForwardedClientCert?: boolean;
+  /**
+   * Decision spans: `exporter` defaults to the OTLP exporter the OTEL_*
+   * variables describe; `processor` adds one (tests use an in-memory one);
+   * false turns decision spans off.
+   */
+  readonly tracing?: { readonly exporter?: SpanExporter | undefined; readonly processor?: SpanProcessor } | false;
+  readonly sinks?: readonly DecisionSink[];
+  readonly tokens?: DelegationTokenVerifier;
+  readonly clock?: Clock;
+  /** Watch the policy file and reload on change (default true). */
+  readonly watchPolicy?: boolean;
+  readonly hopCacheSize?: number;
+  readonly certificateCacheSize?: number;
+  /** New Checks are denied (internal_error) while this returns false. */
+  readonly accepting?: () => boolean;
+}
+
+export interface Hopwarden {
+  readonly grpcAddress: string;
+  readonly grpcPort: number;
+  readonly adminAddress: string | undefined;
+  readonly policies: PolicyStore;
+  readonly pipeline: CheckPipeline;
+  readonly metrics: HopwardenMetrics;
+  readonly check: RunningCheckServer;
+  reload(trigger?: string): ReturnType<PolicyStore["reload"]>;
+  /** Graceful: NOT_SERVING, drain in-flight Checks, flush spans, close admin. */
+  shutdown(deadlineMs?: number): Promise<void>;
+}
+
+const systemClock: Clock = { nowMs: () => Date.now() };
+
+export async function startHopwarden(options: HopwardenOptions): Promise<Hopwarden> {
+  const { logger } = options;
+  let metrics: HopwardenMetrics | undefined;
+  const policies = new PolicyStore(options.policyFile, logger, { onReload: (o) => metrics?.recordReload(o.ok) });
+  const warnings = await policies.loadInitial();
+  for (const warning of warnings) logger.warn("policy warning", { warning });
+
+  const certificates = new CachingCertificateParser(options.certificateCacheSize);
+  const hopCache = new LruHopDecisionCache(options.hopCacheSize);
+  const clock = options.clock ?? systemClock;
+  const shared = {
+    policies,
+    certificates,
+    clock,
+    ids: new UlidGenerator(),
+    ...(options.tokens !== undefined && { tokens: options.tokens }),
+    ...(options.headerNames !== undefined && { headerNames: options.headerNames }),
+    trustForwardedClientCert: options.trustForwardedClientCert ?? false,
+  };
+  const pipeline = new CheckPipeline({ ...shared, hopCache });
+  const explainPipeline = new CheckPipeline(shared);
+
+  let tracing: DecisionTracing | undefined;
+  if (options.tracing !== false) {
+    const config = options.tracing ?? {};
+    tracing = createDecisionTracing({
+      serviceName: process.env.OTEL_SERVICE_NAME ?? "hopwarden",
+      exporter: "exporter" in config ? config.exporter : exporterFromEnvironment(),
+      ...(config.processor !== undefined && { processor: config.processor }),
+    });
+  }
+  metrics = new HopwardenMetrics({
+    hopCache,
+    certificateCache: certificates,
+    policyVersion: () => policies.current()?.version,
+    ...(tracing !== undefined && { spans: tracing.stats }),
+  });
+
+  const check = await startCheckServer({
+    listen: options.listen,
+    authorization: authorizationImplementation({
+      pipeline,
+      logger,
+      sinks: [metrics, ...(options.sinks ?? [])],
+      ...(tracing !== undefined && { spans: new CheckSpanRecorder(tracing.tracer) }),
+      ...(options.accepting !== undefined && { accepting: options.accepting }),
+    }),
+  });
+
+  const reload = (trigger = "admin") => policies.reload(trigger);
+  let admin: RunningAdminServer | undefined;
+  if (options.adminListen !== undefined) {
+    try {
+      admin = await startAdminServer({ listen: options.adminListen, explainPipeline, policies, reload: () => reload("admin"), metrics: metrics.handler() });
+    } catch (err) {
+      await check.shutdown(0);
+      throw err;
+    }
+  }
+  if (options.watchPolicy !== false) policies.watch();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    grpcAddress: check.address,
+    grpcPort: check.port,
+    adminAddress: admin?.address,
+    policies,
+    pipeline,
+    metrics,
+    check,
+    reload,
+    shutdown(deadlineMs = 10_000) {
+      stopping ??= (async () => {
+        policies.close();
+        await check.shutdown(deadlineMs);
+        await admin?.close();
+        await tracing?.shutdown().catch((err: unknown) => logger.warn("flushing decision spans failed", { error: err }));
+        await metrics.shutdown().catch(() => undefined);
+      })();
+      return stopping;
+    },
+  };
+}
