@@ -1,0 +1,651 @@
+// The one writer of an audit log: it owns the hash chain, appends JSON lines
+// off the hot path, signs the running hash in checkpoints (every N records or
+// T ms, at rotation and at shutdown), rotates by size and survives a failing
+// disk by buffering and retrying. In a cluster only the primary runs one
+// (docs/audit-log.md).
+
+import type { KeyObject } from "node:crypto";
+import { access, mkdir, open, rename, stat, truncate } from "node:fs/promises";
+import { dirname } from "node:path";
+import type { Clock } from "../../core/ports.js";
+import { silentLogger, type Logger } from "../logging/logger.js";
+import {
+  auditKeyId,
+  formatCheckpointLine,
+  formatDecisionLine,
+  GENESIS_HEAD,
+  hashLine,
+  type ChainHead,
+  type CheckpointReason,
+} from "./audit-chain.js";
+import { listRotatedFiles, readFileEnds, rotatedFileName } from "./audit-log-files.js";
+import type { AuditRecord } from "./audit-record.js";
+import type { AuditLogStats, AuditOverflowMode, AuditRecordTarget } from "./audit-record-target.js";
+
+export interface AuditLogWriterOptions {
+  /** The active file; rotated files sit beside it as `<path>.<first seq>`. */
+  readonly path: string;
+  /** Ed25519 private key that signs checkpoints. */
+  readonly privateKey: KeyObject;
+  /** Rotate once the active file reaches this many bytes; 0 never rotates. Default 64 MiB. */
+  readonly rotateBytes?: number;
+  /** Sign at least every this many decision records. Default 100. */
+  readonly checkpointEveryRecords?: number;
+  /** Sign at most this many milliseconds after a record was written. Default 1000. */
+  readonly checkpointEveryMs?: number;
+  /** How long record() waits to batch records into one write. Default 5 ms. */
+  readonly flushDelayMs?: number;
+  /** Records the buffer holds before admit() says no. Default 10 000. */
+  readonly bufferRecords?: number;
+  /** What admit() does when the buffer is full: "deny" answers false at once, "block" waits up to blockTimeoutMs. Default "deny". */
+  readonly overflow?: AuditOverflowMode;
+  /** The bounded wait of overflow "block". Default 250 ms. */
+  readonly blockTimeoutMs?: number;
+  /** First retry delay after a failed write; doubles up to maxRetryDelayMs. Defaults 100 ms and 5 s. */
+  readonly retryDelayMs?: number;
+  readonly maxRetryDelayMs?: number;
+  /** How long close() keeps retrying a failing disk before it gives up. Default 10 s. */
+  readonly closeTimeoutMs?: number;
+  readonly logger?: Logger;
+  /** Stamps checkpoint times. */
+  readonly clock?: Clock;
+}
+
+export class AuditLogConfigError extends Error {
+  readonly code = "invalid_audit_log_config";
+  constructor(
+    readonly field: string,
+    problem: string,
+  ) {
+    super(`${field}: ${problem}`);
+    this.name = "AuditLogConfigError";
+  }
+}
+
+interface ResolvedOptions {
+  readonly path: string;
+  readonly privateKey: KeyObject;
+  readonly rotateBytes: number;
+  readonly checkpointEveryRecords: number;
+  readonly checkpointEveryMs: number;
+  readonly flushDelayMs: number;
+  readonly bufferRecords: number;
+  readonly overflow: AuditOverflowMode;
+  readonly blockTimeoutMs: number;
+  readonly retryDelayMs: number;
+  readonly maxRetryDelayMs: number;
+  readonly closeTimeoutMs: number;
+  readonly logger: Logger;
+  readonly clock: Clock;
+}
+
+/** A serialized batch. Once built its bytes never change, so a failed write is retried with the very same chain links. */
+interface Chunk {
+  readonly text: string;
+  readonly bytes: number;
+  readonly records: number;
+  readonly checkpoints: number;
+  readonly rotate: boolean;
+  readonly final: boolean;
+}
+
+interface Waiter {
+  readonly resolve: (admitted: boolean) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** Records per write: bounds the memory of one chunk and lets blocked Checks go as soon as part of a backlog is written. */
+const MAX_RECORDS_PER_CHUNK = 1000;
+
+interface ChainPosition {
+  readonly head: ChainHead;
+  /** Bytes already in the active file. */
+  readonly size: number;
+  /** The seq the active file's first line has (or will have). */
+  readonly fileFirstSeq: number;
+  /** A crash left a line fragment without a newline at the end of the active file. */
+  readonly endsInFragment: boolean;
+}
+
+export class AuditLogWriter implements AuditRecordTarget {
+  private readonly options: ResolvedOptions;
+  private readonly keyId: string;
+  private readonly log: Logger;
+
+  private readonly queue: AuditRecord[] = [];
+  private pendingChunk: Chunk | undefined;
+  /** The chain as far as it was serialized (equal to the file once pendingChunk is written). */
+  private tail: ChainHead;
+  private size: number;
+  private fileFirstSeq: number;
+  private needsNewline: boolean;
+  private sinceCheckpoint = 0;
+  private unsignedSinceMs: number | undefined;
+  private checkpointDue = false;
+
+  private flushTimer: NodeJS.Timeout | undefined;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private flushing = false;
+  private retryDelayMs: number;
+  private failingSince: number | undefined;
+  private failures = 0;
+  private rotationBlockedUntilMs = 0;
+
+  private closing = false;
+  private closed = false;
+  private finalWritten = false;
+  private closePromise: Promise<void> | undefined;
+  private onFinalWritten: (() => void) | undefined;
+
+  private waiters: Waiter[] = [];
+  private wasAccepting = true;
+  private overflowEpisode: { dropped: number; refused: number } | undefined;
+  private readonly acceptingListeners = new Set<(accepting: boolean) => void>();
+
+  private counters = { dropped: 0, blocked: 0, refused: 0, written: 0, checkpoints: 0, writeErrors: 0, rotations: 0 };
+
+  private constructor(options: ResolvedOptions, position: ChainPosition) {
+    this.options = options;
+    this.log = options.logger;
+    this.keyId = auditKeyId(options.privateKey);
+    this.tail = position.head;
+    this.size = position.size;
+    this.fileFirstSeq = position.fileFirstSeq;
+    this.needsNewline = position.endsInFragment;
+    this.retryDelayMs = options.retryDelayMs;
+  }
+
+  /** Opens (or resumes) the log at `options.path`, continuing the chain from the last line already written. */
+  static async open(options: AuditLogWriterOptions): Promise<AuditLogWriter> {
+    const resolved = resolveOptions(options);
+    const position = await findChainPosition(resolved.path, resolved.logger);
+    const writer = new AuditLogWriter(resolved, position);
+    resolved.logger.info("audit log open", {
+      path: resolved.path,
+      next_seq: position.head.seq + 1,
+      key_id: writer.keyId,
+      resumed: position.head.seq > 0,
+    });
+    return writer;
+  }
+
+  // --- the hot path -------------------------------------------------------
+
+  admit(): boolean | Promise<boolean> {
+    if (this.accepting()) return true;
+    this.noteOverflow();
+    if (this.options.overflow === "deny" || this.closing) {
+      this.counters.refused++;
+      this.overflowEpisode!.refused++;
+      return false;
+    }
+    this.counters.blocked++;
+    return new Promise<boolean>((resolve) => {
+      const waiter: Waiter = {
+        resolve,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          this.counters.refused++;
+          if (this.overflowEpisode) this.overflowEpisode.refused++;
+          resolve(false);
+        }, this.options.blockTimeoutMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  append(record: AuditRecord): void {
+    if (this.closed || this.finalWritten) {
+      this.drop("audit log is closed");
+      return;
+    }
+    // Admitted Checks may overshoot bufferRecords by their concurrency; the
+    // hard limit leaves them room so an admitted decision is not lost.
+    if (this.depth() >= this.options.bufferRecords * 2) {
+      this.noteOverflow();
+      this.drop("audit buffer hard limit reached");
+      return;
+    }
+    this.queue.push(record);
+    this.notifyAccepting();
+    this.scheduleFlush(this.options.flushDelayMs);
+  }
+
+  accepting(): boolean {
+    return !this.closing && this.depth() < this.options.bufferRecords;
+  }
+
+  healthy(): boolean {
+    return this.failingSince === undefined;
+  }
+
+  stats(): AuditLogStats {
+    return { depth: this.depth(), ...this.counters };
+  }
+
+  /** Called with the new value whenever accepting() changes (the primary relays it to workers). */
+  onAcceptingChange(listener: (accepting: boolean) => void): () => void {
+    this.acceptingListeners.add(listener);
+    return () => this.acceptingListeners.delete(listener);
+  }
+
+  /** The chain head on disk or about to be: the last seq and its line hash. */
+  head(): ChainHead {
+    return this.tail;
+  }
+
+  close(): Promise<void> {
+    this.closePromise ??= this.closeOnce();
+    return this.closePromise;
+  }
+
+  // --- flushing -------------------------------------------------------------
+
+  private depth(): number {
+    return this.queue.length + (this.pendingChunk?.records ?? 0);
+  }
+
+  private scheduleFlush(delayMs: number): void {
+    if (this.flushTimer !== undefined || this.retryTimer !== undefined || this.flushing) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      void this.flush();
+    }, delayMs);
+    this.flushTimer.unref();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      for (;;) {
+        const chunk = this.pendingChunk ?? this.buildChunk();
+        if (chunk === undefined) break;
+        this.pendingChunk = chunk;
+        if (!(await this.writeChunk(chunk))) {
+          this.scheduleRetry();
+          return;
+        }
+        this.pendingChunk = undefined;
+        this.counters.written += chunk.records;
+        this.counters.checkpoints += chunk.checkpoints;
+        this.releaseWaiters();
+        this.notifyAccepting();
+        if (chunk.rotate) await this.rotate();
+        if (chunk.final) {
+          this.finalWritten = true;
+          this.onFinalWritten?.();
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+    // Records that arrived during the last write.
+    if (this.queue.length > 0 || this.checkpointDue) this.scheduleFlush(0);
+  }
+
+  private buildChunk(): Chunk | undefined {
+    const lines: string[] = [];
+    let bytes = 0;
+    let records = 0;
+    let checkpoints = 0;
+    let rotate = false;
+    let final = false;
+    const push = (line: string): void => {
+      lines.push(line, "\n");
+      bytes += Buffer.byteLength(line) + 1;
+      this.tail = { seq: this.tail.seq + 1, hash: hashLine(line) };
+    };
+    const checkpoint = (reason: CheckpointReason): void => {
+      push(
+        formatCheckpointLine(
+          this.tail,
+          { time: new Date(this.options.clock.nowMs()).toISOString(), reason, keyId: this.keyId },
+          this.options.privateKey,
+        ),
+      );
+      checkpoints++;
+      this.sinceCheckpoint = 0;
+      this.unsignedSinceMs = undefined;
+      this.checkpointDue = false;
+      clearTimeout(this.checkpointTimer);
+      this.checkpointTimer = undefined;
+    };
+
+    const take = Math.min(this.queue.length, MAX_RECORDS_PER_CHUNK);
+    let used = 0;
+    while (used < take) {
+      push(formatDecisionLine(this.queue[used]!, this.tail));
+      used++;
+      records++;
+      this.sinceCheckpoint++;
+      this.startCheckpointClock();
+      if (this.sinceCheckpoint >= this.options.checkpointEveryRecords) checkpoint("interval");
+      if (this.rotationDue(bytes)) {
+        checkpoint("rotation");
+        rotate = true;
+        break;
+      }
+    }
+    this.queue.splice(0, used);
+
+    const overdue = this.unsignedSinceMs !== undefined && this.options.clock.nowMs() - this.unsignedSinceMs >= this.options.checkpointEveryMs;
+    if (this.closing && this.queue.length === 0 && !this.finalWritten) {
+      checkpoint("shutdown");
+      final = true;
+    } else if (!rotate && this.sinceCheckpoint > 0 && (this.checkpointDue || overdue)) {
+      checkpoint("interval");
+    } else if (!rotate && this.rotationDue(bytes) && records === 0 && this.sinceCheckpoint === 0) {
+      // A rename that failed earlier: sign again and retry it.
+      checkpoint("rotation");
+      rotate = true;
+    }
+    this.checkpointDue = false;
+    if (lines.length === 0) return undefined;
+    let text = lines.join("");
+    if (this.needsNewline) {
+      // Keep the crash fragment as a line of its own; verify reports it, and our records stay intact after it.
+      text = `\n${text}`;
+      bytes += 1;
+      this.needsNewline = false;
+    }
+    return { text, bytes, records, checkpoints, rotate, final };
+  }
+
+  private rotationDue(pendingBytes: number): boolean {
+    return (
+      this.options.rotateBytes > 0 &&
+      this.size + pendingBytes >= this.options.rotateBytes &&
+      this.options.clock.nowMs() >= this.rotationBlockedUntilMs
+    );
+  }
+
+  private startCheckpointClock(): void {
+    if (this.unsignedSinceMs !== undefined) return;
+    this.unsignedSinceMs = this.options.clock.nowMs();
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpointTimer = undefined;
+      this.checkpointDue = true;
+      this.scheduleFlush(0);
+    }, this.options.checkpointEveryMs);
+    this.checkpointTimer.unref();
+  }
+
+  /** Appends a chunk; a chunk with a checkpoint is fsynced, so what is signed is durable. */
+  private async writeChunk(chunk: Chunk): Promise<boolean> {
+    const path = this.options.path;
+    const sizeBefore = this.size;
+    try {
+      const handle = await open(path, "a");
+      try {
+        await handle.appendFile(chunk.text);
+        if (chunk.checkpoints > 0) await handle.sync();
+        const after = (await handle.stat()).size;
+        if (after !== sizeBefore + chunk.bytes) {
+          this.log.error("audit log file changed outside hopwarden", {
+            event: "audit_file_changed",
+            path,
+            expected_bytes: sizeBefore + chunk.bytes,
+            actual_bytes: after,
+          });
+        }
+        this.size = after;
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      this.noteWriteError("append", error);
+      await this.discardPartialWrite(sizeBefore);
+      return false;
+    }
+    if (this.failingSince !== undefined) {
+      this.log.info("audit log writes recovered", { path, failed_attempts: this.failures, failing_ms: this.options.clock.nowMs() - this.failingSince });
+    }
+    this.failingSince = undefined;
+    this.failures = 0;
+    this.retryDelayMs = this.options.retryDelayMs;
+    return true;
+  }
+
+  /** A write cut short (a full disk) may leave part of the chunk; remove it so the retry does not leave a broken line. */
+  private async discardPartialWrite(sizeBefore: number): Promise<void> {
+    try {
+      const info = await stat(this.options.path);
+      if (info.isFile() && info.size > sizeBefore) await truncate(this.options.path, sizeBefore);
+    } catch {
+      // Nothing to discard (the file or its directory is gone); the retry reports what is wrong.
+    }
+  }
+
+  private scheduleRetry(): void {
+    const delay = this.retryDelayMs;
+    this.retryDelayMs = Math.min(this.retryDelayMs * 2, this.options.maxRetryDelayMs);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.flush();
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  private async rotate(): Promise<void> {
+    const from = this.options.path;
+    const to = rotatedFileName(from, this.fileFirstSeq);
+    try {
+      if (await exists(to)) throw Object.assign(new Error(`${to} already exists`), { code: "EEXIST" });
+      await rename(from, to);
+      await syncDirectory(dirname(from));
+    } catch (error) {
+      this.noteWriteError("rotate", error);
+      this.rotationBlockedUntilMs = this.options.clock.nowMs() + this.options.maxRetryDelayMs;
+      return;
+    }
+    this.counters.rotations++;
+    this.log.info("audit log rotated", { event: "audit_rotated", file: to, last_seq: this.tail.seq, last_hash: this.tail.hash });
+    this.size = 0;
+    this.fileFirstSeq = this.tail.seq + 1;
+  }
+
+  private noteWriteError(operation: string, error: unknown): void {
+    this.counters.writeErrors++;
+    this.failures++;
+    this.failingSince ??= this.options.clock.nowMs();
+    this.log.error("audit log write failed; retrying", {
+      event: "audit_write_error",
+      operation,
+      path: this.options.path,
+      code: (error as NodeJS.ErrnoException).code,
+      error,
+      attempt: this.failures,
+      retry_in_ms: this.retryDelayMs,
+      depth: this.depth(),
+    });
+  }
+
+  // --- overflow -------------------------------------------------------------
+
+  private drop(why: string): void {
+    this.counters.dropped++;
+    if (this.overflowEpisode) {
+      this.overflowEpisode.dropped++;
+      return;
+    }
+    // Outside an overflow episode (after close) every loss is its own line: it should never happen.
+    this.log.error("audit record dropped", { event: "audit_record_dropped", why, path: this.options.path, dropped_total: this.counters.dropped });
+  }
+
+  /** One error line per overflow episode, however many Checks it touches; its end is logged with the totals. */
+  private noteOverflow(): void {
+    if (this.overflowEpisode) return;
+    this.overflowEpisode = { dropped: 0, refused: 0 };
+    this.log.error("audit buffer full", {
+      event: "audit_buffer_full",
+      path: this.options.path,
+      depth: this.depth(),
+      buffer_records: this.options.bufferRecords,
+      overflow: this.options.overflow,
+      healthy: this.healthy(),
+    });
+  }
+
+  private notifyAccepting(): void {
+    const now = this.accepting();
+    if (now === this.wasAccepting) return;
+    this.wasAccepting = now;
+    if (now && this.overflowEpisode) {
+      this.log.warn("audit buffer has room again", {
+        event: "audit_buffer_recovered",
+        path: this.options.path,
+        refused: this.overflowEpisode.refused,
+        dropped: this.overflowEpisode.dropped,
+      });
+      this.overflowEpisode = undefined;
+    }
+    for (const listener of this.acceptingListeners) listener(now);
+  }
+
+  private releaseWaiters(): void {
+    while (this.waiters.length > 0 && this.accepting()) {
+      const waiter = this.waiters.shift()!;
+      clearTimeout(waiter.timer);
+      waiter.resolve(true);
+    }
+  }
+
+  // --- shutdown -------------------------------------------------------------
+
+  private async closeOnce(): Promise<void> {
+    this.closing = true;
+    this.notifyAccepting();
+    for (const waiter of this.waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.resolve(false);
+    }
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const done = new Promise<void>((resolve) => {
+      this.onFinalWritten = resolve;
+    });
+    let deadline: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      deadline = setTimeout(() => resolve("timeout"), this.options.closeTimeoutMs);
+    });
+    // A pending retry keeps its back-off; otherwise write now.
+    if (this.retryTimer === undefined) void this.flush();
+    const outcome = await Promise.race([done, timedOut]);
+    clearTimeout(deadline);
+    clearTimeout(this.checkpointTimer);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.closed = true;
+    if (outcome === "timeout") {
+      const lost = this.depth();
+      this.counters.dropped += lost;
+      throw new Error(
+        `audit log ${this.options.path}: close gave up after ${this.options.closeTimeoutMs} ms with ${lost} record(s) unwritten and no shutdown checkpoint (see the audit_write_error log lines)`,
+      );
+    }
+    this.log.info("audit log closed", { event: "audit_closed", path: this.options.path, last_seq: this.tail.seq, last_hash: this.tail.hash, ...this.counters });
+  }
+}
+
+function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
+  const integer = (field: keyof AuditLogWriterOptions, value: number | undefined, fallback: number, min: number): number => {
+    const v = value ?? fallback;
+    if (!Number.isInteger(v) || v < min) throw new AuditLogConfigError(field, `must be an integer ≥ ${min}, got ${String(v)}`);
+    return v;
+  };
+  if (options.path === "") throw new AuditLogConfigError("path", "must not be empty");
+  if (options.privateKey.type !== "private" || options.privateKey.asymmetricKeyType !== "ed25519") {
+    throw new AuditLogConfigError("privateKey", "must be an Ed25519 private key");
+  }
+  const overflow = options.overflow ?? "deny";
+  if (overflow !== "deny" && overflow !== "block") throw new AuditLogConfigError("overflow", `must be "block" or "deny", got ${String(overflow)}`);
+  return {
+    path: options.path,
+    privateKey: options.privateKey,
+    rotateBytes: integer("rotateBytes", options.rotateBytes, 64 * 1024 * 1024, 0),
+    checkpointEveryRecords: integer("checkpointEveryRecords", options.checkpointEveryRecords, 100, 1),
+    checkpointEveryMs: integer("checkpointEveryMs", options.checkpointEveryMs, 1000, 1),
+    flushDelayMs: integer("flushDelayMs", options.flushDelayMs, 5, 0),
+    bufferRecords: integer("bufferRecords", options.bufferRecords, 10_000, 1),
+    overflow,
+    blockTimeoutMs: integer("blockTimeoutMs", options.blockTimeoutMs, 250, 0),
+    retryDelayMs: integer("retryDelayMs", options.retryDelayMs, 100, 1),
+    maxRetryDelayMs: integer("maxRetryDelayMs", options.maxRetryDelayMs, 5000, 1),
+    closeTimeoutMs: integer("closeTimeoutMs", options.closeTimeoutMs, 10_000, 0),
+    logger: options.logger ?? silentLogger,
+    clock: options.clock ?? { nowMs: () => Date.now() },
+  };
+}
+
+/** Where the chain stands on disk: the active file's last line, else the newest rotated file's, else genesis. */
+async function findChainPosition(path: string, logger: Logger): Promise<ChainPosition> {
+  await mkdir(dirname(path), { recursive: true });
+  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return undefined;
+    throw new AuditLogConfigError("path", `${path}: cannot stat (${error.code ?? error.message})`);
+  });
+  if (info !== undefined && !info.isFile()) throw new AuditLogConfigError("path", `${path}: is not a regular file`);
+
+  const active = await readFileEnds(path);
+  const endsInFragment = active !== undefined && !active.endsWithNewline;
+  if (endsInFragment) {
+    logger.error("audit log ends in an incomplete line (a write was cut short); it stays as evidence and the chain continues after it", {
+      event: "audit_incomplete_line",
+      path,
+    });
+  }
+  if (active?.lastLine !== undefined) {
+    const head = { seq: lineSeq(active.lastLine, path), hash: hashLine(active.lastLine) };
+    const firstSeq = active.firstLine === undefined ? head.seq : lineSeq(active.firstLine, path);
+    return { head, size: active.size, fileFirstSeq: firstSeq, endsInFragment };
+  }
+  const rotated = await listRotatedFiles(path);
+  const newest = rotated.at(-1);
+  if (newest !== undefined) {
+    const ends = await readFileEnds(newest.path);
+    if (ends?.lastLine !== undefined) {
+      const head = { seq: lineSeq(ends.lastLine, newest.path), hash: hashLine(ends.lastLine) };
+      return { head, size: active?.size ?? 0, fileFirstSeq: head.seq + 1, endsInFragment };
+    }
+  }
+  return { head: GENESIS_HEAD, size: active?.size ?? 0, fileFirstSeq: 1, endsInFragment };
+}
+
+function lineSeq(line: Buffer, file: string): number {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line.toString("utf8"));
+  } catch {
+    throw new AuditLogConfigError("path", `${file}: a line is not JSON, so the chain cannot be continued; move the file aside to start a new log`);
+  }
+  const seq = (parsed as { seq?: unknown } | null)?.seq;
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) {
+    throw new AuditLogConfigError("path", `${file}: seq: missing or not a positive integer, so the chain cannot be continued; move the file aside to start a new log`);
+  }
+  return seq;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Makes a rename durable; some file systems cannot fsync a directory, which is not worth failing a rotation over. */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // best effort
+  }
+}

@@ -1,0 +1,44 @@
+// What the audit sink hands records to: the chain writer itself (one process,
+// or the primary of a cluster) or a forwarder that ships them to the primary
+// (a worker). The Check path only ever calls `admit` and `append`.
+
+import type { AuditRecord } from "./audit-record.js";
+
+export type AuditOverflowMode = "block" | "deny";
+
+export interface AuditLogStats {
+  /** Records accepted but not yet on disk. */
+  readonly depth: number;
+  /** Records lost: the buffer's hard limit was reached, the log was closed, or forwarding failed. */
+  readonly dropped: number;
+  /** admit() calls that had to wait for room (overflow "block"). */
+  readonly blocked: number;
+  /** admit() calls answered false: the Check must deny with internal_error. */
+  readonly refused: number;
+  /** Decision records written. */
+  readonly written: number;
+  /** Checkpoint records written. */
+  readonly checkpoints: number;
+  /** Failed writes, renames or fsyncs (each is retried). */
+  readonly writeErrors: number;
+  readonly rotations: number;
+}
+
+export interface AuditRecordTarget {
+  /**
+   * Whether a Check may go ahead: true (synchronously, the fast path) when
+   * the buffer has room; otherwise false, or, with overflow "block", a promise
+   * that settles when room frees up or the bounded wait ends. A false answer
+   * means: deny the Check with internal_error rather than decide without a record.
+   */
+  admit(): boolean | Promise<boolean>;
+  /** Enqueues a record; never throws, never waits. A record that cannot be kept is counted and logged. */
+  append(record: AuditRecord): void;
+  /** True while new records fit in the buffer. */
+  accepting(): boolean;
+  /** False while writes are failing (the buffer still holds the records and retries). */
+  healthy(): boolean;
+  stats(): AuditLogStats;
+  /** Writes everything buffered, then a final checkpoint; resolves when it is on disk. */
+  close(): Promise<void>;
+}

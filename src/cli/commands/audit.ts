@@ -1,0 +1,168 @@
+// `hopwarden audit verify|keygen`: check a tamper-evident audit log offline,
+// and create the Ed25519 key pair that signs it. Exit codes: 0 intact (or
+// keys written), 1 the log is not intact, 2 usage or input errors.
+
+import { access } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { AuditKeyError, loadAuditPublicKey, writeAuditKeyPair } from "../../adapters/audit/audit-keys.js";
+import { verifyAuditLog, type VerifyFinding } from "../../adapters/audit/audit-log-verifier.js";
+import type { Command } from "./index.js";
+
+export interface CommandOutput {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const processOutput: CommandOutput = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+};
+
+const HELP = `Usage:
+  hopwarden audit verify --public-key <file> [--allow-open-end] <log file>...
+  hopwarden audit keygen --out <prefix>
+
+verify
+  Checks that audit log files written by \`hopwarden serve --audit-log\` are
+  intact: every line carries the hash of the line before it, and checkpoint
+  lines sign that running hash with the Ed25519 key given to --audit-key.
+  Pass every file of the log (the active file and its rotated files
+  <file>.<12-digit seq>); they are verified as one chain in the order of
+  their first seq, whatever order you give them in. For example:
+
+    hopwarden audit verify --public-key audit.pub /var/log/hopwarden/audit.log*
+
+  Exit 0 when intact. Exit 1 when a record was edited, deleted, duplicated or
+  reordered, a checkpoint signature fails, or the log does not end with the
+  shutdown checkpoint a clean stop writes; the first bad record is printed as
+  file:line: problem.
+
+  --public-key <file>  the Ed25519 public key, PEM SubjectPublicKeyInfo
+                       ("-----BEGIN PUBLIC KEY-----"), e.g. from keygen
+  --allow-open-end     the log is still being written, or its writer crashed:
+                       accept an end without a shutdown checkpoint and records
+                       not yet signed (reported as warnings; they are not
+                       protected until a checkpoint covers them)
+
+keygen
+  Writes a new Ed25519 key pair: <prefix>.key (PKCS#8 PEM, mode 0600, for
+  serve --audit-key; keep it secret) and <prefix>.pub (SPKI PEM, for
+  audit verify --public-key). Never overwrites existing files.
+
+  --out <prefix>       path prefix of the two files
+
+Exit codes: 0 intact / keys written, 1 not intact, 2 usage or input error.
+See docs/audit-log.md for the format and what verify proves.
+`;
+
+export const auditCommand: Command = {
+  run: (argv) => runAudit(argv, processOutput),
+};
+
+export async function runAudit(argv: readonly string[], io: CommandOutput): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
+    if (sub === undefined) {
+      io.err(HELP);
+      return 2;
+    }
+    io.out(HELP);
+    return 0;
+  }
+  if (sub === "verify") return verify(rest, io);
+  if (sub === "keygen") return keygen(rest, io);
+  return usage(io, `unknown audit command "${sub}" (expected verify or keygen)`);
+}
+
+async function verify(argv: readonly string[], io: CommandOutput): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: {
+        "public-key": { type: "string" },
+        "allow-open-end": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    return usage(io, (error as Error).message);
+  }
+  if (parsed.values.help) {
+    io.out(HELP);
+    return 0;
+  }
+  const keyFile = parsed.values["public-key"];
+  if (keyFile === undefined) return usage(io, "--public-key: required (the Ed25519 public key, PEM SPKI)");
+  if (parsed.positionals.length === 0) return usage(io, "no log files given");
+  for (const file of parsed.positionals) {
+    try {
+      await access(file);
+    } catch {
+      return usage(io, `${file}: no such file`);
+    }
+  }
+  let publicKey;
+  try {
+    publicKey = await loadAuditPublicKey(keyFile);
+  } catch (error) {
+    if (error instanceof AuditKeyError) return usage(io, `--public-key ${error.message}`);
+    throw error;
+  }
+
+  const report = await verifyAuditLog(parsed.positionals, publicKey, { allowOpenEnd: parsed.values["allow-open-end"] });
+  for (const warning of report.warnings) io.err(`${formatFinding(warning)} (warning)\n`);
+  if (report.problem !== undefined) {
+    io.err(`${formatFinding(report.problem)}\n`);
+    io.err(`audit log NOT intact: first bad record above; ${report.records} record(s) before it verified\n`);
+    return 1;
+  }
+  const last = report.lastCheckpoint;
+  io.out(
+    `audit log intact: ${report.files.length} file(s), ${report.records} record(s), ${report.checkpoints} checkpoint(s), seq 1..${report.lastSeq}` +
+      (last ? `; last checkpoint ${last.reason} at ${last.file}:${last.line}` : "") +
+      `\nrunning hash ${report.lastHash}\n`,
+  );
+  return 0;
+}
+
+async function keygen(argv: readonly string[], io: CommandOutput): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: { out: { type: "string" }, help: { type: "boolean", short: "h", default: false } },
+      allowPositionals: false,
+      strict: true,
+    });
+  } catch (error) {
+    return usage(io, (error as Error).message);
+  }
+  if (parsed.values.help) {
+    io.out(HELP);
+    return 0;
+  }
+  const prefix = parsed.values.out;
+  if (prefix === undefined || prefix === "") return usage(io, "--out: required (path prefix for <prefix>.key and <prefix>.pub)");
+  try {
+    const files = await writeAuditKeyPair(prefix);
+    io.out(`private key: ${files.privateKeyFile} (secret; hopwarden serve --audit-key ${files.privateKeyFile})\n`);
+    io.out(`public key:  ${files.publicKeyFile} (hopwarden audit verify --public-key ${files.publicKeyFile} <log files>)\n`);
+    return 0;
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    const why = e.code === "EEXIST" ? "already exists, not overwritten" : (e.code ?? e.message);
+    return usage(io, `--out: ${e.path ?? prefix}: ${why}`);
+  }
+}
+
+function formatFinding(finding: VerifyFinding): string {
+  return `${finding.file}:${finding.line}: ${finding.message}`;
+}
+
+function usage(io: CommandOutput, problem: string): number {
+  io.err(`hopwarden audit: ${problem}\nRun "hopwarden audit --help" for usage.\n`);
+  return 2;
+}
