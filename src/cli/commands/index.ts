@@ -26,4 +26,8 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
     summary: "dry-run one request against a policy and print the hop-by-hop table",
     load: async () => (await import("./explain.js")).explainCommand,
   },
+  audit: {
+    summary: "verify a tamper-evident audit log (audit verify), or create its signing key pair (audit keygen)",
+    load: async () => (await import("./audit.js")).auditCommand,
+  },
 };
