@@ -1,12 +1,18 @@
 // The Envoy configs in envoy/ against real Envoy 1.40: every template renders
 // and passes `envoy --mode validate`, and a running front proxy fails closed
-// and refuses callers without a certificate of our CA. hopwarden itself is not
-// started here (the end-to-end suite does that): its port is left unbound.
+// and refuses callers without a certificate of our CA; docker-compose.yml wires
+// the same templates to its services. hopwarden itself is not started here
+// (the end-to-end suite does that): its port is left unbound.
 
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, posix } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { loadPolicyText } from "../src/adapters/config/policy-file.js";
 import { templatePlaceholders } from "../envoy/render-config.mjs";
 import {
   ENVOY_TEMPLATES,
@@ -26,6 +32,8 @@ import {
 import { createTestPki, writePki } from "./support/pki.js";
 
 type PkiPaths = Awaited<ReturnType<typeof writePki>>;
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 let dir: string;
 let pki: PkiPaths;
@@ -187,5 +195,148 @@ describe("front proxy fails closed and admits only our CA's agents", () => {
     const response = await call("orchestrator", { path: "/schema%2F..%2Fadmin" });
     expect(response.status).toBe(400);
     expect(upstream.requests).toHaveLength(0);
+  });
+});
+
+// `docker compose config` cannot run here (no Compose plugin, no engine), so
+// the demo's wiring is checked by reading docker-compose.yml: every path it
+// mounts exists or is generated, and every address the rendered front proxy
+// uses is a service and port of the same file.
+describe("docker-compose.yml is consistent with the Envoy config and the image", () => {
+  interface Service {
+    image?: string;
+    build?: { context: string; target: string };
+    command?: string[] | string;
+    entrypoint?: string[];
+    environment?: Record<string, string>;
+    volumes?: string[];
+    ports?: string[];
+  }
+  let services: Record<string, Service>;
+  let defaults: Map<string, string | undefined>;
+
+  beforeAll(async () => {
+    const compose = parseYaml(await readFile(join(repoRoot, "docker-compose.yml"), "utf8"), { strict: true, uniqueKeys: true }) as { services: Record<string, Service> };
+    services = compose.services;
+    defaults = templatePlaceholders(await readFile(ENVOY_TEMPLATES.frontProxy, "utf8"));
+  });
+
+  const service = (name: string): Service => {
+    const found = services[name];
+    if (found === undefined) throw new Error(`docker-compose.yml has no service ${name}`);
+    return found;
+  };
+  const fallback = (name: string): string => {
+    const value = defaults.get(name);
+    if (value === undefined) throw new Error(`front-proxy.yaml has no default for ${name}`);
+    return value;
+  };
+  const args = (s: Service): string[] => (Array.isArray(s.command) ? s.command : (s.command ?? "").split(/\s+/));
+  const flag = (s: Service, name: string): string => {
+    const list = args(s);
+    const i = list.indexOf(name);
+    if (i < 0) throw new Error(`no ${name} in ${JSON.stringify(list)}`);
+    return list[i + 1]!;
+  };
+  /** The host path (relative to the repo) that `containerPath` of service `name` is, through its bind mounts. */
+  const hostPath = (name: string, containerPath: string): string => {
+    for (const volume of service(name).volumes ?? []) {
+      const [source, target] = volume.split(":");
+      if (source === undefined || target === undefined) continue;
+      if (containerPath === target) return posix.normalize(source);
+      if (containerPath.startsWith(`${target}/`)) return posix.join(source, containerPath.slice(target.length + 1));
+    }
+    throw new Error(`${name}: ${containerPath} is not under any bind mount`);
+  };
+
+  it("mounts only files that exist, or that demo-init generates under ./.tmp/demo", () => {
+    for (const [name, s] of Object.entries(services)) {
+      for (const volume of s.volumes ?? []) {
+        const source = volume.split(":")[0]!;
+        expect(source, `${name}: ${volume} is a bind mount`).toMatch(/^\.\//);
+        if (source.startsWith("./.tmp/demo")) continue;
+        expect(existsSync(join(repoRoot, source)), `${name}: ${source} exists`).toBe(true);
+      }
+    }
+  });
+
+  it("pins the same Envoy as the tests, and Jaeger 2.13.0", async () => {
+    const installer = await readFile(join(repoRoot, "scripts", "install-test-tools.sh"), "utf8");
+    const version = /^ENVOY_VERSION=(\S+)$/m.exec(installer)?.[1];
+    expect(service("envoy").image).toBe(`envoyproxy/envoy:v${version}`);
+    expect(service("jaeger").image).toBe("jaegertracing/jaeger:2.13.0");
+  });
+
+  it("Envoy runs the file demo-init renders from envoy/front-proxy.yaml", () => {
+    const init = args(service("demo-init")).join(" ");
+    const rendered = /envoy\/render-config\.mjs envoy\/front-proxy\.yaml (\S+)/.exec(init)?.[1];
+    expect(rendered).toBeDefined();
+    expect(hostPath("demo-init", "/app/envoy/front-proxy.yaml")).toBe("envoy/front-proxy.yaml");
+    expect(hostPath("envoy", flag(service("envoy"), "-c"))).toBe(hostPath("demo-init", rendered!));
+  });
+
+  it("the proxy's default certificate paths are where demo-init writes the demo PKI", () => {
+    const certDir = /gen-demo-certs\.mjs (\S+)/.exec(args(service("demo-init")).join(" "))?.[1];
+    expect(certDir).toBeDefined();
+    for (const [placeholder, file] of [
+      ["TLS_CERT", "server.crt"],
+      ["TLS_KEY", "server.key"],
+      ["TLS_CA", "ca.crt"],
+    ] as const) {
+      expect(hostPath("envoy", fallback(placeholder))).toBe(posix.join(hostPath("demo-init", certDir!), file));
+    }
+  });
+
+  it("publishes the proxy's listener port, and the listener binds all interfaces inside the container", () => {
+    expect(fallback("LISTEN_ADDRESS")).toBe("0.0.0.0");
+    expect(service("envoy").ports).toContain(`127.0.0.1:${fallback("LISTEN_PORT")}:${fallback("LISTEN_PORT")}`);
+    expect(fallback("ADMIN_ADDRESS")).toBe("127.0.0.1");
+  });
+
+  it("the proxy's clusters name services of this file on the ports they listen on", () => {
+    const hopwarden = service(fallback("HOPWARDEN_HOST"));
+    expect(flag(hopwarden, "--listen")).toBe(`0.0.0.0:${fallback("HOPWARDEN_PORT")}`);
+    for (const agent of ["RESEARCH", "DB"]) {
+      expect(service(fallback(`${agent}_HOST`)).environment?.PORT).toBe(fallback(`${agent}_PORT`));
+    }
+    expect(service(fallback("OTLP_HOST")).image).toMatch(/^jaegertracing\/jaeger:/);
+    expect(fallback("OTLP_PORT")).toBe("4317");
+    expect(hopwarden.environment?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe(`http://${fallback("OTLP_HOST")}:${fallback("OTLP_PORT")}`);
+  });
+
+  it("hopwarden reads a valid policy from a mounted directory", async () => {
+    const hopwarden = service("hopwarden");
+    const policy = flag(hopwarden, "--policy");
+    expect(policy).toBe("/etc/hopwarden/policy.yaml");
+    const mount = (hopwarden.volumes ?? []).find((v) => v.split(":")[1] === posix.dirname(policy));
+    expect(mount, "the policy's directory is the mount, not the file").toBeDefined();
+    const file = join(repoRoot, hostPath("hopwarden", policy));
+    const loaded = loadPolicyText(await readFile(file, "utf8"), file);
+    expect(loaded.ok ? [] : loaded.errors).toEqual([]);
+  });
+
+  it("builds the stages the Dockerfile defines, and the runtime stage is non-root", async () => {
+    const dockerfile = await readFile(join(repoRoot, "Dockerfile"), "utf8");
+    for (const s of Object.values(services)) {
+      if (s.build !== undefined) expect(dockerfile).toMatch(new RegExp(`^FROM \\S+ AS ${s.build.target}$`, "m"));
+    }
+    const runtime = dockerfile.slice(dockerfile.search(/^FROM \S+ AS runtime$/m));
+    expect(runtime).toMatch(/^USER [1-9]\d*(:\d+)?$/m);
+    expect(runtime).toMatch(/"serve", "--policy", "\/etc\/hopwarden\/policy\.yaml"/);
+  });
+
+  it("the demo PKI and the compose defaults make a config Envoy accepts", async () => {
+    const demoCerts = join(dir, "demo-certs");
+    const run = spawnSync(process.execPath, [join(repoRoot, "scripts", "gen-demo-certs.mjs"), demoCerts], { encoding: "utf8" });
+    expect(run.status, run.stderr).toBe(0);
+    await mkdir(join(dir, "compose"));
+    // Only the certificate paths differ from what the container sees.
+    const configPath = await renderEnvoyConfig(
+      ENVOY_TEMPLATES.frontProxy,
+      { TLS_CERT: join(demoCerts, "server.crt"), TLS_KEY: join(demoCerts, "server.key"), TLS_CA: join(demoCerts, "ca.crt") },
+      join(dir, "compose"),
+    );
+    const result = await validateEnvoyConfig(configPath);
+    expect(result.ok, result.output).toBe(true);
   });
 });

@@ -1,0 +1,28 @@
+# hopwarden container image.
+#
+#   docker build -t hopwarden .                 (the runtime image, last stage)
+#   docker build --target build -t hopwarden:build .   (with devDependencies:
+#       docker-compose.yml's demo-init uses it to make the demo certificates)
+#
+# Network is needed only at build time (npm ci); nothing is fetched at run time.
+
+FROM node:20-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY . .
+RUN npm run build
+
+FROM node:20-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY proto ./proto
+# Numeric, so Kubernetes runAsNonRoot can check it (the node image's "node" user).
+USER 1000:1000
+# 9191 gRPC (ext_authz Check, grpc.health.v1, reflection); 9192 admin and metrics.
+EXPOSE 9191 9192
+ENTRYPOINT ["node", "/app/dist/cli/bin.js"]
+CMD ["serve", "--policy", "/etc/hopwarden/policy.yaml", "--listen", "0.0.0.0:9191", "--admin-listen", "0.0.0.0:9192"]
