@@ -1,0 +1,80 @@
+// What path rules see (SPEC 3): the request path without its query string; a
+// path holding dot-segments (also percent-encoded) or an encoded slash or
+// backslash matches no path rule, since an upstream may resolve it otherwise.
+
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { toRulePath } from "./request-path.js";
+
+describe("path rules match the path without its query string", () => {
+  it("strips the query string", () => {
+    expect(toRulePath("/query?sql=select%201")).toEqual({ ok: true, path: "/query" });
+    expect(toRulePath("/query?")).toEqual({ ok: true, path: "/query" });
+  });
+
+  it("strips a fragment", () => {
+    expect(toRulePath("/query#top")).toEqual({ ok: true, path: "/query" });
+  });
+
+  it("does not judge the query string", () => {
+    expect(toRulePath("/query?next=/../admin&x=%2F")).toEqual({ ok: true, path: "/query" });
+  });
+
+  it("leaves any other path as sent", () => {
+    expect(toRulePath("/schema/users")).toEqual({ ok: true, path: "/schema/users" });
+    expect(toRulePath("/a//b")).toEqual({ ok: true, path: "/a//b" });
+    expect(toRulePath("/a/.../b")).toEqual({ ok: true, path: "/a/.../b" });
+    expect(toRulePath("/a/.hidden")).toEqual({ ok: true, path: "/a/.hidden" });
+  });
+});
+
+describe("a path an upstream may resolve differently matches no path rule", () => {
+  it.each([
+    "/schema/../admin",
+    "/schema/./users",
+    "/schema/..",
+    "/schema/.",
+    "/..",
+    "/schema/%2e%2e/admin",
+    "/schema/%2E%2E/admin",
+    "/schema/.%2e/admin",
+    "/schema/%2e./admin",
+    "/schema/%2e/users",
+  ])("refuses the dot-segment in %j", (path) => {
+    expect(toRulePath(path)).toMatchObject({ ok: false, problem: "holds a dot-segment" });
+  });
+
+  it.each(["/schema%2Fusers", "/schema%2fusers", "/schema%5Cusers", "/schema%5cusers"])("refuses the encoded separator in %j", (path) => {
+    expect(toRulePath(path)).toMatchObject({ ok: false, problem: "holds an encoded slash or backslash" });
+  });
+
+  it("refuses a raw backslash", () => {
+    expect(toRulePath("/schema\\..\\admin")).toMatchObject({ ok: false });
+  });
+});
+
+describe("reading untrusted request targets (property)", () => {
+  const pieces = fc.constantFrom("/", ".", "..", "%2e", "%2E", "%2f", "%5C", "\\", "a", "?", "#", "%", "query");
+  const targets = fc.oneof(fc.string(), fc.array(pieces, { maxLength: 10 }).map((p) => p.join("")));
+
+  it("never throws, and what it accepts holds no query, dot-segment or encoded separator", () => {
+    fc.assert(
+      fc.property(targets, (target) => {
+        const result = toRulePath(target);
+        if (!result.ok) return true;
+        const { path } = result;
+        const segments = path.split("/").map((s) => s.replace(/%2e/gi, "."));
+        return (
+          target.startsWith(path) &&
+          !path.includes("?") &&
+          !path.includes("#") &&
+          !/%2f|%5c/i.test(path) &&
+          !path.includes("\\") &&
+          !segments.includes(".") &&
+          !segments.includes("..")
+        );
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
