@@ -331,15 +331,18 @@ export class AuditLogWriter implements AuditRecordTarget {
     this.queue.splice(0, used);
 
     const overdue = this.unsignedSinceMs !== undefined && this.options.clock.nowMs() - this.unsignedSinceMs >= this.options.checkpointEveryMs;
-    if (this.closing && this.queue.length === 0 && !this.finalWritten) {
-      checkpoint("shutdown");
-      final = true;
-    } else if (!rotate && this.sinceCheckpoint > 0 && (this.checkpointDue || overdue)) {
-      checkpoint("interval");
-    } else if (!rotate && this.rotationDue(bytes) && records === 0 && this.sinceCheckpoint === 0) {
-      // A rename that failed earlier: sign again and retry it.
-      checkpoint("rotation");
-      rotate = true;
+    // A file about to be renamed ends with its rotation checkpoint; anything else goes into the next file.
+    if (!rotate) {
+      if (this.closing && this.queue.length === 0 && !this.finalWritten) {
+        checkpoint("shutdown");
+        final = true;
+      } else if (this.sinceCheckpoint > 0 && (this.checkpointDue || overdue)) {
+        checkpoint("interval");
+      } else if (this.rotationDue(bytes) && records === 0 && this.sinceCheckpoint === 0) {
+        // A rename that failed earlier: sign again and retry it.
+        checkpoint("rotation");
+        rotate = true;
+      }
     }
     this.checkpointDue = false;
     if (lines.length === 0) return undefined;

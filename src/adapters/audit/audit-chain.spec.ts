@@ -1,0 +1,57 @@
+import { generateKeyPairSync } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { sampleDecision } from "../../../test/support/audit-fixtures.js";
+import { auditKeyId, checkpointSignatureValid, formatCheckpointLine, formatDecisionLine, GENESIS_HEAD, hashLine } from "./audit-chain.js";
+import { buildAuditRecord } from "./audit-record.js";
+
+const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+const fields = { time: "2026-11-01T12:00:00.000Z", reason: "interval" as const, keyId: auditKeyId(privateKey) };
+
+describe("the hash chain", () => {
+  it("hashes a line's exact bytes as lower-case hex SHA-256", () => {
+    expect(hashLine("abc")).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  });
+
+  it("chains the first record to the genesis hash with seq 1, chain fields first", () => {
+    const line = formatDecisionLine(buildAuditRecord(sampleDecision(), { latencyMs: 1 }), GENESIS_HEAD);
+    expect(line.startsWith(`{"type":"decision","seq":1,"prev":"${"0".repeat(64)}","decision_id":`)).toBe(true);
+  });
+
+  it("chains each record to the hash of the line before it", () => {
+    const first = formatDecisionLine(buildAuditRecord(sampleDecision(), { latencyMs: 1 }), GENESIS_HEAD);
+    const second = formatDecisionLine(buildAuditRecord(sampleDecision(), { latencyMs: 1 }), { seq: 1, hash: hashLine(first) });
+    expect(JSON.parse(second)).toMatchObject({ seq: 2, prev: hashLine(first) });
+  });
+});
+
+describe("checkpoint signatures", () => {
+  const head = { seq: 41, hash: "c".repeat(64) };
+  const line = formatCheckpointLine(head, fields, privateKey);
+
+  it("signs the running hash and verifies with the public key", () => {
+    expect(JSON.parse(line)).toMatchObject({ type: "checkpoint", seq: 42, prev: head.hash, reason: "interval", key_id: fields.keyId });
+    expect(checkpointSignatureValid(line, publicKey)).toBe(true);
+  });
+
+  it("fails with another key", () => {
+    expect(checkpointSignatureValid(line, generateKeyPairSync("ed25519").publicKey)).toBe(false);
+  });
+
+  it.each([
+    ["the running hash", line.replace(head.hash, "d".repeat(64))],
+    ["the seq", line.replace('"seq":42', '"seq":43')],
+    ["the reason", line.replace('"interval"', '"shutdown"')],
+    ["the time", line.replace("12:00:00", "12:00:01")],
+    ["an added field", line.replace('{"type"', '{"x":1,"type"')],
+    ["the signature", line.replace(/"signature":"(.)/, (_m, c: string) => `"signature":"${c === "A" ? "B" : "A"}`)],
+    ["a removed signature", line.replace(/,"signature":"[^"]*"/, "")],
+  ])("fails when %s is changed", (_what, tampered) => {
+    expect(tampered).not.toBe(line);
+    expect(checkpointSignatureValid(tampered, publicKey)).toBe(false);
+  });
+
+  it("identifies the key by a stable id shared by its private and public halves", () => {
+    expect(auditKeyId(publicKey)).toBe(auditKeyId(privateKey));
+    expect(auditKeyId(publicKey)).toMatch(/^[0-9a-f]{16}$/);
+  });
+});

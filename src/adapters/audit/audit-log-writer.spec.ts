@@ -1,0 +1,221 @@
+import { appendFile, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { auditKeyPair, captureLogger, readLines, sampleDecision, tempDir, waitFor, type TempDir } from "../../../test/support/audit-fixtures.js";
+import { AuditLogConfigError, AuditLogWriter, type AuditLogWriterOptions } from "./audit-log-writer.js";
+import { verifyAuditLog } from "./audit-log-verifier.js";
+import { buildAuditRecord } from "./audit-record.js";
+
+const { privateKey, publicKey } = auditKeyPair();
+const record = () => buildAuditRecord(sampleDecision(), { latencyMs: 1 });
+
+let dir: TempDir;
+let file: string;
+beforeEach(async () => {
+  dir = await tempDir();
+  file = join(dir.path, "audit.log");
+});
+afterEach(() => dir.remove());
+
+function openWriter(options: Partial<AuditLogWriterOptions> = {}): Promise<AuditLogWriter> {
+  return AuditLogWriter.open({ path: file, privateKey, flushDelayMs: 1, retryDelayMs: 10, maxRetryDelayMs: 20, ...options });
+}
+
+/** The file's lines as "d" (decision) or "cp:<reason>" (checkpoint). */
+async function types(path = file): Promise<string[]> {
+  return (await readLines(path)).map((line) => {
+    const parsed = JSON.parse(line) as { type: string; reason?: string };
+    return parsed.type === "checkpoint" ? `cp:${parsed.reason ?? ""}` : "d";
+  });
+}
+
+describe("AuditLogWriter: chain and checkpoints", () => {
+  it("writes one line per record and signs at least every N records and at shutdown", async () => {
+    const writer = await openWriter({ checkpointEveryRecords: 3 });
+    for (let i = 0; i < 7; i++) writer.append(record());
+    await writer.close();
+    expect(await types()).toEqual(["d", "d", "d", "cp:interval", "d", "d", "d", "cp:interval", "d", "cp:shutdown"]);
+    expect(writer.stats()).toMatchObject({ written: 7, checkpoints: 3, depth: 0, dropped: 0 });
+    expect((await verifyAuditLog([file], publicKey)).ok).toBe(true);
+  });
+
+  it("signs within T ms of a record even when fewer than N arrive", async () => {
+    const writer = await openWriter({ checkpointEveryRecords: 1000, checkpointEveryMs: 20 });
+    writer.append(record());
+    await waitFor(async () => (await types().catch((): string[] => [])).includes("cp:interval"));
+    expect(await types()).toEqual(["d", "cp:interval"]);
+    await writer.close();
+  });
+
+  it("never resolves close() before the records and the shutdown checkpoint are on disk", async () => {
+    const writer = await openWriter({ flushDelayMs: 10_000 });
+    for (let i = 0; i < 5; i++) writer.append(record());
+    expect(writer.stats().depth).toBe(5);
+    await writer.close();
+    expect(await types()).toEqual(["d", "d", "d", "d", "d", "cp:shutdown"]);
+    expect(writer.stats().depth).toBe(0);
+  });
+
+  it("counts and logs a record that arrives after close", async () => {
+    const log = captureLogger();
+    const writer = await openWriter({ logger: log.logger });
+    await writer.close();
+    writer.append(record());
+    expect(writer.stats().dropped).toBe(1);
+    expect(log.events("audit_record_dropped")).toHaveLength(1);
+  });
+});
+
+describe("AuditLogWriter: rotation by size", () => {
+  it("closes each file with a rotation checkpoint and names it by its first seq", async () => {
+    const writer = await openWriter({ rotateBytes: 2000, checkpointEveryRecords: 1000 });
+    for (let i = 0; i < 12; i++) writer.append(record());
+    await writer.close();
+    const rotated = (await readdir(dir.path)).filter((n) => n !== "audit.log").sort();
+    expect(rotated.length).toBeGreaterThanOrEqual(2);
+    expect(rotated[0]).toBe("audit.log.000000000001");
+    for (const name of rotated) expect((await types(join(dir.path, name))).at(-1)).toBe("cp:rotation");
+    expect(writer.stats().rotations).toBe(rotated.length);
+    const report = await verifyAuditLog([file, ...rotated.map((n) => join(dir.path, n))], publicKey);
+    expect(report).toMatchObject({ ok: true, records: 12 });
+  });
+});
+
+describe("AuditLogWriter: resuming after a restart", () => {
+  it("continues the chain of the existing file", async () => {
+    const first = await openWriter();
+    first.append(record());
+    await first.close();
+    const second = await openWriter();
+    second.append(record());
+    await second.close();
+    expect(await types()).toEqual(["d", "cp:shutdown", "d", "cp:shutdown"]);
+    expect(await verifyAuditLog([file], publicKey)).toMatchObject({ ok: true, lastSeq: 4 });
+  });
+
+  it("continues from the newest rotated file when the active file is empty", async () => {
+    const first = await openWriter({ rotateBytes: 1 });
+    first.append(record());
+    await first.close();
+    const second = await openWriter({ rotateBytes: 0 });
+    second.append(record());
+    await second.close();
+    const files = (await readdir(dir.path)).map((n) => join(dir.path, n));
+    expect(await verifyAuditLog(files, publicKey)).toMatchObject({ ok: true, records: 2 });
+  });
+
+  it("keeps a fragment left by a crash as its own line, which verify reports", async () => {
+    const first = await openWriter();
+    first.append(record());
+    await first.close();
+    await appendFile(file, '{"type":"decision","seq":3,"pr');
+    const log = captureLogger();
+    const second = await openWriter({ logger: log.logger });
+    second.append(record());
+    await second.close();
+    expect(log.events("audit_incomplete_line")).toHaveLength(1);
+    const report = await verifyAuditLog([file], publicKey);
+    expect(report.problem).toEqual({ file, line: 3, message: "not a JSON record" });
+  });
+
+  it("refuses to start on a path that is a directory, naming it", async () => {
+    await mkdir(file);
+    await expect(openWriter()).rejects.toThrow(AuditLogConfigError);
+    await expect(openWriter()).rejects.toThrow(`${file}: is not a regular file`);
+  });
+
+  it("refuses to continue a file whose last line is not a record", async () => {
+    await writeFile(file, "hello\n");
+    await expect(openWriter()).rejects.toThrow("a line is not JSON");
+  });
+
+  it("names the option that is out of range", async () => {
+    await expect(openWriter({ checkpointEveryRecords: 0 })).rejects.toThrow("checkpointEveryRecords: must be an integer ≥ 1");
+  });
+});
+
+describe("AuditLogWriter: a full buffer is never silent", () => {
+  it("overflow deny: admit() says no at the bound, counts it, and logs one line per episode", async () => {
+    const log = captureLogger();
+    const writer = await openWriter({ bufferRecords: 3, overflow: "deny", flushDelayMs: 10_000, logger: log.logger });
+    for (let i = 0; i < 3; i++) {
+      expect(writer.admit()).toBe(true);
+      writer.append(record());
+    }
+    expect(writer.accepting()).toBe(false);
+    expect(writer.admit()).toBe(false);
+    expect(writer.admit()).toBe(false);
+    expect(writer.stats()).toMatchObject({ depth: 3, refused: 2, dropped: 0 });
+    expect(log.events("audit_buffer_full")).toHaveLength(1);
+    await writer.close();
+    expect(writer.stats()).toMatchObject({ depth: 0, written: 3 });
+  });
+
+  it("keeps decisions already admitted up to twice the bound, then drops and counts the rest", async () => {
+    const log = captureLogger();
+    const writer = await openWriter({ bufferRecords: 2, flushDelayMs: 10_000, logger: log.logger });
+    for (let i = 0; i < 6; i++) writer.append(record());
+    expect(writer.stats()).toMatchObject({ depth: 4, dropped: 2 });
+    expect(log.events("audit_buffer_full")).toHaveLength(1);
+    expect(log.events("audit_record_dropped")).toHaveLength(0);
+    await writer.close();
+    expect(log.events("audit_buffer_recovered")).toEqual([]);
+  });
+
+  it("overflow block: admit() waits for room and goes ahead once the backlog is written", async () => {
+    const writer = await openWriter({ bufferRecords: 2, overflow: "block", blockTimeoutMs: 2000, flushDelayMs: 30 });
+    writer.append(record());
+    writer.append(record());
+    const admitted = writer.admit();
+    expect(admitted).toBeInstanceOf(Promise);
+    expect(await admitted).toBe(true);
+    expect(writer.stats()).toMatchObject({ blocked: 1, refused: 0 });
+    await writer.close();
+  });
+
+  it("overflow block: the wait is bounded, then the Check is refused", async () => {
+    const writer = await openWriter({ bufferRecords: 1, overflow: "block", blockTimeoutMs: 20, flushDelayMs: 10_000 });
+    writer.append(record());
+    expect(await writer.admit()).toBe(false);
+    expect(writer.stats()).toMatchObject({ blocked: 1, refused: 1 });
+    await writer.close();
+  });
+});
+
+describe("AuditLogWriter: a failing disk", () => {
+  it("counts and logs failed writes, keeps the records and retries until the disk is back", async () => {
+    const log = captureLogger();
+    const sub = join(dir.path, "sub");
+    file = join(sub, "audit.log");
+    const writer = await openWriter({ logger: log.logger });
+    writer.append(record());
+    await waitFor(() => writer.stats().written === 1);
+    await rm(sub, { recursive: true });
+    writer.append(record());
+    await waitFor(() => writer.stats().writeErrors >= 2);
+    expect(writer.healthy()).toBe(false);
+    expect(writer.stats().depth).toBe(1);
+    expect(log.events("audit_write_error")[0]).toMatchObject({ level: "error", operation: "append", code: "ENOENT", path: file });
+    await mkdir(sub);
+    await waitFor(() => writer.stats().written === 2);
+    expect(writer.healthy()).toBe(true);
+    await writer.close();
+    expect(log.events("audit_file_changed")).toHaveLength(1);
+    // The records before the loss are gone with the directory; verify says so.
+    expect((await verifyAuditLog([file], publicKey)).problem?.message).toMatch(/^seq: the log starts at seq 2/);
+  });
+
+  it("counts a write to a path that became a directory, and fills the buffer until the Check is refused", async () => {
+    const writer = await openWriter({ bufferRecords: 2, closeTimeoutMs: 50 });
+    writer.append(record());
+    await waitFor(() => writer.stats().written === 1);
+    await rm(file);
+    await mkdir(file);
+    writer.append(record());
+    writer.append(record());
+    await waitFor(() => writer.stats().writeErrors >= 1);
+    expect(writer.admit()).toBe(false);
+    await expect(writer.close()).rejects.toThrow(/close gave up after 50 ms with 2 record\(s\) unwritten/);
+    expect(writer.stats().dropped).toBe(2);
+  });
+});

@@ -1,0 +1,100 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { sampleDecision } from "../../../test/support/audit-fixtures.js";
+import { AuditRecordError, buildAuditRecord, parseAuditRecord } from "./audit-record.js";
+
+describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
+  it("records an allow with reason 'allowed' and every field of the contract", () => {
+    const decision = sampleDecision({ tokenId: "jti-1" });
+    const record = buildAuditRecord(decision, { traceId: "a".repeat(32), spanId: "b".repeat(16), latencyMs: 0.12345678 });
+    expect(record).toEqual({
+      decision_id: decision.decisionId,
+      time: new Date(decision.decidedAtMs).toISOString(),
+      decision: "allow",
+      reason: "allowed",
+      message: "allowed",
+      policy_version: "2026-11-01.3",
+      caller: "spiffe://example.org/agent/research",
+      callee: "spiffe://example.org/agent/db",
+      on_behalf_of: "alice@example.com",
+      chain: ["spiffe://example.org/agent/orchestrator", "spiffe://example.org/agent/research"],
+      chain_depth: 2,
+      hops: [
+        { from: "spiffe://example.org/agent/orchestrator", to: "spiffe://example.org/agent/research", rule: "hops[0]", result: "allow" },
+        { from: "spiffe://example.org/agent/research", to: "spiffe://example.org/agent/db", rule: "hops[1]", result: "allow" },
+      ],
+      tls_client_hash_sha256: "AB".repeat(32),
+      method: "GET",
+      path: "/query",
+      trace_id: "a".repeat(32),
+      span_id: "b".repeat(16),
+      latency_ms: 0.123,
+      token_id: "jti-1",
+    });
+  });
+
+  it("records a deny with its reason and null for what was never learnt", () => {
+    const record = buildAuditRecord(
+      sampleDecision({ allowed: false, reason: "missing_peer_certificate", message: "no certificate", caller: undefined, callee: undefined, onBehalfOf: undefined, chain: [], hops: [], peerCertificateSha256: undefined }),
+      { latencyMs: 1 },
+    );
+    expect(record).toMatchObject({
+      decision: "deny",
+      reason: "missing_peer_certificate",
+      caller: null,
+      callee: null,
+      on_behalf_of: null,
+      chain: [],
+      chain_depth: 0,
+      tls_client_hash_sha256: null,
+      trace_id: null,
+      span_id: null,
+      token_id: null,
+    });
+  });
+
+  it("is plain JSON: a record survives the IPC round trip unchanged", () => {
+    const record = buildAuditRecord(sampleDecision(), { latencyMs: 2 });
+    expect(parseAuditRecord(JSON.parse(JSON.stringify(record)))).toEqual(record);
+  });
+});
+
+describe("parseAuditRecord (records from worker processes)", () => {
+  const valid = (): Record<string, unknown> => JSON.parse(JSON.stringify(buildAuditRecord(sampleDecision(), { latencyMs: 2 }))) as Record<string, unknown>;
+
+  it("keeps only the known fields, so a worker cannot inject seq, prev or type", () => {
+    const parsed = parseAuditRecord({ ...valid(), seq: 99, prev: "00", type: "checkpoint" });
+    expect(parsed).not.toHaveProperty("seq");
+    expect(parsed).not.toHaveProperty("prev");
+    expect(parsed).not.toHaveProperty("type");
+  });
+
+  it.each([
+    ["decision", "maybe", "decision"],
+    ["chain", "a,b", "chain"],
+    ["decision_id", "", "decision_id"],
+    ["latency_ms", -1, "latency_ms"],
+    ["caller", 7, "caller"],
+  ])("names the field when %s is wrong", (key, value, field) => {
+    expect(() => parseAuditRecord({ ...valid(), [key]: value })).toThrow(expect.objectContaining({ field }) as Error);
+  });
+
+  it("names the hop and its field", () => {
+    const record = valid();
+    (record["hops"] as Record<string, unknown>[])[1]!["result"] = "perhaps";
+    expect(() => parseAuditRecord(record)).toThrow("hops[1].result: must be");
+  });
+
+  it("throws only AuditRecordError, whatever arrives", () => {
+    fc.assert(
+      fc.property(fc.anything(), (value) => {
+        try {
+          parseAuditRecord(value);
+        } catch (error) {
+          return error instanceof AuditRecordError;
+        }
+        return true;
+      }),
+    );
+  });
+});
