@@ -261,7 +261,7 @@ class ChainVerifier {
       note({
         file: last.file,
         line: last.line + 1,
-        message: `the log ends at a ${last.reason} checkpoint (line ${last.line}), not a shutdown checkpoint: the writer crashed or is still writing, or records after line ${last.line} were removed`,
+        message: `the log ends at ${/^[aeiou]/.test(last.reason) ? "an" : "a"} ${last.reason} checkpoint (line ${last.line}), not a shutdown checkpoint: the writer crashed or is still writing, or records after line ${last.line} were removed`,
       });
     }
   }

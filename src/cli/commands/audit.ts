@@ -116,7 +116,7 @@ async function verify(argv: readonly string[], io: CommandOutput): Promise<numbe
   for (const warning of report.warnings) io.err(`${formatFinding(warning)} (warning)\n`);
   if (report.problem !== undefined) {
     io.err(`${formatFinding(report.problem)}\n`);
-    io.err(`audit log NOT intact: first bad record above; ${report.records} record(s) before it verified\n`);
+    io.err("audit log NOT intact: the line above names the first bad record\n");
     return 1;
   }
   const last = report.lastCheckpoint;
