@@ -6,7 +6,7 @@ import type { SpanProcessor, SpanExporter } from "@opentelemetry/sdk-trace-base"
 import { CheckPipeline } from "./core/decision/check-pipeline.js";
 import type { HeaderNames } from "./core/decision/check-input.js";
 import type { Clock, DecisionSink, DelegationTokenVerifier } from "./core/ports.js";
-import { PolicyStore } from "./adapters/config/policy-store.js";
+import { PolicyStore, type PolicyStoreEvents } from "./adapters/config/policy-store.js";
 import { CachingCertificateParser } from "./adapters/x509/certificate-parser.js";
 import { LruHopDecisionCache } from "./adapters/cache/hop-decision-cache.js";
 import { UlidGenerator } from "./adapters/ids/ulid.js";
@@ -61,8 +61,8 @@ const systemClock: Clock = { nowMs: () => Date.now() };
 
 export async function startHopwarden(options: HopwardenOptions): Promise<Hopwarden> {
   const { logger } = options;
-  let metrics: HopwardenMetrics | undefined;
-  const policies = new PolicyStore(options.policyFile, logger, { onReload: (o) => metrics?.recordReload(o.ok) });
+  const policyEvents: PolicyStoreEvents = {};
+  const policies = new PolicyStore(options.policyFile, logger, policyEvents);
   const warnings = await policies.loadInitial();
   for (const warning of warnings) logger.warn("policy warning", { warning });
 
@@ -84,21 +84,28 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
   let tracing: DecisionTracing | undefined;
   if (options.tracing !== false) {
     const config = options.tracing ?? {};
-    tracing = createDecisionTracing({
-      serviceName: process.env.OTEL_SERVICE_NAME ?? "hopwarden",
-      exporter: "exporter" in config ? config.exporter : exporterFromEnvironment(),
-      ...(config.processor !== undefined && { processor: config.processor }),
-    });
+    const exporter = "exporter" in config ? config.exporter : exporterFromEnvironment();
+    // No exporter and no processor: spans would go nowhere, so none are made.
+    if (exporter !== undefined || config.processor !== undefined) {
+      tracing = createDecisionTracing({
+        serviceName: process.env.OTEL_SERVICE_NAME ?? "hopwarden",
+        exporter,
+        ...(config.processor !== undefined && { processor: config.processor }),
+      });
+    }
   }
-  metrics = new HopwardenMetrics({
+  const metrics = new HopwardenMetrics({
     hopCache,
     certificateCache: certificates,
     policyVersion: () => policies.current()?.version,
     ...(tracing !== undefined && { spans: tracing.stats }),
   });
 
+  policyEvents.onReload = (outcome) => metrics.recordReload(outcome.ok);
+
   const check = await startCheckServer({
     listen: options.listen,
+    headersRead: pipeline.headersRead,
     authorization: authorizationImplementation({
       pipeline,
       logger,

@@ -5,6 +5,7 @@ import type { CompiledPolicy } from "./policy/model.js";
 import type { HopOutcome } from "./policy/evaluate-hop.js";
 import type { CertificateParseResult } from "./identity/peer-certificate.js";
 import type { TokenCheckRequest, TokenCheckResult } from "./decision/token-check.js";
+import type { Decision } from "./decision/decision.js";
 
 export interface Clock {
   nowMs(): number;
@@ -36,7 +37,7 @@ export interface DelegationTokenVerifier {
 
 /** Receives every decision, allow or deny, after it is made (audit log, metrics). Must not throw or block. */
 export interface DecisionSink {
-  record(decision: import("./decision/decision.js").Decision, context: DecisionContext): void;
+  record(decision: Decision, context: DecisionContext): void;
 }
 
 export interface DecisionContext {

@@ -54,7 +54,7 @@ function nextSerial(): string {
 }
 
 export async function createCertificateAuthority(commonName = "hopwarden test CA"): Promise<CertificateAuthority> {
-  const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"]));
   const now = Date.now();
   const caCert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: nextSerial(),
@@ -75,7 +75,7 @@ export async function createCertificateAuthority(commonName = "hopwarden test CA
     certPem: caCert.toString("pem") + "\n",
     keyPem: caKeyPem,
     async issue(options: IssueOptions): Promise<IssuedCertificate> {
-      const leafKeys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+      const leafKeys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"]));
       const serialHex = options.serialHex ?? nextSerial();
       const altNames: x509.JsonGeneralName[] = [
         ...(options.uris ?? []).map((value) => ({ type: "url" as const, value })),

@@ -2,7 +2,7 @@
 // with the line and column of the node at fault and the dotted field path.
 // Unknown keys are errors: a misspelt key must never silently widen a rule.
 
-import { isMap, isScalar, isSeq, LineCounter, type Node, type Pair, type YAMLMap } from "yaml";
+import { isMap, isScalar, isSeq, type LineCounter, type Node, type Pair } from "yaml";
 
 export interface SchemaProblem {
   readonly line: number;
@@ -62,7 +62,7 @@ export function mapFields(
     return undefined;
   }
   const fields = new Map<string, Pair<unknown, unknown>>();
-  for (const pair of (node as YAMLMap<unknown, unknown>).items) {
+  for (const pair of node.items) {
     const key = pair.key;
     if (!isScalar(key) || typeof key.value !== "string") {
       ctx.error(key ?? node, field, `has a key that is not a string: ${describeNode(key)}`);

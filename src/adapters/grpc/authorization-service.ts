@@ -4,24 +4,54 @@
 // decode and an exception anywhere here, is answered with a CheckResponse;
 // grpc-js never sees a throw and Envoy never has to interpret a gRPC error.
 
-import type { sendUnaryData, ServerUnaryCall, ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { create } from "@bufbuild/protobuf";
-import { CheckRequestSchema, CheckResponseSchema, type CheckRequest, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import type { MethodDefinition, sendUnaryData, ServerUnaryCall, ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { CheckResponseSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import type { CheckInput } from "../../core/decision/check-input.js";
 import type { Decision } from "../../core/decision/decision.js";
 import type { CheckPipeline } from "../../core/decision/check-pipeline.js";
 import type { DecisionSink } from "../../core/ports.js";
 import { GrpcCode } from "../../core/reasons.js";
-import { toCheckInput } from "../envoy/check-request.js";
-import { toCheckResponse } from "../envoy/check-response.js";
+import { decodeCheckRequest } from "../envoy/check-request-decoder.js";
+import { encodeCheckResponse } from "../envoy/check-response-encoder.js";
 import { CheckSpanRecorder } from "../telemetry/check-span.js";
 import type { Logger } from "../logging/logger.js";
-import { DecodeFailure, protobufMethod } from "./protobuf-method.js";
+import { DecodeFailure } from "./protobuf-method.js";
 
 export const AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization";
 
-export const authorizationServiceDefinition: ServiceDefinition = {
-  Check: protobufMethod(`/${AUTHORIZATION_SERVICE}/Check`, CheckRequestSchema, CheckResponseSchema),
-};
+/** What the handler answers: a Decision (encoded on the wire by the serializer) or pre-encoded bytes. */
+type CheckAnswer = Decision | Buffer;
+
+// The hot path decodes straight into the core's CheckInput and encodes the
+// Decision directly (envoy/check-request-decoder.ts, check-response-encoder.ts);
+// the generated schemas stay the reference the tests compare against.
+function checkMethod(headersRead: ReadonlySet<string>): MethodDefinition<CheckInput | DecodeFailure, CheckAnswer> {
+  return {
+  path: `/${AUTHORIZATION_SERVICE}/Check`,
+  requestStream: false,
+  responseStream: false,
+  requestSerialize: () => {
+    throw new Error("the Check server never serializes requests");
+  },
+  requestDeserialize: (bytes: Buffer) => {
+    try {
+      return decodeCheckRequest(bytes, headersRead);
+    } catch (err) {
+      return new DecodeFailure(err instanceof Error ? err.message : String(err));
+    }
+  },
+  responseSerialize: (answer: CheckAnswer) => (Buffer.isBuffer(answer) ? answer : encodeCheckResponse(answer)),
+  responseDeserialize: () => {
+    throw new Error("the Check server never deserializes responses");
+  },
+  };
+}
+
+/** The Check service definition; only the headers the pipeline reads are decoded. */
+export function authorizationServiceDefinition(headersRead: ReadonlySet<string>): ServiceDefinition {
+  return { Check: checkMethod(headersRead) };
+}
 
 export interface AuthorizationServiceDeps {
   readonly pipeline: CheckPipeline;
@@ -32,8 +62,8 @@ export interface AuthorizationServiceDeps {
   readonly accepting?: () => boolean;
 }
 
-/** The last-resort answer when even building a response failed: deny, 503. */
-const FALLBACK_DENY: CheckResponse = create(CheckResponseSchema, {
+/** The last-resort answer when even deciding failed: deny, 503 (encoded once, with the generated schema). */
+const FALLBACK_DENY: Buffer = Buffer.from(toBinary(CheckResponseSchema, create(CheckResponseSchema, {
   status: { code: GrpcCode.UNAVAILABLE, message: "internal_error" },
   httpResponse: {
     case: "deniedResponse",
@@ -43,21 +73,21 @@ const FALLBACK_DENY: CheckResponse = create(CheckResponseSchema, {
         { header: { key: "content-type", value: "application/json" }, appendAction: 2 },
         { header: { key: "x-authz-reason", value: "internal_error" }, appendAction: 2 },
       ],
-      body: '{"error":"internal_error","message":"the authorization service failed to build a response","decision_id":""}',
+      body: '{"error":"internal_error","message":"the authorization service failed to decide","decision_id":""}',
     },
   },
-});
+})));
 
 export function authorizationImplementation(deps: AuthorizationServiceDeps): UntypedServiceImplementation {
   const sinks = deps.sinks ?? [];
   const { pipeline, spans, logger } = deps;
 
-  const complete = (decision: Decision, started: number, span: ReturnType<CheckSpanRecorder["start"]> | undefined, callback: sendUnaryData<CheckResponse>) => {
-    let response: CheckResponse;
+  const complete = (decision: Decision, started: number, span: ReturnType<CheckSpanRecorder["start"]> | undefined, callback: sendUnaryData<CheckAnswer>) => {
+    let response: CheckAnswer;
     try {
-      response = toCheckResponse(decision);
+      response = encodeCheckResponse(decision);
     } catch (err) {
-      logger.error("building the CheckResponse failed; denying", { error: err, decision_id: decision.decisionId });
+      logger.error("encoding the CheckResponse failed; denying", { error: err, decision_id: decision.decisionId });
       response = FALLBACK_DENY;
     }
     callback(null, response);
@@ -90,7 +120,7 @@ export function authorizationImplementation(deps: AuthorizationServiceDeps): Unt
   };
 
   return {
-    Check: (call: ServerUnaryCall<CheckRequest | DecodeFailure, CheckResponse>, callback: sendUnaryData<CheckResponse>) => {
+    Check: (call: ServerUnaryCall<CheckInput | DecodeFailure, CheckAnswer>, callback: sendUnaryData<CheckAnswer>) => {
       const started = performance.now();
       let span: ReturnType<CheckSpanRecorder["start"]> | undefined;
       try {
@@ -102,7 +132,7 @@ export function authorizationImplementation(deps: AuthorizationServiceDeps): Unt
         } else if (deps.accepting !== undefined && !deps.accepting()) {
           result = pipeline.denyWithoutDeciding("internal_error", "the audit log cannot take more records; denying rather than deciding without a record");
         } else {
-          result = pipeline.decide(toCheckInput(request));
+          result = pipeline.decide(request);
         }
         if (result instanceof Promise) {
           result.then(

@@ -2,7 +2,7 @@
 // is graceful: health turns NOT_SERVING, the server stops accepting, in-flight
 // Checks finish, and only a deadline forces the rest closed.
 
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { DescFile } from "@bufbuild/protobuf";
 import { file_envoy_service_auth_v3_external_auth } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -14,6 +14,8 @@ export interface CheckServerOptions {
   /** host:port; port 0 picks a free one. */
   readonly listen: string;
   readonly authorization: UntypedServiceImplementation;
+  /** The request headers Check reads; the decoder keeps only these. */
+  readonly headersRead: ReadonlySet<string>;
   readonly credentials?: ServerCredentials;
 }
 
@@ -43,8 +45,8 @@ export async function startCheckServer(options: CheckServerOptions): Promise<Run
     "grpc.keepalive_permit_without_calls": 1,
   });
   const health = new HealthStatus([AUTHORIZATION_SERVICE]);
-  server.addService(authorizationServiceDefinition, options.authorization);
-  server.addService(healthServiceDefinition as ServiceDefinition, health.implementation());
+  server.addService(authorizationServiceDefinition(options.headersRead), options.authorization);
+  server.addService(healthServiceDefinition, health.implementation());
   const reflection = reflectionImplementation(SERVICE_NAMES, DESCRIBED_FILES);
   server.addService(reflectionV1Definition, reflection);
   server.addService(reflectionV1AlphaDefinition, reflection);

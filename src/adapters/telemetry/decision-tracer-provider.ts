@@ -10,7 +10,7 @@ import { OTLPTraceExporter as OtlpGrpcExporter } from "@opentelemetry/exporter-t
 import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
-import type { ExportResult } from "@opentelemetry/core";
+import { ExportResultCode, type ExportResult } from "@opentelemetry/core";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
 
 export interface ExportStats {
@@ -25,7 +25,7 @@ class CountingExporter implements SpanExporter {
   constructor(private readonly inner: SpanExporter) {}
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
     this.inner.export(spans, (result) => {
-      if (result.code === 0) this.stats.exportedSpans += spans.length;
+      if (result.code === ExportResultCode.SUCCESS) this.stats.exportedSpans += spans.length;
       else {
         this.stats.failedSpans += spans.length;
         this.stats.failedExports += 1;

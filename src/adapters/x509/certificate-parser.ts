@@ -27,7 +27,7 @@ export function parsePeerCertificate(raw: string): CertificateParseResult {
   try {
     // The first block is the peer's own certificate (Envoy's `certificate`
     // holds only the leaf; XFCC `Chain=` is never read here).
-    cert = new X509Certificate(blocks[0]!);
+    cert = new X509Certificate(blocks[0]);
   } catch (err) {
     return { ok: false, problem: `is not a parsable X.509 certificate (${err instanceof Error ? err.message : String(err)})` };
   }

@@ -39,7 +39,7 @@ export function parseWorkers(value: string): number {
 }
 
 export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSettings> {
-  const pick = (flag: keyof ServeFlags & string, fromConfig: string | undefined) => flags[flag] ?? fromEnv(flag) ?? fromConfig;
+  const pick = (flag: keyof ServeFlags, fromConfig: string | undefined) => flags[flag] ?? fromEnv(flag) ?? fromConfig;
   const configFile = flags.config ?? fromEnv("config");
   const config = configFile === undefined ? DEFAULT_SERVICE_CONFIG : await readServiceConfig(configFile);
   const policyFile = pick("policy", config.policy);

@@ -60,7 +60,11 @@ export class CheckPipeline {
 
   constructor(private readonly deps: CheckPipelineDeps) {
     this.headers = deps.headerNames ?? DEFAULT_HEADER_NAMES;
+    this.headersRead = new Set([this.headers.subject, this.headers.onBehalfOf, this.headers.chain, this.headers.token, XFCC_HEADER]);
   }
+
+  /** The request headers the pipeline reads (lower case); an adapter may drop all others before deciding. */
+  readonly headersRead: ReadonlySet<string> = new Set();
 
   decide(input: CheckInput): Decision | Promise<Decision> {
     const nowMs = this.deps.clock.nowMs();

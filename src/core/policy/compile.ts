@@ -13,7 +13,7 @@ export function resolveAgentPattern(pattern: string, agents: ReadonlyMap<string,
 function agentMatcher(pattern: string, agents: ReadonlyMap<string, string>): Matcher {
   const resolved = resolveAgentPattern(pattern, agents);
   const matcher = compileGlob(resolved);
-  return resolved === pattern ? matcher : { source: pattern, matches: matcher.matches };
+  return resolved === pattern ? matcher : { source: pattern, matches: (value) => matcher.matches(value) };
 }
 
 export function compilePolicy(doc: PolicyDocument, sha256: string): CompiledPolicy {

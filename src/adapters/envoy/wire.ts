@@ -1,0 +1,173 @@
+// Minimal protobuf wire reading and writing for the hot path. Check runs
+// thousands of times a second; a reflective decode of the whole CheckRequest
+// and a reflective encode of the response cost more than deciding. These read
+// only the fields Check uses and write the response directly. The generated
+// protobuf-es schemas remain the reference: tests compare both byte for byte.
+
+export const WireType = { VARINT: 0, I64: 1, LEN: 2, I32: 5 } as const;
+
+export class WireError extends Error {}
+
+/** A cursor over protobuf bytes. Every read is bounds-checked and throws WireError. */
+export class WireReader {
+  pos: number;
+
+  constructor(
+    readonly buf: Buffer,
+    start = 0,
+    readonly end = buf.length,
+  ) {
+    this.pos = start;
+  }
+
+  done(): boolean {
+    return this.pos >= this.end;
+  }
+
+  varint(): number {
+    let result = 0;
+    let shift = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new WireError("truncated varint");
+      const byte = this.buf[this.pos++]!;
+      if (shift < 49) result += (byte & 0x7f) * 2 ** shift;
+      if ((byte & 0x80) === 0) return result;
+      shift += 7;
+    }
+    throw new WireError("varint longer than 10 bytes");
+  }
+
+  /** Reads a length prefix and returns [start, end) of the bytes it covers. */
+  lengthDelimited(): [number, number] {
+    const length = this.varint();
+    const start = this.pos;
+    const end = start + length;
+    if (end > this.end) throw new WireError("length-delimited field runs past its message");
+    this.pos = end;
+    return [start, end];
+  }
+
+  string(): string {
+    const [start, end] = this.lengthDelimited();
+    return this.buf.toString("utf8", start, end);
+  }
+
+  skip(wireType: number): void {
+    switch (wireType) {
+      case WireType.VARINT:
+        this.varint();
+        return;
+      case WireType.I64:
+        this.advance(8);
+        return;
+      case WireType.LEN:
+        this.lengthDelimited();
+        return;
+      case WireType.I32:
+        this.advance(4);
+        return;
+      default:
+        throw new WireError(`unsupported wire type ${wireType}`);
+    }
+  }
+
+  private advance(n: number): void {
+    if (this.pos + n > this.end) throw new WireError("truncated fixed-width field");
+    this.pos += n;
+  }
+}
+
+/** A growable writer with fork/join for nested messages (length prefixes written after the content). */
+export class WireWriter {
+  private buf: Buffer;
+  private len = 0;
+  private readonly forks: number[] = [];
+
+  constructor(initial = 512) {
+    this.buf = Buffer.allocUnsafe(initial);
+  }
+
+  private ensure(extra: number): void {
+    if (this.len + extra <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.len + extra) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+
+  private rawVarint(value: number): void {
+    this.ensure(10);
+    let v = value;
+    while (v > 0x7f) {
+      this.buf[this.len++] = (v & 0x7f) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    this.buf[this.len++] = v;
+  }
+
+  tag(field: number, wireType: number): this {
+    this.rawVarint(field * 8 + wireType);
+    return this;
+  }
+
+  varint(field: number, value: number): this {
+    this.tag(field, WireType.VARINT);
+    this.rawVarint(value);
+    return this;
+  }
+
+  string(field: number, value: string): this {
+    const bytes = Buffer.byteLength(value);
+    this.tag(field, WireType.LEN);
+    this.rawVarint(bytes);
+    this.ensure(bytes);
+    this.len += this.buf.write(value, this.len, "utf8");
+    return this;
+  }
+
+  double(field: number, value: number): this {
+    this.tag(field, WireType.I64);
+    this.ensure(8);
+    this.buf.writeDoubleLE(value, this.len);
+    this.len += 8;
+    return this;
+  }
+
+  /** Starts a nested message in `field`; close it with join(). */
+  fork(field: number): this {
+    this.tag(field, WireType.LEN);
+    this.ensure(1);
+    this.forks.push(this.len);
+    this.len += 1; // one byte reserved for the length; widened in join() if needed
+    return this;
+  }
+
+  join(): this {
+    const at = this.forks.pop();
+    if (at === undefined) throw new Error("join() without fork()");
+    const contentStart = at + 1;
+    const length = this.len - contentStart;
+    if (length < 0x80) {
+      this.buf[at] = length;
+      return this;
+    }
+    let prefix = 0;
+    for (let v = length; v > 0; v = Math.floor(v / 128)) prefix++;
+    this.ensure(prefix - 1);
+    this.buf.copy(this.buf, at + prefix, contentStart, this.len);
+    let v = length;
+    let p = at;
+    while (v > 0x7f) {
+      this.buf[p++] = (v & 0x7f) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    this.buf[p] = v;
+    this.len += prefix - 1;
+    return this;
+  }
+
+  finish(): Buffer {
+    return this.buf.subarray(0, this.len);
+  }
+}
