@@ -57,15 +57,17 @@ export function mapFields(
   allowed: readonly string[],
   keyNode?: unknown,
 ): Map<string, Pair<unknown, unknown>> | undefined {
+  // The root map has no field name; "(file)" keeps `file:line:column: field: problem` whole.
+  const label = field === "" ? "(file)" : field;
   if (!isMap(node)) {
-    ctx.error(node ?? keyNode, field, `must be a map, not ${describeNode(node)}`);
+    ctx.error(node ?? keyNode, label, `must be a map, not ${describeNode(node)}`);
     return undefined;
   }
   const fields = new Map<string, Pair<unknown, unknown>>();
   for (const pair of node.items) {
     const key = pair.key;
     if (!isScalar(key) || typeof key.value !== "string") {
-      ctx.error(key ?? node, field, `has a key that is not a string: ${describeNode(key)}`);
+      ctx.error(key ?? node, label, `has a key that is not a string: ${describeNode(key)}`);
       continue;
     }
     const name = key.value;
