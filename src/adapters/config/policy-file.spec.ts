@@ -1,0 +1,219 @@
+// The policy file (SPEC 3): YAML, validated; unknown keys are errors, never
+// ignored; every error is listed, one per line, as
+// `file:line:column: field: problem`, an unknown key naming the key.
+
+import { describe, expect, it } from "vitest";
+import { loadPolicyText, type PolicyLoadResult } from "./policy-file.js";
+
+const SPEC_EXAMPLE = `version: "2026-11-01.3"          # recorded in every decision
+trustDomains: [example.org]
+maxChainLength: 6
+requireOnBehalfOf: true
+onBehalfOf: ["*@example.com"]    # who may be represented at all (else on_behalf_of_not_allowed)
+agents:                           # aliases usable in rules
+  orchestrator: spiffe://example.org/agent/orchestrator
+  research:     spiffe://example.org/agent/research
+  db:           spiffe://example.org/agent/db
+hops:                             # default deny; a hop needs a matching rule
+  - from: orchestrator
+    to: research
+    onBehalfOf: ["*@example.com"]
+  - from: research
+    to: db
+    methods: [GET, POST]
+    paths: ["/query", "/schema/*"]
+    scopes: ["db:read"]           # checked against the delegation token
+requireVia:
+  - to: db
+    via: [research]
+revoked:
+  identities: [spiffe://example.org/agent/retired]
+  serials: []
+`;
+
+const HEAD = `version: "1"\ntrustDomains: [example.org]\n`;
+const LINE = /^policy\.yaml:\d+:\d+: [^\s:][^:]*: \S.*$/;
+
+function errorsOf(text: string): readonly string[] {
+  const result = loadPolicyText(text, "policy.yaml");
+  if (result.ok) throw new Error("expected the policy to be refused");
+  return result.errors;
+}
+
+function loaded(text: string): Extract<PolicyLoadResult, { ok: true }> {
+  const result = loadPolicyText(text, "policy.yaml");
+  if (!result.ok) throw new Error(result.errors.join("\n"));
+  return result;
+}
+
+describe("a valid policy file", () => {
+  it("loads the SPEC 3 example, with aliases resolved and no warnings", () => {
+    const { policy, warnings } = loaded(SPEC_EXAMPLE);
+    expect(warnings).toEqual([]);
+    expect(policy).toMatchObject({ version: "2026-11-01.3", maxChainLength: 6, requireOnBehalfOf: true });
+    expect([...policy.trustDomains]).toEqual(["example.org"]);
+    expect(policy.hops).toHaveLength(2);
+    expect(policy.hops[1]?.from.matches("spiffe://example.org/agent/research")).toBe(true);
+    expect(policy.hops[1]?.methods).toEqual(new Set(["GET", "POST"]));
+    expect(policy.requireVia[0]?.via).toEqual(["spiffe://example.org/agent/research"]);
+    expect([...policy.revokedIdentities]).toEqual(["spiffe://example.org/agent/retired"]);
+  });
+
+  it("needs only version and trustDomains", () => {
+    expect(loaded(HEAD).policy).toMatchObject({ version: "1", hops: [], requireVia: [], maxChainLength: 6, requireOnBehalfOf: true });
+  });
+
+  it("gives the same text the same revision and a changed text a new one, even under the same version", () => {
+    expect(loaded(HEAD).policy.revision).toBe(loaded(HEAD).policy.revision);
+    expect(loaded(`${HEAD}maxChainLength: 3\n`).policy.revision).not.toBe(loaded(HEAD).policy.revision);
+  });
+
+  it("accepts SPIFFE ID globs and '*' in rules", () => {
+    const { policy } = loaded(`${HEAD}hops:\n  - from: "spiffe://example.org/team/*"\n    to: "*"\n`);
+    expect(policy.hops[0]?.from.matches("spiffe://example.org/team/a")).toBe(true);
+  });
+
+  it("accepts a token section with a loopback http:// JWKS and a duration skew", () => {
+    const { policy } = loaded(`${HEAD}tokens:\n  issuer: https://sts.example.org\n  jwks: http://127.0.0.1:8080/jwks.json\n  required: true\n  singleUse: true\n  clockSkew: 2m\n`);
+    expect(policy.tokens).toEqual({ issuer: "https://sts.example.org", jwks: "http://127.0.0.1:8080/jwks.json", required: true, singleUse: true, clockSkewSeconds: 120 });
+  });
+});
+
+describe("unknown keys are errors, never ignored", () => {
+  it("refuses a misspelt methds: rather than widen the rule, naming the key with its line and column", () => {
+    const errors = errorsOf(`${HEAD}hops:\n  - from: spiffe://example.org/a\n    to: spiffe://example.org/b\n    methds: [GET]\n`);
+    expect(errors).toEqual([expect.stringMatching(/^policy\.yaml:6:5: hops\[0\]\.methds: unknown key "methds"/)]);
+  });
+
+  it.each([
+    ["at the top level", `${HEAD}maxChainLenght: 3\n`, /^policy\.yaml:3:1: maxChainLenght: unknown key "maxChainLenght"/],
+    ["in requireVia", `${HEAD}requireVia:\n  - to: spiffe://example.org/a\n    via: [spiffe://example.org/b]\n    unless: x\n`, /^policy\.yaml:6:5: requireVia\[0\]\.unless: unknown key "unless"/],
+    ["in revoked", `${HEAD}revoked:\n  serial: [ab]\n`, /^policy\.yaml:4:3: revoked\.serial: unknown key "serial"/],
+    ["in tokens", `${HEAD}tokens:\n  issuer: x\n  jwks: j.json\n  singleuse: true\n`, /^policy\.yaml:6:3: tokens\.singleuse: unknown key "singleuse"/],
+  ])("refuses an unknown key %s", (_where, text, expected) => {
+    expect(errorsOf(text)).toEqual([expect.stringMatching(expected)]);
+  });
+});
+
+describe("every error is listed, one per line, as file:line:column: field: problem", () => {
+  const BROKEN = `version: 3
+trustDomains: [Example.org]
+maxChainLength: 0
+requireOnBehalfOf: "yes"
+agents:
+  research: spiffe://example.org/agent/research/
+hops:
+  - from: nobody
+    methods: ["GE T"]
+    paths: ["query", "/a/**/b", "/q?x=1"]
+    scopes: ["a b"]
+revoked:
+  identities: ["spiffe://example.org/*"]
+  serials: ["0x1f"]
+tokens:
+  issuer: x
+  jwks: http://example.org/jwks.json
+  clockSkew: 10m
+`;
+
+  it("reports each problem of a file with many, each on its own line with its position", () => {
+    const errors = errorsOf(BROKEN);
+    for (const e of errors) expect(e).toMatch(LINE);
+    const at = (prefix: string) => errors.filter((e) => e.startsWith(prefix));
+    expect(at("policy.yaml:1:10: version: must be a string")).toHaveLength(1);
+    expect(at("policy.yaml:2:16: trustDomains[0]: ")).toHaveLength(1);
+    expect(at("policy.yaml:3:17: maxChainLength: must be between 1 and 64")).toHaveLength(1);
+    expect(at("policy.yaml:4:20: requireOnBehalfOf: must be true or false")).toHaveLength(1);
+    expect(at("policy.yaml:6:13: agents.research: ")).toHaveLength(1);
+    expect(at("policy.yaml:8:5: hops[0].to: is required")).toHaveLength(1);
+    expect(at("policy.yaml:8:11: hops[0].from: ")).toHaveLength(1);
+    expect(at("policy.yaml:9:15: hops[0].methods[0]: ")).toHaveLength(1);
+    expect(at("policy.yaml:10:13: hops[0].paths[0]: ")).toHaveLength(1);
+    expect(at("policy.yaml:10:22: hops[0].paths[1]: ")).toHaveLength(1);
+    expect(at("policy.yaml:10:33: hops[0].paths[2]: ")).toHaveLength(1);
+    expect(at("policy.yaml:11:14: hops[0].scopes[0]: ")).toHaveLength(1);
+    expect(at("policy.yaml:13:16: revoked.identities[0]: must name one identity, not a glob")).toHaveLength(1);
+    expect(at("policy.yaml:14:13: revoked.serials[0]: ")).toHaveLength(1);
+    expect(at("policy.yaml:17:9: tokens.jwks: ")).toHaveLength(1);
+    expect(at("policy.yaml:18:14: tokens.clockSkew: ")).toHaveLength(1);
+    // All entries of trustDomains were refused, so it is also reported empty.
+    expect(at("policy.yaml:2:15: trustDomains: must name at least one trust domain")).toHaveLength(1);
+    expect(errors).toHaveLength(17);
+  });
+
+  it("names the file as given", () => {
+    const result = loadPolicyText("version: 1\n", "/etc/hopwarden/policy.yaml");
+    expect(result.ok).toBe(false);
+    if (!result.ok) for (const e of result.errors) expect(e.startsWith("/etc/hopwarden/policy.yaml:")).toBe(true);
+  });
+
+  it.each([
+    ["an empty file", "", /^policy\.yaml:1:1: \(file\): is empty/],
+    ["a list instead of a map", "- a\n", /^policy\.yaml:1:1: \(file\): must be a map/],
+    ["a key that is not a string", `${HEAD}1: x\n`, /^policy\.yaml:3:1: \(file\): has a key that is not a string/],
+    ["a YAML syntax error", `${HEAD}hops: [\n`, /^policy\.yaml:\d+:\d+: \(yaml\): /],
+    ["a duplicate key", `${HEAD}version: "2"\n`, /^policy\.yaml:3:1: \(yaml\): Map keys must be unique/],
+    ["a missing version", "trustDomains: [example.org]\n", /^policy\.yaml:1:1: version: is required/],
+    ["a missing trustDomains", 'version: "1"\n', /^policy\.yaml:1:1: trustDomains: is required/],
+    ["an empty trustDomains", 'version: "1"\ntrustDomains: []\n', /^policy\.yaml:2:15: trustDomains: must name at least one/],
+    ["an alias that does not start with a letter", `${HEAD}agents:\n  _x: spiffe://example.org/x\n`, /^policy\.yaml:4:3: agents\._x: alias/],
+    ["a glob in requireVia.via", `${HEAD}requireVia:\n  - to: "*"\n    via: ["spiffe://example.org/*"]\n`, /^policy\.yaml:5:11: requireVia\[0\]\.via\[0\]: must name one agent/],
+    ["a requireVia without via", `${HEAD}requireVia:\n  - to: "*"\n`, /^policy\.yaml:4:5: requireVia\[0\]\.via: is required/],
+    ["a tokens section without jwks", `${HEAD}tokens:\n  issuer: x\n`, /^policy\.yaml:4:3: tokens\.jwks: is required/],
+    ["a YAML alias where a list belongs", `${HEAD}onBehalfOf: &people ["*@example.com"]\nhops:\n  - from: "*"\n    to: "*"\n    onBehalfOf: *people\n`, /^policy\.yaml:7:17: hops\[0\]\.onBehalfOf: must be a list/],
+  ])("reports %s", (_what, text, expected) => {
+    const errors = errorsOf(text);
+    expect(errors).toEqual(expect.arrayContaining([expect.stringMatching(expected)]));
+    for (const e of errors) expect(e).toMatch(/^policy\.yaml:\d+:\d+: \S+: \S/);
+  });
+});
+
+describe("matching stays exact: the loader normalizes nothing", () => {
+  it("keeps methods as written, warning about lower case, so 'get' never matches GET", () => {
+    const { policy, warnings } = loaded(`${HEAD}hops:\n  - from: "*"\n    to: "*"\n    methods: [get]\n`);
+    expect(policy.hops[0]?.methods).toEqual(new Set(["get"]));
+    expect(warnings).toEqual([expect.stringMatching(/^policy\.yaml:6:15: hops\[0\]\.methods\[0\]: "get" is not upper case/)]);
+  });
+
+  it("refuses an agent ID that is not canonical rather than normalizing it", () => {
+    expect(errorsOf(`${HEAD}agents:\n  research: spiffe://Example.org/agent/research\n`)).toEqual([expect.stringMatching(/^policy\.yaml:4:13: agents\.research: /)]);
+  });
+
+  it("refuses a rule naming an alias that is not defined", () => {
+    expect(errorsOf(`${HEAD}hops:\n  - from: research\n    to: "*"\n`)).toEqual([expect.stringMatching(/hops\[0\]\.from: "research" is neither an alias/)]);
+  });
+
+  it("refuses a trust domain with a scheme or upper case", () => {
+    const errors = errorsOf('version: "1"\ntrustDomains: ["spiffe://example.org", Example.org]\n');
+    expect(errors.filter((e) => e.includes("is not a trust domain name"))).toHaveLength(2);
+  });
+});
+
+describe("revoked serials are hex, compared as numbers", () => {
+  it("accepts serials in any case, with ':' separators and leading zeros, as one number each", () => {
+    const { policy } = loaded(`${HEAD}revoked:\n  serials: ["0A:1B", "00a1b", "FF", "ff:00"]\n`);
+    expect([...policy.revokedSerials]).toEqual(["a1b", "ff", "ff00"]);
+  });
+
+  it.each(['"0x1f"', '"g1"', '""', '":"', "31"])("refuses the serial %s", (serial) => {
+    expect(errorsOf(`${HEAD}revoked:\n  serials: [${serial}]\n`)).toEqual([expect.stringMatching(/^policy\.yaml:4:13: revoked\.serials\[0\]: /)]);
+  });
+});
+
+describe("warnings do not refuse the file", () => {
+  it("warns about agents outside trustDomains, duplicate rules and empty lists", () => {
+    const { warnings } = loaded(`${HEAD}agents:
+  a: spiffe://other.org/a
+  b: spiffe://example.org/b
+hops:
+  - {from: b, to: b}
+  - {from: b, to: b}
+  - {from: b, to: b, paths: []}
+`);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^policy\.yaml:4:6: agents\.a: .*trust domain "other\.org"/),
+      expect.stringMatching(/^policy\.yaml:8:5: hops\[1\]: repeats hops\[0\]/),
+      expect.stringMatching(/^policy\.yaml:9:29: hops\[2\]\.paths: is an empty list/),
+    ]);
+  });
+});
