@@ -41,7 +41,7 @@ function decisionMetadata(decision: Decision): JsonObject {
 }
 
 export function denialBody(decision: Decision): string {
-  return JSON.stringify({ error: decision.reason, message: decision.message, decision_id: decision.decisionId });
+  return JSON.stringify({ error: decision.reason ?? "internal_error", message: decision.message, decision_id: decision.decisionId });
 }
 
 export function toCheckResponse(decision: Decision): CheckResponse {
