@@ -1,0 +1,60 @@
+// The --config file (SPEC 7): header names (SPEC 1 `headers.*`), whether to
+// trust x-forwarded-client-cert, and the flags' values. Unknown keys are errors.
+
+import { describe, expect, it } from "vitest";
+import { DEFAULT_HEADER_NAMES } from "../../core/decision/check-input.js";
+import { DEFAULT_SERVICE_CONFIG, parseServiceConfig, ServiceConfigError } from "./service-config.js";
+
+function errorsOf(text: string): readonly string[] {
+  try {
+    parseServiceConfig(text, "config.yaml");
+  } catch (err) {
+    if (err instanceof ServiceConfigError) return err.errors;
+    throw err;
+  }
+  throw new Error("expected the config to be refused");
+}
+
+describe("the service config", () => {
+  it("defaults to the SPEC 1 header names and does not trust x-forwarded-client-cert", () => {
+    expect(parseServiceConfig("", "config.yaml")).toEqual(DEFAULT_SERVICE_CONFIG);
+    expect(DEFAULT_SERVICE_CONFIG).toEqual({
+      headers: { subject: "x-agent-subject", onBehalfOf: "x-agent-on-behalf-of", chain: "x-agent-delegation-chain", token: "x-agent-delegation-token" },
+      trustForwardedClientCert: false,
+    });
+  });
+
+  it("renames headers, lower-casing them so they match case-insensitively", () => {
+    const config = parseServiceConfig("headers:\n  subject: X-Caller\n  chain: x-chain\n", "config.yaml");
+    expect(config.headers).toEqual({ ...DEFAULT_HEADER_NAMES, subject: "x-caller", chain: "x-chain" });
+  });
+
+  it("trusts x-forwarded-client-cert only when told to", () => {
+    expect(parseServiceConfig("identity:\n  trustForwardedClientCert: true\n", "config.yaml").trustForwardedClientCert).toBe(true);
+    expect(parseServiceConfig("identity: {}\n", "config.yaml").trustForwardedClientCert).toBe(false);
+  });
+
+  it("reads the flags' values", () => {
+    const config = parseServiceConfig('policy: p.yaml\nlisten: "127.0.0.1:9191"\nworkers: auto\nlogLevel: debug\ncache:\n  hopDecisions: 100\n', "config.yaml");
+    expect(config).toMatchObject({ policy: "p.yaml", listen: "127.0.0.1:9191", workers: "auto", logLevel: "debug", hopCacheSize: 100 });
+  });
+
+  it.each([
+    ["an unknown top-level key", "listn: x\n", /^config\.yaml:1:1: listn: unknown key "listn"/],
+    ["a misspelt header key", "headers:\n  subjet: x\n", /^config\.yaml:2:3: headers\.subjet: unknown key "subjet"/],
+    ["a misspelt identity key", "identity:\n  trustForwardedClientCerts: true\n", /^config\.yaml:2:3: identity\.trustForwardedClientCerts: unknown key/],
+    ["a header name that is not a token", "headers:\n  subject: x agent\n", /^config\.yaml:2:12: headers\.subject: /],
+    ["a non-boolean trust flag", "identity:\n  trustForwardedClientCert: yes\n", /^config\.yaml:2:29: identity\.trustForwardedClientCert: must be true or false/],
+    ["workers out of range", "workers: 0\n", /^config\.yaml:1:10: workers: /],
+    ["an unknown log level", "logLevel: loud\n", /^config\.yaml:1:11: logLevel: /],
+    ["a list as the whole file", "- a\n", /^config\.yaml:1:1: \(file\): must be a map/],
+  ])("refuses %s, naming line, column and field", (_what, text, expected) => {
+    expect(errorsOf(text)).toEqual([expect.stringMatching(expected)]);
+  });
+
+  it("lists every error, one per line", () => {
+    const errors = errorsOf("listn: x\nheaders:\n  subjet: x\nworkers: many\n");
+    expect(errors).toHaveLength(3);
+    for (const e of errors) expect(e).toMatch(/^config\.yaml:\d+:\d+: \S+: \S/);
+  });
+});
