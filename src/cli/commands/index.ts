@@ -26,6 +26,10 @@ export const COMMANDS: Readonly<Record<string, CommandEntry>> = {
     summary: "dry-run one request against a policy and print the hop-by-hop table",
     load: async () => (await import("./explain.js")).explainCommand,
   },
+  trace: {
+    summary: "print a delegation chain from Jaeger as a tree: by decision id, trace id or --on-behalf-of",
+    load: async () => (await import("./trace.js")).traceCommand,
+  },
   sts: {
     summary: "run the delegation token service (RFC 8693 token exchange over mTLS), or generate its signing key",
     load: async () => (await import("./sts.js")).stsCommand,
