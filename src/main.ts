@@ -3,7 +3,9 @@
 // server. Everything else is either pure core or a single adapter.
 
 import type { SpanProcessor, SpanExporter } from "@opentelemetry/sdk-trace-base";
+import { dirname, resolve } from "node:path";
 import { CheckPipeline } from "./core/decision/check-pipeline.js";
+import { JwksDelegationTokenVerifier } from "./adapters/tokens/delegation-token-verifier.js";
 import type { HeaderNames } from "./core/decision/check-input.js";
 import type { Clock, DecisionSink, DelegationTokenVerifier } from "./core/ports.js";
 import { PolicyStore, type PolicyStoreEvents } from "./adapters/config/policy-store.js";
@@ -17,6 +19,7 @@ import { CheckSpanRecorder } from "./adapters/telemetry/check-span.js";
 import { createDecisionTracing, exporterFromEnvironment, type DecisionTracing } from "./adapters/telemetry/decision-tracer-provider.js";
 import { HopwardenMetrics } from "./adapters/telemetry/metrics.js";
 import type { Logger } from "./adapters/logging/logger.js";
+import type { AuditLogStats } from "./adapters/audit/audit-record-target.js";
 
 export interface HopwardenOptions {
   readonly policyFile: string;
@@ -40,8 +43,10 @@ export interface HopwardenOptions {
   readonly watchPolicy?: boolean;
   readonly hopCacheSize?: number;
   readonly certificateCacheSize?: number;
-  /** New Checks are denied (internal_error) while this returns false. */
-  readonly accepting?: () => boolean;
+  /** Asked before each Check; false denies it with internal_error (see AuthorizationServiceDeps.admit). */
+  readonly admit?: () => boolean | Promise<boolean>;
+  /** Extra metric sources (the audit log's counters). */
+  readonly auditStats?: () => AuditLogStats;
 }
 
 export interface Hopwarden {
@@ -58,6 +63,25 @@ export interface Hopwarden {
 }
 
 const systemClock: Clock = { nowMs: () => Date.now() };
+const SPAN_FLUSH_DEADLINE_MS = 3000;
+
+/** Resolves true when `work` settles in time, false when the deadline passes first. */
+function withDeadline(work: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+    work.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
 
 export async function startHopwarden(options: HopwardenOptions): Promise<Hopwarden> {
   const { logger } = options;
@@ -74,7 +98,13 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     certificates,
     clock,
     ids: new UlidGenerator(),
-    ...(options.tokens !== undefined && { tokens: options.tokens }),
+    // One verifier per process: its key sources and verified-token cache outlive policy reloads.
+    tokens:
+      options.tokens ??
+      new JwksDelegationTokenVerifier({
+        baseDir: dirname(resolve(options.policyFile)),
+        onKeySourceError: (message) => logger.warn("delegation token keys", { problem: message }),
+      }),
     ...(options.headerNames !== undefined && { headerNames: options.headerNames }),
     trustForwardedClientCert: options.trustForwardedClientCert ?? false,
   };
@@ -99,6 +129,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     certificateCache: certificates,
     policyVersion: () => policies.current()?.version,
     ...(tracing !== undefined && { spans: tracing.stats }),
+    ...(options.auditStats !== undefined && { audit: options.auditStats }),
   });
 
   policyEvents.onReload = (outcome) => metrics.recordReload(outcome.ok);
@@ -111,7 +142,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
       logger,
       sinks: [metrics, ...(options.sinks ?? [])],
       ...(tracing !== undefined && { spans: new CheckSpanRecorder(tracing.tracer) }),
-      ...(options.accepting !== undefined && { accepting: options.accepting }),
+      ...(options.admit !== undefined && { admit: options.admit }),
     }),
   });
 
@@ -142,7 +173,14 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
         policies.close();
         await check.shutdown(deadlineMs);
         await admin?.close();
-        await tracing?.shutdown().catch((err: unknown) => logger.warn("flushing decision spans failed", { error: err }));
+        // A collector that is down must not hold the exit for the exporter's full time-out.
+        if (tracing !== undefined) {
+          const flushed = await withDeadline(tracing.shutdown(), SPAN_FLUSH_DEADLINE_MS).catch((err: unknown) => {
+            logger.warn("flushing decision spans failed", { error: err });
+            return true;
+          });
+          if (!flushed) logger.warn("decision spans not flushed before the deadline; the collector may be unreachable", { deadline_ms: SPAN_FLUSH_DEADLINE_MS });
+        }
         await metrics.shutdown().catch(() => undefined);
       })();
       return stopping;

@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { LineCounter, parseDocument } from "yaml";
 import { DEFAULT_HEADER_NAMES, type HeaderNames } from "../../core/decision/check-input.js";
 import { isLogLevel, type LogLevel } from "../logging/logger.js";
+import { parseDuration } from "./duration.js";
 import { child, mapFields, readBoolean, readInteger, readNonEmptyString, SchemaContext } from "./yaml-schema.js";
 
 export interface ServiceConfig {
@@ -19,6 +20,17 @@ export interface ServiceConfig {
   readonly logLevel?: LogLevel;
   readonly hopCacheSize?: number;
   readonly certificateCacheSize?: number;
+  readonly audit?: AuditConfig;
+}
+
+/** The `audit:` section: tuning of the audit log writer (see docs/audit-log.md). */
+export interface AuditConfig {
+  readonly rotateBytes?: number;
+  readonly checkpointEveryRecords?: number;
+  readonly checkpointEveryMs?: number;
+  readonly bufferRecords?: number;
+  readonly overflow?: "deny" | "block";
+  readonly blockTimeoutMs?: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: ServiceConfig = { headers: DEFAULT_HEADER_NAMES, trustForwardedClientCert: false };
@@ -39,7 +51,7 @@ export function parseServiceConfig(text: string, file: string): ServiceConfig {
   for (const err of doc.errors) ctx.errorAtOffset(err.pos[0], "(yaml)", err.message.split("\n")[0] ?? err.message);
   let config: ServiceConfig = DEFAULT_SERVICE_CONFIG;
   if (doc.errors.length === 0 && doc.contents !== null) {
-    const top = mapFields(ctx, doc.contents, "", ["headers", "identity", "policy", "listen", "adminListen", "workers", "auditLog", "auditKey", "logLevel", "cache"]);
+    const top = mapFields(ctx, doc.contents, "", ["headers", "identity", "policy", "listen", "adminListen", "workers", "auditLog", "auditKey", "logLevel", "cache", "audit"]);
     if (top !== undefined) {
       const str = (name: string) => {
         const c = child(top, name);
@@ -76,6 +88,53 @@ export function parseServiceConfig(text: string, file: string): ServiceConfig {
         const cc = child(cf, "certificates");
         if (cc.present) certificateCacheSize = readInteger(ctx, cc.node, "cache.certificates", 1, 1_000_000, cc.key);
       }
+      let audit: AuditConfig | undefined;
+      const au = child(top, "audit");
+      if (au.present) {
+        const af = mapFields(ctx, au.node, "audit", ["rotateBytes", "checkpointEvery", "bufferRecords", "overflow", "blockTimeout"], au.key);
+        const int = (name: string, min: number, max: number) => {
+          const c = child(af, name);
+          return c.present ? readInteger(ctx, c.node, `audit.${name}`, min, max, c.key) : undefined;
+        };
+        const duration = (node: unknown, field: string, key: unknown): number | undefined => {
+          const raw = (node as { value?: unknown } | null)?.value;
+          const seconds = typeof raw === "string" || typeof raw === "number" ? parseDuration(raw) : undefined;
+          if (seconds === undefined || seconds <= 0) {
+            ctx.error(node ?? key, field, `must be a duration such as "1s" or "250ms", not ${JSON.stringify(raw ?? null)}`);
+            return undefined;
+          }
+          return Math.round(seconds * 1000);
+        };
+        const rotateBytes = int("rotateBytes", 0, Number.MAX_SAFE_INTEGER);
+        const bufferRecords = int("bufferRecords", 1, 10_000_000);
+        let checkpointEveryRecords: number | undefined;
+        let checkpointEveryMs: number | undefined;
+        const ce = child(af, "checkpointEvery");
+        if (ce.present) {
+          const cf = mapFields(ctx, ce.node, "audit.checkpointEvery", ["records", "interval"], ce.key);
+          const r = child(cf, "records");
+          if (r.present) checkpointEveryRecords = readInteger(ctx, r.node, "audit.checkpointEvery.records", 1, 1_000_000, r.key);
+          const i = child(cf, "interval");
+          if (i.present) checkpointEveryMs = duration(i.node, "audit.checkpointEvery.interval", i.key);
+        }
+        let overflow: "deny" | "block" | undefined;
+        const ov = child(af, "overflow");
+        if (ov.present) {
+          const v = readNonEmptyString(ctx, ov.node, "audit.overflow", ov.key);
+          if (v === "deny" || v === "block") overflow = v;
+          else if (v !== undefined) ctx.error(ov.node, "audit.overflow", `${JSON.stringify(v)} is not "deny" (refuse new Checks) or "block" (wait, bounded)`);
+        }
+        const bt = child(af, "blockTimeout");
+        const blockTimeoutMs = bt.present ? duration(bt.node, "audit.blockTimeout", bt.key) : undefined;
+        audit = {
+          ...(rotateBytes !== undefined && { rotateBytes }),
+          ...(bufferRecords !== undefined && { bufferRecords }),
+          ...(checkpointEveryRecords !== undefined && { checkpointEveryRecords }),
+          ...(checkpointEveryMs !== undefined && { checkpointEveryMs }),
+          ...(overflow !== undefined && { overflow }),
+          ...(blockTimeoutMs !== undefined && { blockTimeoutMs }),
+        };
+      }
       const logLevel = str("logLevel");
       if (logLevel !== undefined && !isLogLevel(logLevel)) ctx.error(child(top, "logLevel").node, "logLevel", `${JSON.stringify(logLevel)} is not one of debug, info, warn, error`);
       const workersNode = child(top, "workers");
@@ -98,6 +157,7 @@ export function parseServiceConfig(text: string, file: string): ServiceConfig {
         ...(logLevel !== undefined && isLogLevel(logLevel) && { logLevel }),
         ...opt("hopCacheSize", hopCacheSize),
         ...opt("certificateCacheSize", certificateCacheSize),
+        ...(audit !== undefined && { audit }),
       };
     }
   }

@@ -58,8 +58,12 @@ export interface AuthorizationServiceDeps {
   readonly spans?: CheckSpanRecorder;
   readonly sinks?: readonly DecisionSink[];
   readonly logger: Logger;
-  /** When it returns false, new Checks are denied with internal_error (e.g. the audit log cannot take records). */
-  readonly accepting?: () => boolean;
+  /**
+   * Asked before each Check: false denies it with internal_error (the audit
+   * log cannot take its record, so we refuse to decide without one). A
+   * promise is a bounded wait for room.
+   */
+  readonly admit?: () => boolean | Promise<boolean>;
 }
 
 /** The last-resort answer when even deciding failed: deny, 503 (encoded once, with the generated schema). */
@@ -126,14 +130,15 @@ export function authorizationImplementation(deps: AuthorizationServiceDeps): Unt
       try {
         span = spans?.start(call.metadata);
         const request = call.request;
-        let result: Decision | Promise<Decision>;
-        if (request instanceof DecodeFailure) {
-          result = pipeline.denyWithoutDeciding("internal_error", `the CheckRequest does not decode as envoy.service.auth.v3.CheckRequest: ${request.problem}`);
-        } else if (deps.accepting !== undefined && !deps.accepting()) {
-          result = pipeline.denyWithoutDeciding("internal_error", "the audit log cannot take more records; denying rather than deciding without a record");
-        } else {
-          result = pipeline.decide(request);
-        }
+        const admitted = deps.admit?.() ?? true;
+        const decideAdmitted = (ok: boolean): Decision | Promise<Decision> => {
+          if (request instanceof DecodeFailure) {
+            return pipeline.denyWithoutDeciding("internal_error", `the CheckRequest does not decode as envoy.service.auth.v3.CheckRequest: ${request.problem}`);
+          }
+          if (!ok) return pipeline.denyWithoutDeciding("internal_error", "the audit log cannot take more records; denying rather than deciding without a record");
+          return pipeline.decide(request);
+        };
+        const result = admitted instanceof Promise ? admitted.then(decideAdmitted) : decideAdmitted(admitted);
         if (result instanceof Promise) {
           result.then(
             (decision) => complete(decision, started, span, callback),

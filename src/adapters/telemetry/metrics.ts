@@ -11,12 +11,14 @@ import type { Counter, Histogram, Meter } from "@opentelemetry/api";
 import type { Decision } from "../../core/decision/decision.js";
 import { ALLOW_REASON } from "../../core/decision/decision.js";
 import type { DecisionContext, DecisionSink } from "../../core/ports.js";
+import type { AuditLogStats } from "../audit/audit-record-target.js";
 
 export interface ObservedSources {
   readonly hopCache?: { hits: number; misses: number; size: number };
   readonly certificateCache?: { hits: number; misses: number };
   readonly policyVersion?: () => string | undefined;
   readonly spans?: { exportedSpans: number; failedSpans: number; failedExports: number };
+  readonly audit?: () => AuditLogStats;
 }
 
 export class HopwardenMetrics implements DecisionSink {
@@ -58,6 +60,16 @@ export class HopwardenMetrics implements DecisionSink {
     if (spans) {
       observe("hopwarden_spans_exported", "Decision spans the collector accepted", () => spans.exportedSpans);
       observe("hopwarden_spans_failed", "Decision spans lost because export failed", () => spans.failedSpans);
+    }
+    if (sources.audit) {
+      const stats = sources.audit;
+      observe("hopwarden_audit_buffer_depth", "Audit records accepted but not yet on disk", () => stats().depth, false);
+      observe("hopwarden_audit_records_written", "Decision records written to the audit log", () => stats().written);
+      observe("hopwarden_audit_checkpoints", "Signed checkpoints written to the audit log", () => stats().checkpoints);
+      observe("hopwarden_audit_dropped", "Audit records lost (buffer limit, closed log, failed forwarding)", () => stats().dropped);
+      observe("hopwarden_audit_blocked", "Checks that waited for room in the audit buffer", () => stats().blocked);
+      observe("hopwarden_audit_refused", "Checks denied because the audit log could not take their record", () => stats().refused);
+      observe("hopwarden_audit_write_errors", "Failed audit log writes", () => stats().writeErrors);
     }
     if (sources.policyVersion) {
       const read = sources.policyVersion;

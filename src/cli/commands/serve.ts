@@ -6,6 +6,8 @@ import cluster from "node:cluster";
 import { PolicyFileError } from "../../adapters/config/policy-store.js";
 import { ServiceConfigError } from "../../adapters/config/service-config.js";
 import { createLogger } from "../../adapters/logging/logger.js";
+import { AuditKeyError } from "../../adapters/audit/audit-keys.js";
+import { AuditLogConfigError } from "../../adapters/audit/audit-log-writer.js";
 import { parseCommandArgs, withUsage } from "../options.js";
 import { resolveServeSettings } from "../serve/settings.js";
 import { runSingleProcess } from "../serve/single-process.js";
@@ -80,6 +82,10 @@ export const serveCommand: Command = {
         if (settings.workers > 1) return await runPrimary(settings, logger);
         return await runSingleProcess(settings, logger);
       } catch (err) {
+        if (err instanceof AuditKeyError || err instanceof AuditLogConfigError) {
+          process.stderr.write(`hopwarden serve: cannot start: ${err.message}\n`);
+          return 1;
+        }
         if (err instanceof PolicyFileError) {
           process.stderr.write(`hopwarden serve: cannot start: the policy file ${err.file} is not usable:\n${err.errors.join("\n")}\n`);
           return 1;

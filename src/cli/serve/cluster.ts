@@ -14,6 +14,7 @@ import { startHopwarden } from "../../main.js";
 import type { ServeSettings } from "./settings.js";
 import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
+import { openAuditWriter, relayWorker, workerAuditSink } from "./audit-wiring.js";
 
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" };
 type WorkerMessage = { type: "ready"; address: string } | { type: "reloaded"; ok: boolean; version: string | undefined; errors: readonly string[] };
@@ -29,12 +30,15 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   });
   for (const warning of await policies.loadInitial()) logger.warn("policy warning", { warning });
 
+  // One writer in the primary keeps the audit log a single chain.
+  const auditWriter = await openAuditWriter(settings, logger);
   let stopping = false;
   const readyAddresses = new Map<number, string>();
   let resolveReady: () => void = () => undefined;
   const allReady = new Promise<void>((resolve) => (resolveReady = resolve));
   const fork = (): Worker => {
     const worker = cluster.fork();
+    if (auditWriter !== undefined) relayWorker(worker, auditWriter, logger);
     worker.on("message", (message: WorkerMessage) => {
       if (message.type === "ready") {
         readyAddresses.set(worker.id, message.address);
@@ -70,12 +74,15 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     await Promise.all(exits);
     policies.close();
     await admin?.close();
+    await auditWriter?.close();
   });
   return 0;
 }
 
 export async function runWorker(settings: ServeSettings, logger: Logger): Promise<number> {
+  const audit = workerAuditSink(settings, logger);
   const hopwarden = await startHopwarden({
+    ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
     policyFile: settings.policyFile,
     listen: settings.listen,
     adminListen: undefined,
@@ -86,6 +93,7 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
   });
   const stop = async () => {
     await hopwarden.shutdown();
+    await audit?.close();
   };
   process.on("message", (message: PrimaryMessage) => {
     if (message.type === "reload") {
@@ -99,5 +107,6 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
   const stopped = onShutdownSignal(stop);
   process.send?.({ type: "ready", address: hopwarden.grpcAddress } satisfies WorkerMessage);
   await stopped;
-  return 0;
+  // The IPC channel to the primary would keep this worker alive.
+  process.exit(0);
 }

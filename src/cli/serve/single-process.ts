@@ -18,7 +18,7 @@ export async function runSingleProcess(settings: ServeSettings, logger: Logger):
     trustForwardedClientCert: settings.config.trustForwardedClientCert,
     ...(settings.config.hopCacheSize !== undefined && { hopCacheSize: settings.config.hopCacheSize }),
     ...(settings.config.certificateCacheSize !== undefined && { certificateCacheSize: settings.config.certificateCacheSize }),
-    ...(audit !== undefined && { sinks: [audit.sink], accepting: audit.accepting }),
+    ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
   });
   onReloadSignal(() => void hopwarden.reload("SIGHUP"));
   process.stdout.write(
