@@ -170,9 +170,15 @@ tokens:
 
 describe("matching stays exact: the loader normalizes nothing", () => {
   it("keeps methods as written, warning about lower case, so 'get' never matches GET", () => {
-    const { policy, warnings } = loaded(`${HEAD}hops:\n  - from: "*"\n    to: "*"\n    methods: [get]\n`);
+    const { policy, warnings } = loaded(`${HEAD}hops:\n  - from: "spiffe://example.org/*"\n    to: "spiffe://example.org/*"\n    methods: [get]\n`);
     expect(policy.hops[0]?.methods).toEqual(new Set(["get"]));
     expect(warnings).toEqual([expect.stringMatching(/^policy\.yaml:6:15: hops\[0\]\.methods\[0\]: "get" is not upper case/)]);
+  });
+
+  it("warns that a lone '*' matches no agent, since '*' never crosses '/'", () => {
+    const { policy, warnings } = loaded(`${HEAD}hops:\n  - from: "*"\n    to: "spiffe://example.org/agent/db"\n`);
+    expect(policy.hops[0]?.from.matches("spiffe://example.org/agent/research")).toBe(false);
+    expect(warnings).toEqual([expect.stringMatching(/^policy\.yaml:4:11: hops\[0\]\.from: a lone "\*" matches no agent/)]);
   });
 
   it("refuses an agent ID that is not canonical rather than normalizing it", () => {

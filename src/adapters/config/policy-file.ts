@@ -95,7 +95,11 @@ function readPolicy(ctx: SchemaContext, root: unknown): PolicyDocument | undefin
   const aliases = new Map(Object.entries(agents));
   const agentRef = (value: string, node: unknown, field: string, allowGlob: boolean): string | undefined => {
     if (aliases.has(value)) return value;
-    if (allowGlob && value === "*") return value;
+    if (allowGlob && value === "*") {
+      // SPEC 3: `*` never matches "/", so alone it matches no SPIFFE ID at all.
+      ctx.warn(node, field, 'a lone "*" matches no agent ("*" never crosses "/"); write a SPIFFE ID glob such as "spiffe://example.org/agent/*"');
+      return value;
+    }
     if (value.startsWith("spiffe://")) {
       const probe = allowGlob ? value.replace(/\*/g, "x") : value;
       const parsed = parseSpiffeId(probe);

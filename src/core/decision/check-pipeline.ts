@@ -284,11 +284,15 @@ export class CheckPipeline {
   ): { outcome: HopOutcome; cached: boolean } {
     const cache = this.deps.hopCache;
     if (cache === undefined) return { outcome: evaluateHop(policy, from, to, onBehalfOf, last), cached: false };
-    // The policy revision leads the key, so a reload can never serve a stale outcome.
+    // The policy revision leads the key, so a reload can never serve a stale
+    // outcome. "i"/"l" tells an earlier hop from the last one, and the free-form
+    // values (on-behalf-of, method) are length-prefixed, so no header value can
+    // make one hop's key equal another's (from/to are validated SPIFFE IDs).
+    const obo = onBehalfOf ?? "";
     const key =
       last === undefined
-        ? `${policy.revision}\u0000${from}\u0000${to}\u0000${onBehalfOf ?? ""}`
-        : `${policy.revision}\u0000${from}\u0000${to}\u0000${onBehalfOf ?? ""}\u0000${last.method}\u0000${last.path}`;
+        ? `${policy.revision}\u0000i\u0000${from}\u0000${to}\u0000${obo.length}:${obo}`
+        : `${policy.revision}\u0000l\u0000${from}\u0000${to}\u0000${obo.length}:${obo}\u0000${last.method.length}:${last.method}\u0000${last.path}`;
     const hit = cache.get(key);
     if (hit !== undefined) return { outcome: hit, cached: true };
     const outcome = evaluateHop(policy, from, to, onBehalfOf, last);
