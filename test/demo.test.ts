@@ -1,0 +1,108 @@
+// `npm run demo` (scripts/demo.ts) as a user runs it, minus the build: it
+// exits 0, its table shows the allowed workflow and every attack with the
+// reason Envoy answered, and it leaves no Envoy or hopwarden process and no
+// temporary directory behind.
+
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+import { envoyBinary } from "./support/envoy.js";
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+interface DemoRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function runDemo(): Promise<DemoRun> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts", "demo.ts")], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((ok, fail) => {
+    child.once("error", fail);
+    child.once("close", (code) => ok({ code, stdout, stderr }));
+  });
+}
+
+interface TableRow {
+  readonly call: string;
+  readonly who: string;
+  readonly callee: string;
+  readonly http: string;
+  readonly decision: string;
+  readonly reason: string;
+  readonly decisionId: string;
+  readonly expected: string;
+}
+
+/** The rows of the demo's table: lines starting with a step number. */
+function tableRows(stdout: string): TableRow[] {
+  return stdout
+    .split("\n")
+    .filter((line) => /^\d+ +\| /.test(line))
+    .map((line) => {
+      const [, call, who, , callee, http, decision, reason, decisionId, expected] = line.split(" | ").map((cell) => cell.trim());
+      return { call: call!, who: who!, callee: callee!, http: http!, decision: decision!, reason: reason!, decisionId: decisionId!, expected: expected! };
+    });
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== "ESRCH";
+  }
+}
+
+describe("npm run demo", () => {
+  let run: DemoRun;
+
+  beforeAll(async () => {
+    envoyBinary(); // the demo would install it; the suites expect it installed already
+    run = await runDemo();
+  }, 60_000);
+
+  it("exits 0, every call ending as expected", () => {
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(run.stdout).toMatch(/done: every call ended as expected/);
+  });
+
+  it("prints a progress line per step", () => {
+    for (const step of [/Envoy found|installing/, /generating a throw-away PKI/, /hopwarden ready pid=\d+/, /envoy ready pid=\d+/, /stopping Envoy, hopwarden/]) {
+      expect(run.stdout).toMatch(step);
+    }
+  });
+
+  it("shows the allowed orchestrator → research → db workflow and each attack with its reason", () => {
+    const rows = tableRows(run.stdout);
+    expect(rows.map((r) => [r.call, r.who, r.callee, r.http, r.decision, r.reason])).toEqual([
+      ["workflow", "orchestrator", "research", "200", "allow", "—"],
+      ["workflow", "research", "db", "200", "allow", "—"],
+      ["spoofed subject", "orchestrator", "db", "403", "deny", "subject_mismatch"],
+      ["skipped hop", "orchestrator", "db", "403", "deny", "hop_not_allowed"],
+      ["revoked agent", "retired", "research", "403", "deny", "revoked_identity"],
+      ["chain cycle", "research", "db", "403", "deny", "chain_cycle"],
+      ["no certificate", "(no certificate)", "db", "—", "refused (TLS)", "certificate required"],
+    ]);
+    for (const row of rows.slice(0, -1)) expect(row.decisionId).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
+    expect(rows.every((r) => r.expected === "yes")).toBe(true);
+    expect(run.stdout).toMatch(/x-agent-verified-chain: spiffe:\/\/example\.org\/agent\/orchestrator,spiffe:\/\/example\.org\/agent\/research/);
+    expect(run.stdout).toMatch(/requests that reached an agent: 2 /);
+  });
+
+  it("leaves no Envoy or hopwarden process and no temporary directory behind", () => {
+    const pids = [...run.stdout.matchAll(/(hopwarden|envoy) ready pid=(\d+)/g)].map((m) => Number(m[2]));
+    expect(pids).toHaveLength(2);
+    for (const pid of pids) expect(isRunning(pid), `pid ${pid} still running`).toBe(false);
+    const dir = / in (\S*hopwarden-demo-\S+)/.exec(run.stdout)?.[1];
+    expect(dir).toBeDefined();
+    expect(existsSync(dir!)).toBe(false);
+  });
+});
