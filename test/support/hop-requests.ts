@@ -1,0 +1,60 @@
+// One request the test policy (support/policies.ts) allows — research calls
+// db for alice through orchestrator → research — and the policy edit that
+// turns it into a denial: the research → db hop rule removed. The reload,
+// CLI, admin and worker suites use them to see a policy change take effect.
+
+import type { CheckRequest } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { checkRequest, outcome, type CheckClient } from "./check-client.js";
+import { spiffe } from "./pki.js";
+import { testPolicyYaml, type TestPolicyOptions } from "./policies.js";
+
+export const PERSON = "alice@example.com";
+
+const RESEARCH_TO_DB_RULE = `  - from: research
+    to: db
+    methods: [GET, POST]
+    paths: ["/query", "/schema/*"]
+`;
+
+/** The test policy without its research → db rule: research calling db becomes hop_not_allowed. */
+export function policyWithoutResearchToDb(options: TestPolicyOptions = {}): string {
+  const yaml = testPolicyYaml(options);
+  if (!yaml.includes(RESEARCH_TO_DB_RULE)) throw new Error("the test policy no longer has the research → db rule this helper removes");
+  return yaml.replace(RESEARCH_TO_DB_RULE, "");
+}
+
+/** The test policy with a misspelt key in the research → db rule (unknown keys are errors). */
+export function policyWithUnknownKey(options: TestPolicyOptions = {}): string {
+  return testPolicyYaml(options).replace("    methods: [GET, POST]\n", "    methds: [GET, POST]\n");
+}
+
+/**
+ * research → db, GET /query, caller proven by source.principal (as under
+ * Istio, so no certificate is needed). `extraHeaders` adds e.g. a token.
+ */
+export function researchCallsDb(extraHeaders: Record<string, string> = {}): CheckRequest {
+  return checkRequest({
+    principal: spiffe("research"),
+    callee: "db",
+    method: "GET",
+    path: "/query",
+    headers: {
+      "x-agent-subject": spiffe("research"),
+      "x-agent-on-behalf-of": PERSON,
+      "x-agent-delegation-chain": `${spiffe("orchestrator")},${spiffe("research")}`,
+      ...extraHeaders,
+    },
+  });
+}
+
+/** "allow", or the deny reason. */
+export async function decisionOf(client: CheckClient, request: CheckRequest = researchCallsDb()): Promise<string> {
+  const o = outcome(await client.check(request));
+  return o.code === 0 ? "allow" : (o.reason ?? `status ${o.code}`);
+}
+
+/** A compact JWS that parses (typ, alg, kid) but whose signature no key verifies: enough to make the verifier fetch keys. */
+export function unverifiableToken(kid = "test-kid"): string {
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  return `${b64({ alg: "ES256", kid, typ: "agent-delegation+jwt" })}.${b64({ sub: PERSON })}.${Buffer.alloc(64, 1).toString("base64url")}`;
+}
