@@ -126,6 +126,11 @@ export function startServe(args: readonly string[], options: { env?: Record<stri
 /** Sends SIGTERM and waits up to `timeoutMs` for the exit; SIGKILL after that. */
 export async function stopServe(serve: ServeProcess, timeoutMs = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (serve.child.exitCode === null && serve.child.signalCode === null) serve.child.kill("SIGTERM");
+  return awaitExit(serve, timeoutMs);
+}
+
+/** Waits up to `timeoutMs` for a process already told to stop (a second SIGTERM would force it); SIGKILL after that. */
+export async function awaitExit(serve: ServeProcess, timeoutMs = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   const timer = setTimeout(() => serve.child.kill("SIGKILL"), timeoutMs);
   try {
     return await serve.exited;
