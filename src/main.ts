@@ -93,23 +93,23 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
   const certificates = new CachingCertificateParser(options.certificateCacheSize);
   const hopCache = new LruHopDecisionCache(options.hopCacheSize);
   const clock = options.clock ?? systemClock;
+  // One verifier per process: its key sources and verified-token cache outlive policy reloads.
+  const newVerifier = () =>
+    new JwksDelegationTokenVerifier({
+      baseDir: dirname(resolve(options.policyFile)),
+      onKeySourceError: (message) => logger.warn("delegation token keys", { problem: message }),
+    });
   const shared = {
     policies,
     certificates,
     clock,
     ids: new UlidGenerator(),
-    // One verifier per process: its key sources and verified-token cache outlive policy reloads.
-    tokens:
-      options.tokens ??
-      new JwksDelegationTokenVerifier({
-        baseDir: dirname(resolve(options.policyFile)),
-        onKeySourceError: (message) => logger.warn("delegation token keys", { problem: message }),
-      }),
     ...(options.headerNames !== undefined && { headerNames: options.headerNames }),
     trustForwardedClientCert: options.trustForwardedClientCert ?? false,
   };
-  const pipeline = new CheckPipeline({ ...shared, hopCache });
-  const explainPipeline = new CheckPipeline(shared);
+  const pipeline = new CheckPipeline({ ...shared, hopCache, tokens: options.tokens ?? newVerifier() });
+  // Dry-runs get their own verifier, so explaining a single-use token never spends its jti.
+  const explainPipeline = new CheckPipeline({ ...shared, tokens: options.tokens ?? newVerifier() });
 
   let tracing: DecisionTracing | undefined;
   if (options.tracing !== false) {

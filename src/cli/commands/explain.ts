@@ -2,6 +2,8 @@
 // the hop-by-hop table and the decision. Exit 0 allow, 1 deny, 2 usage error.
 
 import { readFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { JwksDelegationTokenVerifier } from "../../adapters/tokens/delegation-token-verifier.js";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { CheckRequestSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { CheckPipeline } from "../../core/decision/check-pipeline.js";
@@ -108,7 +110,13 @@ export const explainCommand: Command = {
         });
         if (values.cert !== undefined) input = { ...input, peerCertificate: encodeURIComponent(await readFile(values.cert, "utf8")) };
       }
-      const pipeline = new CheckPipeline({ policies: store, certificates: new CachingCertificateParser(), clock: { nowMs: () => Date.now() }, ids: new UlidGenerator() });
+      const pipeline = new CheckPipeline({
+        policies: store,
+        certificates: new CachingCertificateParser(),
+        clock: { nowMs: () => Date.now() },
+        ids: new UlidGenerator(),
+        tokens: new JwksDelegationTokenVerifier({ baseDir: dirname(store.file) }),
+      });
       const explanation = explainDecision(await pipeline.decide(input));
       process.stdout.write(values.json === true ? `${JSON.stringify(explanation, null, 2)}\n` : formatExplanation(explanation));
       return explanation.decision === "allow" ? 0 : 1;

@@ -4,7 +4,9 @@
 // one process because every worker compiles the same file.
 
 import cluster, { type Worker } from "node:cluster";
+import { dirname } from "node:path";
 import { CheckPipeline } from "../../core/decision/check-pipeline.js";
+import { JwksDelegationTokenVerifier } from "../../adapters/tokens/delegation-token-verifier.js";
 import { PolicyStore } from "../../adapters/config/policy-store.js";
 import { startAdminServer } from "../../adapters/admin/admin-server.js";
 import { CachingCertificateParser } from "../../adapters/x509/certificate-parser.js";
@@ -56,7 +58,15 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   for (let i = 0; i < settings.workers; i++) fork();
   await allReady;
 
-  const explainPipeline = new CheckPipeline({ policies, certificates: new CachingCertificateParser(), clock: { nowMs: () => Date.now() }, ids: new UlidGenerator(), headerNames: settings.config.headers, trustForwardedClientCert: settings.config.trustForwardedClientCert });
+  const explainPipeline = new CheckPipeline({
+    policies,
+    certificates: new CachingCertificateParser(),
+    clock: { nowMs: () => Date.now() },
+    ids: new UlidGenerator(),
+    tokens: new JwksDelegationTokenVerifier({ baseDir: dirname(policies.file) }),
+    headerNames: settings.config.headers,
+    trustForwardedClientCert: settings.config.trustForwardedClientCert,
+  });
   const admin =
     settings.adminListen === undefined
       ? undefined
