@@ -3,8 +3,10 @@
 // turns it into a denial: the research → db hop rule removed. The reload,
 // CLI, admin and worker suites use them to see a policy change take effect.
 
-import type { CheckRequest } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
-import { checkRequest, outcome, type CheckClient } from "./check-client.js";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Client, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { CheckRequestSchema, CheckResponseSchema, type CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { checkRequest, outcome } from "./check-client.js";
 import { spiffe } from "./pki.js";
 import { testPolicyYaml, type TestPolicyOptions } from "./policies.js";
 
@@ -47,8 +49,44 @@ export function researchCallsDb(extraHeaders: Record<string, string> = {}): Chec
   });
 }
 
+/** What the helpers here need of a Check client (support/check-client.ts's CheckClient, or the one below). */
+export interface Checker {
+  check(request: CheckRequest): Promise<CheckResponse>;
+}
+
+/**
+ * A Check client on a TCP connection of its own. grpc-js otherwise shares one
+ * connection among all clients of the same address, so N CheckClients are
+ * one connection, and with --workers one worker would answer them all.
+ */
+export class OwnConnectionCheckClient implements Checker {
+  private readonly client: Client;
+
+  constructor(address: string) {
+    this.client = new Client(address, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+  }
+
+  check(request: CheckRequest): Promise<CheckResponse> {
+    return new Promise((resolve, reject) => {
+      this.client.makeUnaryRequest(
+        "/envoy.service.auth.v3.Authorization/Check",
+        (r: CheckRequest) => Buffer.from(toBinary(CheckRequestSchema, r)),
+        (b: Buffer) => fromBinary(CheckResponseSchema, b),
+        request,
+        new Metadata(),
+        { deadline: Date.now() + 10_000 },
+        (err: ServiceError | null, response?: CheckResponse) => (err ? reject(err) : resolve(response!)),
+      );
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
 /** "allow", or the deny reason. */
-export async function decisionOf(client: CheckClient, request: CheckRequest = researchCallsDb()): Promise<string> {
+export async function decisionOf(client: Checker, request: CheckRequest = researchCallsDb()): Promise<string> {
   const o = outcome(await client.check(request));
   return o.code === 0 ? "allow" : (o.reason ?? `status ${o.code}`);
 }

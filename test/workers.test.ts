@@ -1,0 +1,193 @@
+// SPEC 7, scale-out: `serve --workers 2` (the built CLI) serves one port from
+// two processes that decide exactly as one process does; SIGHUP to the
+// primary reaches every worker; SIGTERM stops every process with exit 0; and
+// the primary alone writes the audit log, one signed chain holding one
+// record per Check that `audit verify` accepts.
+
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startHopwarden, type Hopwarden } from "../src/main.js";
+import { silentLogger } from "../src/adapters/logging/logger.js";
+import type { CheckRequest } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { CheckClient, checkRequest, outcome } from "./support/check-client.js";
+import { spiffe } from "./support/pki.js";
+import { testPolicyYaml } from "./support/policies.js";
+import { eventually, killAllServes, requireBuiltCli, runCli, startServe, stopServe, type ServeProcess } from "./support/cli-process.js";
+import { OwnConnectionCheckClient, PERSON, policyWithoutResearchToDb, researchCallsDb, type Checker } from "./support/hop-requests.js";
+
+const run = promisify(execFile);
+
+let dir: string;
+let serve: ServeProcess;
+let reference: Hopwarden | undefined;
+let workerPids: number[] = [];
+const clients: { close(): void }[] = [];
+/** Every decision id a Check to the workers returned: the audit log must hold exactly these. */
+const decisionIds: string[] = [];
+
+/** A client on a new TCP connection: the primary hands connections to the workers in turn. */
+function freshClient(address: string): OwnConnectionCheckClient {
+  const c = new OwnConnectionCheckClient(address);
+  clients.push(c);
+  return c;
+}
+
+/** Checks through `client`, remembering the decision id; returns "allow" or the deny reason. */
+async function decide(client: Checker, request: CheckRequest): Promise<string> {
+  const o = outcome(await client.check(request));
+  const id = o.code === 0 ? o.headers["x-authz-decision-id"] : (o.body?.["decision_id"] as string | undefined);
+  if (id !== undefined) decisionIds.push(id);
+  return o.code === 0 ? "allow" : (o.reason ?? `status ${o.code}`);
+}
+
+const chain = (...agents: string[]) => agents.map((a) => spiffe(a)).join(",");
+const as = (caller: string, callee: string, headers: Record<string, string>, method = "GET", path = "/query") =>
+  checkRequest({ principal: spiffe(caller), callee, method, path, headers: { "x-agent-subject": spiffe(caller), "x-agent-on-behalf-of": PERSON, ...headers } });
+
+/** Ten requests with different outcomes under the test policy. */
+const VARIED: readonly CheckRequest[] = [
+  researchCallsDb(),
+  as("research", "db", { "x-agent-delegation-chain": chain("orchestrator", "research") }, "DELETE"),
+  researchCallsDb({ "x-agent-subject": spiffe("orchestrator") }),
+  as("orchestrator", "research", {}),
+  as("orchestrator", "db", {}, "GET", "/health"),
+  as("research", "db", { "x-agent-delegation-chain": chain("research", "orchestrator", "research") }),
+  as("research", "billing", { "x-agent-delegation-chain": chain("orchestrator", "research") }),
+  researchCallsDb({ "x-agent-on-behalf-of": "mallory@evil.example" }),
+  as("research", "db", { "x-agent-delegation-chain": `${spiffe("orchestrator")},,${spiffe("research")}` }),
+  as("worker", "research", { "x-agent-delegation-chain": chain("orchestrator", "planner", "worker") }),
+];
+
+/** Decision log lines (--log-level debug) on the service's stderr. */
+function logLines(): Record<string, unknown>[] {
+  return serve
+    .stderr()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function childPids(pid: number): Promise<number[]> {
+  const out = await run("pgrep", ["-P", String(pid)]).catch((err: { code?: number; stdout?: string }) => {
+    if (err.code === 1) return { stdout: "" }; // pgrep: no process matched
+    throw err as Error;
+  });
+  return out.stdout
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map(Number);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+beforeAll(async () => {
+  requireBuiltCli();
+  dir = await mkdtemp(join(tmpdir(), "hopwarden-workers-"));
+  // The policy behind a directory symlink, so that only SIGHUP (not the watcher) sees the swap below.
+  await mkdir(join(dir, "gen1"));
+  await mkdir(join(dir, "gen2"));
+  await writeFile(join(dir, "gen1", "policy.yaml"), testPolicyYaml({ version: "w-1" }));
+  await writeFile(join(dir, "gen2", "policy.yaml"), policyWithoutResearchToDb({ version: "w-2" }));
+  await symlink("gen1", join(dir, "live"));
+  const keygen = await runCli(["audit", "keygen", "--out", join(dir, "key")]);
+  expect(keygen.code, keygen.stderr).toBe(0);
+  serve = await startServe([
+    "--policy",
+    join(dir, "live", "policy.yaml"),
+    "--listen",
+    "127.0.0.1:0",
+    "--admin-listen",
+    "127.0.0.1:0",
+    "--workers",
+    "2",
+    "--audit-log",
+    join(dir, "audit.log"),
+    "--audit-key",
+    join(dir, "key.key"),
+    "--log-level",
+    "debug",
+  ]);
+  workerPids = await childPids(serve.pid);
+  reference = await startHopwarden({ policyFile: join(dir, "gen1", "policy.yaml"), listen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false });
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await reference?.shutdown(1000);
+  await killAllServes();
+  for (const pid of workerPids) if (isAlive(pid)) process.kill(pid, "SIGKILL");
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+});
+
+describe("serve --workers 2", () => {
+  it("prints the ready line once both workers serve", () => {
+    expect(serve.readyLine).toMatch(/^hopwarden ready grpc=127\.0\.0\.1:\d+ admin=127\.0\.0\.1:\d+/);
+    expect(serve.stdout()).toContain("workers=2");
+    expect(workerPids).toHaveLength(2);
+  });
+
+  it("answers 20 Checks on several connections with the decisions one process makes", async () => {
+    const connections = [0, 1, 2, 3].map(() => freshClient(serve.grpc));
+    const one = new CheckClient(reference!.grpcAddress);
+    clients.push(one);
+    const requests = Array.from({ length: 20 }, (_, i) => VARIED[i % VARIED.length]!);
+    const fromWorkers = await Promise.all(requests.map((r, i) => decide(connections[i % connections.length]!, r)));
+    const fromOne: string[] = [];
+    for (const r of requests) {
+      const o = outcome(await one.check(r));
+      fromOne.push(o.code === 0 ? "allow" : o.reason!);
+    }
+    expect(fromWorkers).toEqual(fromOne);
+    expect(new Set(fromOne).size).toBeGreaterThan(5); // the requests really differ
+    // Both workers decided some of them (each decision line names its worker).
+    const workers = new Set(logLines().filter((l) => l["msg"] === "decision").map((l) => l["worker"]));
+    expect(workers.size).toBe(2);
+  });
+
+  it("reloads every worker on SIGHUP to the primary", async () => {
+    expect(await decide(freshClient(serve.grpc), researchCallsDb())).toBe("allow");
+    await symlink("gen2", join(dir, "live.tmp"));
+    await rename(join(dir, "live.tmp"), join(dir, "live"));
+    process.kill(serve.pid, "SIGHUP");
+
+    const reloadedWorkers = () => new Set(logLines().filter((l) => l["msg"] === "policy loaded" && l["version"] === "w-2" && l["worker"] !== undefined).map((l) => l["worker"]));
+    const both = await eventually(() => reloadedWorkers().size === 2, 5_000);
+    expect(both, `workers that reloaded: ${[...reloadedWorkers()].join(", ")}\n${serve.stderr()}`).toBe(true);
+    const primary = logLines().find((l) => l["msg"] === "policy loaded" && l["worker"] === undefined);
+    expect(primary).toMatchObject({ trigger: "SIGHUP", version: "w-2" });
+
+    const after = await Promise.all(Array.from({ length: 20 }, () => decide(freshClient(serve.grpc), researchCallsDb())));
+    expect(after).toEqual(Array.from({ length: 20 }, () => "hop_not_allowed"));
+    const answeredBy = new Set(logLines().filter((l) => l["msg"] === "decision" && l["policy_version"] === "w-2").map((l) => l["worker"]));
+    expect(answeredBy.size).toBe(2);
+  });
+
+  it("stops every process on SIGTERM with exit 0, leaving one intact audit chain with a record per Check", async () => {
+    for (const c of clients.splice(0)) c.close();
+    expect(await stopServe(serve, 15_000)).toEqual({ code: 0, signal: null });
+    for (const pid of workerPids) expect(isAlive(pid), `worker ${pid} still running`).toBe(false);
+
+    const log = join(dir, "audit.log");
+    const verify = await runCli(["audit", "verify", "--public-key", join(dir, "key.pub"), log]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    const records = (await readFile(log, "utf8"))
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => JSON.parse(l) as { type: string; seq: number; decision_id?: string });
+    const decisions = records.filter((r) => r.type === "decision");
+    expect(decisions.map((r) => r.decision_id).sort()).toEqual([...decisionIds].sort());
+    expect(records.map((r) => r.seq)).toEqual(records.map((_, i) => i + 1)); // one chain: seq 1..n with no gap
+    expect(records.at(-1)).toMatchObject({ type: "checkpoint", reason: "shutdown" });
+  });
+});
