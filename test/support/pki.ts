@@ -29,6 +29,8 @@ export interface CertificateAuthority {
   readonly certPem: string;
   readonly keyPem: string;
   issue(options: IssueOptions): Promise<IssuedCertificate>;
+  /** A CRL signed by this CA revoking the given hex serials (PEM). */
+  crl(serials: readonly string[], options?: { nextUpdate?: Date }): Promise<string>;
 }
 
 export interface IssueOptions {
@@ -74,6 +76,17 @@ export async function createCertificateAuthority(commonName = "hopwarden test CA
   return {
     certPem: caCert.toString("pem") + "\n",
     keyPem: caKeyPem,
+    async crl(serials, options = {}) {
+      const crl = await x509.X509CrlGenerator.create({
+        issuer: caCert.subject,
+        thisUpdate: new Date(Date.now() - DAY),
+        nextUpdate: options.nextUpdate ?? new Date(Date.now() + DAY),
+        entries: serials.map((serialNumber) => ({ serialNumber, revocationDate: new Date(Date.now() - 60_000) })),
+        signingKey: keys.privateKey,
+        signingAlgorithm: ALG,
+      });
+      return crl.toString("pem") + "\n";
+    },
     async issue(options: IssueOptions): Promise<IssuedCertificate> {
       const leafKeys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"]));
       const serialHex = options.serialHex ?? nextSerial();

@@ -281,7 +281,7 @@ function readRequireVia(ctx: SchemaContext, node: unknown, key: unknown, agentRe
 
 function readRevoked(ctx: SchemaContext, node: unknown, key: unknown, agentRef: AgentRef): PolicyDocument["revoked"] {
   if (node === null || node === undefined) return {};
-  const f = mapFields(ctx, node, "revoked", ["identities", "serials"], key);
+  const f = mapFields(ctx, node, "revoked", ["identities", "serials", "crl", "crlIssuer"], key);
   if (f === undefined) return undefined;
   const ids = child(f, "identities");
   const serials = child(f, "serials");
@@ -297,7 +297,17 @@ function readRevoked(ctx: SchemaContext, node: unknown, key: unknown, agentRef: 
         return v;
       }, serials.key)
     : undefined;
-  return { ...(identities !== undefined && { identities }), ...(serialList !== undefined && { serials: serialList }) };
+  const crlC = child(f, "crl");
+  const crl = crlC.present ? readNonEmptyString(ctx, crlC.node, "revoked.crl", crlC.key) : undefined;
+  const issuerC = child(f, "crlIssuer");
+  const crlIssuer = issuerC.present ? readNonEmptyString(ctx, issuerC.node, "revoked.crlIssuer", issuerC.key) : undefined;
+  if (crlIssuer !== undefined && !crlC.present) ctx.error(issuerC.key, "revoked.crlIssuer", "needs revoked.crl: the CA certificate checks the CRL's signature");
+  return {
+    ...(identities !== undefined && { identities }),
+    ...(serialList !== undefined && { serials: serialList }),
+    ...(crl !== undefined && { crl }),
+    ...(crlIssuer !== undefined && { crlIssuer }),
+  };
 }
 
 function readTokens(ctx: SchemaContext, node: unknown, key: unknown): TokenPolicyDocument | undefined {

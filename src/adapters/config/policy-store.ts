@@ -9,6 +9,8 @@ import { createHash } from "node:crypto";
 import { watch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
+import { compilePolicy } from "../../core/policy/compile.js";
+import { parseCrl } from "../x509/crl.js";
 import type { CompiledPolicy } from "../../core/policy/model.js";
 import type { PolicySource } from "../../core/ports.js";
 import type { Logger } from "../logging/logger.js";
@@ -35,17 +37,40 @@ export class PolicyFileError extends Error {
   }
 }
 
-export async function readPolicyFile(file: string): Promise<{ policy: CompiledPolicy; warnings: readonly string[] }> {
-  let text: string;
+async function readOrFail(file: string, what: string, policyFile: string): Promise<Buffer> {
   try {
-    text = await readFile(file, "utf8");
+    return await readFile(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new PolicyFileError(file, [`${file}: cannot read the file (${code ?? String(err)})`]);
+    throw new PolicyFileError(policyFile, [`${policyFile}: ${what}: cannot read ${file} (${code ?? String(err)})`]);
   }
+}
+
+/** Reads and validates a policy file, and the CRL it names (relative to the policy's directory). */
+export async function readPolicyFile(file: string): Promise<{ policy: CompiledPolicy; warnings: readonly string[] }> {
+  const text = (await readOrFail(file, "(file)", file)).toString("utf8");
   const result = loadPolicyText(text, file);
   if (!result.ok) throw new PolicyFileError(file, result.errors);
-  return { policy: result.policy, warnings: result.warnings };
+  const crlPath = result.document.revoked?.crl;
+  if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings };
+
+  const dir = dirname(resolve(file));
+  const crlBytes = await readOrFail(resolve(dir, crlPath), "revoked.crl", file);
+  const issuerPath = result.document.revoked?.crlIssuer;
+  const issuerBytes = issuerPath === undefined ? undefined : await readOrFail(resolve(dir, issuerPath), "revoked.crlIssuer", file);
+  let crl;
+  try {
+    crl = parseCrl(crlBytes, issuerBytes?.toString("utf8"));
+  } catch (err) {
+    throw new PolicyFileError(file, [`${file}: revoked.crl: ${crlPath} ${err instanceof Error ? err.message : String(err)}`]);
+  }
+  const warnings = [...result.warnings];
+  if (crl.nextUpdate !== undefined && crl.nextUpdate.getTime() < Date.now()) {
+    warnings.push(`${file}: revoked.crl: ${crlPath} is past its nextUpdate (${crl.nextUpdate.toISOString()}); its serials stay revoked, but fetch a fresh CRL`);
+  }
+  // The content hash covers the CRL too, so a new CRL is a new revision (and a fresh cache).
+  const sha256 = createHash("sha256").update(text).update("\u0000").update(crlBytes).update("\u0000").update(issuerBytes ?? "").digest("hex");
+  return { policy: compilePolicy(result.document, sha256, crl.serials), warnings };
 }
 
 export class PolicyStore implements PolicySource {
@@ -56,6 +81,8 @@ export class PolicyStore implements PolicySource {
   private debounce: NodeJS.Timeout | undefined;
   private reloading: Promise<ReloadOutcome> | undefined;
   private pendingReload = false;
+  /** The errors of the last refused reload: a poll that finds the same broken file stays quiet. */
+  private lastRefusal = "";
   readonly file: string;
 
   constructor(
@@ -114,8 +141,12 @@ export class PolicyStore implements PolicySource {
         this.logger.info("policy loaded", { file: this.file, version: policy.version, sha256: policy.sha256, trigger, warnings });
       }
       outcome = { ok: true, changed, version: policy.version, errors: [] };
+      this.lastRefusal = "";
     } catch (err) {
       const errors = err instanceof PolicyFileError ? err.errors : [String(err)];
+      const refusal = JSON.stringify(errors);
+      if (trigger === "poll" && refusal === this.lastRefusal) return { ok: false, changed: false, version: this.policy?.version, errors };
+      this.lastRefusal = refusal;
       this.logger.error("policy reload refused; the last good policy stays in force", {
         file: this.file,
         trigger,
@@ -148,13 +179,9 @@ export class PolicyStore implements PolicySource {
     this.poll.unref();
   }
 
+  /** The poll re-reads quietly: reload() logs only a change or a refusal, and the files are small. */
   private async reloadIfChanged(): Promise<void> {
-    try {
-      const text = await readFile(this.file, "utf8");
-      if (createHash("sha256").update(text).digest("hex") !== this.policy?.sha256) await this.reload("poll");
-    } catch {
-      // A vanished file is reported by the watch-triggered reload; the poll stays quiet.
-    }
+    if (this.reloading === undefined) await this.reload("poll");
   }
 
   close(): void {

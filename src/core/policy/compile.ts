@@ -16,7 +16,12 @@ function agentMatcher(pattern: string, agents: ReadonlyMap<string, string>): Mat
   return resolved === pattern ? matcher : { source: pattern, matches: (value) => matcher.matches(value) };
 }
 
-export function compilePolicy(doc: PolicyDocument, sha256: string): CompiledPolicy {
+/**
+ * `sha256` identifies the content (the file, plus any CRL it names), so that
+ * the revision changes whenever anything the decision depends on changes.
+ * `crlSerials` are already-normalized serials from a loaded CRL.
+ */
+export function compilePolicy(doc: PolicyDocument, sha256: string, crlSerials: readonly string[] = []): CompiledPolicy {
   const agents = new Map(Object.entries(doc.agents ?? {}));
   const hops: HopRule[] = (doc.hops ?? []).map((rule, index) => ({
     index,
@@ -34,7 +39,7 @@ export function compilePolicy(doc: PolicyDocument, sha256: string): CompiledPoli
     to: agentMatcher(rule.to, agents),
     via: rule.via.map((v) => resolveAgentPattern(v, agents)),
   }));
-  const revokedSerials = new Set<string>();
+  const revokedSerials = new Set<string>(crlSerials);
   for (const serial of doc.revoked?.serials ?? []) {
     const normal = normalizeSerial(serial);
     if (normal !== undefined) revokedSerials.add(normal);

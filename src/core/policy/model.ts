@@ -37,7 +37,14 @@ export interface PolicyDocument {
   readonly agents?: Readonly<Record<string, string>>;
   readonly hops?: readonly HopRuleDocument[];
   readonly requireVia?: readonly RequireViaDocument[];
-  readonly revoked?: { readonly identities?: readonly string[]; readonly serials?: readonly string[] };
+  readonly revoked?: {
+    readonly identities?: readonly string[];
+    readonly serials?: readonly string[];
+    /** A CRL file (PEM or DER), relative to the policy file; its serials are revoked too. */
+    readonly crl?: string;
+    /** The CA certificate (PEM) whose key must have signed the CRL. */
+    readonly crlIssuer?: string;
+  };
   readonly tokens?: TokenPolicyDocument;
 }
 
