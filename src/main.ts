@@ -94,10 +94,12 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
   const hopCache = new LruHopDecisionCache(options.hopCacheSize);
   const clock = options.clock ?? systemClock;
   // One verifier per process: its key sources and verified-token cache outlive policy reloads.
+  const jwksRefreshes = { ok: 0, failed: 0 };
   const newVerifier = () =>
     new JwksDelegationTokenVerifier({
       baseDir: dirname(resolve(options.policyFile)),
       onKeySourceError: (message) => logger.warn("delegation token keys", { problem: message }),
+      jwks: { onRefresh: (result) => void (jwksRefreshes[result] += 1) },
     });
   const shared = {
     policies,
@@ -130,6 +132,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     policyVersion: () => policies.current()?.version,
     ...(tracing !== undefined && { spans: tracing.stats }),
     ...(options.auditStats !== undefined && { audit: options.auditStats }),
+    jwksRefreshes,
   });
 
   policyEvents.onReload = (outcome) => metrics.recordReload(outcome.ok);

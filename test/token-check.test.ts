@@ -60,7 +60,7 @@ beforeAll(async () => {
   // research → db admits only the db:read scope in this test.
   const text = (await import("node:fs/promises")).readFile(file, "utf8");
   await writeFile(file, (await text).replace('    paths: ["/query", "/schema/*"]\n', '    paths: ["/query", "/schema/*"]\n    scopes: ["db:read"]\n'));
-  hopwarden = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false });
+  hopwarden = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false });
   client = new CheckClient(hopwarden.grpcAddress);
 });
 
@@ -111,6 +111,12 @@ describe("delegation token (check 9)", () => {
 
   it("denies a scope wider than the hop rule's: token_scope_exceeded", async () => {
     expectReason(await callWith(await signToken(key, claims({ scope: "db:read db:write" }))), "token_scope_exceeded");
+  });
+
+  it("counts key set loads on /metrics", async () => {
+    await callWith(await signToken(key, claims()));
+    const metrics = await (await fetch(`http://${hopwarden.adminAddress}/metrics`)).text();
+    expect(metrics).toMatch(/hopwarden_jwks_refreshes_total\{result="ok"[^}]*\} [1-9]/);
   });
 
   it("denies a single-use token presented twice: token_replayed", async () => {

@@ -19,6 +19,7 @@ export interface ObservedSources {
   readonly policyVersion?: () => string | undefined;
   readonly spans?: { exportedSpans: number; failedSpans: number; failedExports: number };
   readonly audit?: () => AuditLogStats;
+  readonly jwksRefreshes?: { readonly ok: number; readonly failed: number };
 }
 
 const ALLOW_KEY = `allow|${ALLOW_REASON}`;
@@ -70,6 +71,13 @@ export class HopwardenMetrics implements DecisionSink {
     if (spans) {
       observe("hopwarden_spans_exported", "Decision spans the collector accepted", () => spans.exportedSpans);
       observe("hopwarden_spans_failed", "Decision spans lost because export failed", () => spans.failedSpans);
+    }
+    if (sources.jwksRefreshes) {
+      const refreshes = sources.jwksRefreshes;
+      this.meter.createObservableCounter("hopwarden_jwks_refreshes", { description: "Delegation-token key set loads by result" }).addCallback((result) => {
+        result.observe(refreshes.ok, { result: "ok" });
+        result.observe(refreshes.failed, { result: "failed" });
+      });
     }
     if (sources.audit) {
       const stats = sources.audit;

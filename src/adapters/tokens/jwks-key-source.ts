@@ -15,6 +15,8 @@ export interface VerificationKeySource {
 }
 
 export interface JwksRefreshOptions {
+  /** Told of every key set load, for metrics. */
+  readonly onRefresh?: (result: "ok" | "failed") => void;
   /** Deadline for one fetch or file read, body included. Default 3 s. */
   readonly timeoutMs?: number;
   /** Least time between two loads triggered by unknown kids or failures. Default 30 s. */
@@ -44,8 +46,11 @@ export class RefreshingKeySource implements VerificationKeySource {
     private readonly onError: (message: string) => void = () => undefined,
   ) {
     this.cooldownMs = options.cooldownMs ?? DEFAULTS.cooldownMs;
+    this.onRefresh = options.onRefresh;
     this.maxAgeMs = options.maxAgeMs ?? DEFAULTS.maxAgeMs;
   }
+
+  private readonly onRefresh: JwksRefreshOptions["onRefresh"];
 
   async lookup(kid: string, alg: string, nowMs: number): Promise<KeyLookup> {
     const known = this.snapshot?.has(kid) === true;
@@ -72,7 +77,9 @@ export class RefreshingKeySource implements VerificationKeySource {
         const text = await this.load();
         this.snapshot = JwksKeySet.parse(text);
         this.loadedAtMs = nowMs;
+        this.onRefresh?.("ok");
       } catch (err) {
+        this.onRefresh?.("failed");
         this.lastError = err instanceof Error ? err.message : String(err);
         this.onError(`key set ${this.description} ${this.lastError}`);
       }
