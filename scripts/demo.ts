@@ -1,10 +1,13 @@
 // `npm run demo`: hopwarden behind a real Envoy front proxy, natively on
 // loopback (no Docker). It installs Envoy when missing, makes a throw-away
-// PKI, starts the built `hopwarden serve` with the demo policy, Envoy and two
-// stand-in agents (research, db), then plays one workflow for
-// alice@example.com (orchestrator → research → db) and the attacks on it, and
-// prints what Envoy answered to each call. Everything it starts is stopped on
-// the way out, also after an error or Ctrl-C.
+// PKI, starts the built `hopwarden sts` (the delegation token service) and
+// `hopwarden serve` with the native demo policy (envoy/demo/native-policy.yaml:
+// tokens required on every hop), Envoy and two stand-in agents (research,
+// db), then plays one workflow for alice@example.com (orchestrator → research
+// → db), each agent getting its delegation token from the token service with
+// hopwarden/client's DelegationClient, and the attacks on it, and prints what
+// Envoy answered to each call. Everything it starts is stopped on the way
+// out, also after an error or Ctrl-C.
 //
 //   npm run demo            (builds first)
 //   tsx scripts/demo.ts     (uses dist/ as it is; builds it when missing)
@@ -13,17 +16,26 @@
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { DelegationClient, DelegationClientError, type OutgoingDelegation } from "../src/client/index.js";
 import { ENVOY_BIN, mtlsRequest, startEchoUpstream, startFrontProxy, type EchoUpstream, type HttpResult, type RunningProxy } from "../test/support/envoy.js";
 import { createTestPki, spiffe, writePki } from "../test/support/pki.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const POLICY = join(repoRoot, "envoy", "demo", "policy", "policy.yaml");
+/** The compose demo's hops plus `tokens:` (required); copied next to the JWKS it names. */
+const POLICY = join(repoRoot, "envoy", "demo", "native-policy.yaml");
 const HOPWARDEN_BIN = join(repoRoot, "dist", "cli", "bin.js");
 const PERSON = "alice@example.com";
+/** = the native policy's tokens.issuer. */
+const STS_ISSUER = "https://sts.example.org";
+/** The stand-in identity provider whose token alice hands the orchestrator. */
+const IDP_ISSUER = "https://idp.example.com";
+const STS_AUDIENCE = "hopwarden-sts";
 const started = Date.now();
 
 function progress(message: string): void {
@@ -82,14 +94,15 @@ function ensureBuilt(): void {
   if (run.status !== 0) throw new Error("npm run build failed (see above)");
 }
 
-interface HopwardenProcess {
+interface CliProcess {
   readonly pid: number;
-  readonly grpcPort: number;
+  /** What the ready line's first group captured (a port, a URL). */
+  readonly ready: string;
 }
 
-/** `hopwarden serve` on a port the OS picks; resolves once it printed its ready line. */
-async function startHopwardenCli(policy: string): Promise<HopwardenProcess> {
-  const child = spawn(process.execPath, [HOPWARDEN_BIN, "serve", "--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off"], {
+/** `node dist/cli/bin.js <args>`; resolves once stdout shows `ready` (its first group is returned). */
+async function startCli(name: string, args: readonly string[], ready: RegExp): Promise<CliProcess> {
+  const child = spawn(process.execPath, [HOPWARDEN_BIN, ...args], {
     cwd: repoRoot,
     stdio: ["ignore", "pipe", "pipe"],
     // No collector in this demo: decision spans off unless the caller asks for them.
@@ -100,22 +113,36 @@ async function startHopwardenCli(policy: string): Promise<HopwardenProcess> {
   let stdout = "";
   let stderr = "";
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const port = await new Promise<number>((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`hopwarden was not ready within 15 s:\n${stderr}`)), 15_000);
+  const captured = await new Promise<string>((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`${name} was not ready within 15 s:\n${stderr}`)), 15_000);
     child.stdout.on("data", (chunk: Buffer) => {
       stdout += chunk.toString();
-      const ready = /^hopwarden ready grpc=\S+:(\d+)/m.exec(stdout);
-      if (ready) {
+      const match = ready.exec(stdout);
+      if (match) {
         clearTimeout(timer);
-        ok(Number(ready[1]));
+        ok(match[1] ?? "");
       }
     });
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
-      fail(new Error(`hopwarden exited (${code ?? signal}) before it was ready:\n${stderr}`));
+      fail(new Error(`${name} exited (${code ?? signal}) before it was ready:\n${stderr}`));
     });
   });
-  return { pid: child.pid ?? -1, grpcPort: port };
+  return { pid: child.pid ?? -1, ready: captured };
+}
+
+/** GET over TLS without a client certificate (the token service's JWKS route needs none). */
+function getJson(url: string, ca: Buffer): Promise<unknown> {
+  return new Promise((ok, fail) => {
+    const req = httpsRequest(url, { ca, servername: "localhost", agent: false, timeout: 5_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => (res.statusCode === 200 ? ok(JSON.parse(Buffer.concat(chunks).toString("utf8"))) : fail(new Error(`GET ${url}: HTTP ${res.statusCode}`))));
+    });
+    req.on("timeout", () => req.destroy(new Error(`GET ${url}: no answer within 5 s`)));
+    req.on("error", fail);
+    req.end();
+  });
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<void>, graceMs = 5_000): Promise<void> {
@@ -138,6 +165,14 @@ interface Step {
   readonly as: CertName;
   readonly subject?: string;
   readonly chain?: readonly string[];
+  /**
+   * The delegation headers (subject, on-behalf-of, chain, token) as the
+   * agent's DelegationClient produced them, asked for just before the call;
+   * replaces subject and chain.
+   */
+  readonly delegation?: () => Promise<Readonly<Record<string, string>>>;
+  /** The table's token column when the call carries one (default "own"). */
+  readonly token?: string;
   readonly callee: "research" | "db";
   readonly method?: string;
   readonly path: string;
@@ -146,40 +181,92 @@ interface Step {
   readonly expect: string;
 }
 
-const STEPS: readonly Step[] = [
-  { label: "workflow", title: "orchestrator asks research for alice", as: "orchestrator", subject: "orchestrator", chain: ["orchestrator"], callee: "research", path: "/search?q=q3+revenue", expect: "allow" },
-  { label: "workflow", title: "research queries db for alice", as: "research", subject: "research", chain: ["orchestrator", "research"], callee: "db", path: "/query", expect: "allow" },
-  {
-    label: "spoofed subject",
-    title: "attack: orchestrator claims to be research",
-    as: "orchestrator",
-    subject: "research",
-    chain: ["orchestrator", "research"],
-    callee: "db",
-    path: "/query",
-    // Envoy drops this one before hopwarden runs; hopwarden judges the certificate.
-    extraHeaders: { "x-agent-verified-subject": spiffe("research") },
-    expect: "subject_mismatch",
-  },
-  { label: "skipped hop", title: "attack: orchestrator skips research, calls db", as: "orchestrator", subject: "orchestrator", chain: ["orchestrator"], callee: "db", path: "/query", expect: "hop_not_allowed" },
-  { label: "revoked agent", title: "attack: revoked agent calls research", as: "retired", subject: "retired", chain: ["retired"], callee: "research", path: "/search", expect: "revoked_identity" },
-  {
-    label: "chain cycle",
-    title: "attack: research replays a looping chain",
-    as: "research",
-    subject: "research",
-    chain: ["orchestrator", "research", "orchestrator", "research"],
-    callee: "db",
-    path: "/query",
-    expect: "chain_cycle",
-  },
-  { label: "no certificate", title: "attack: client without a certificate", as: undefined, subject: "research", chain: ["orchestrator", "research"], callee: "db", path: "/query", expect: "tls" },
-];
+const CHAIN_HEADER = "x-agent-delegation-chain";
+const TOKEN_HEADER = "x-agent-delegation-token";
+
+/** The demo's calls: the workflow, each hop with a token from the token service, then the attacks. */
+function demoSteps(clients: Readonly<Record<"orchestrator" | "research", DelegationClient>>, personToken: string, research: EchoUpstream): readonly Step[] {
+  let hop1: OutgoingDelegation | undefined;
+  let hop2: OutgoingDelegation | undefined;
+  const issued = (hop: OutgoingDelegation | undefined): OutgoingDelegation => {
+    if (hop === undefined) throw new Error("the workflow did not get that far");
+    return hop;
+  };
+  return [
+    {
+      label: "workflow",
+      title: "orchestrator asks research for alice (its token from the STS: startChain with alice's token)",
+      as: "orchestrator",
+      delegation: async () => (hop1 = await clients.orchestrator.startChain({ personToken, audience: "research" })).headers,
+      callee: "research",
+      path: "/search?q=q3+revenue",
+      expect: "allow",
+    },
+    {
+      label: "workflow",
+      title: "research queries db for alice (continueChain from what Envoy delivered to research)",
+      as: "research",
+      delegation: async () => {
+        const inbound = research.requests.at(-1)?.headers ?? {};
+        return (hop2 = await clients.research.continueChain({ inbound, audience: "db", scope: "db:read" })).headers;
+      },
+      callee: "db",
+      path: "/query",
+      expect: "allow",
+    },
+    {
+      label: "spoofed subject",
+      title: "attack: orchestrator claims to be research",
+      as: "orchestrator",
+      subject: "research",
+      chain: ["orchestrator", "research"],
+      callee: "db",
+      path: "/query",
+      // Envoy drops this one before hopwarden runs; hopwarden judges the certificate.
+      extraHeaders: { "x-agent-verified-subject": spiffe("research") },
+      expect: "subject_mismatch",
+    },
+    { label: "skipped hop", title: "attack: orchestrator skips research, calls db", as: "orchestrator", subject: "orchestrator", chain: ["orchestrator"], callee: "db", path: "/query", expect: "hop_not_allowed" },
+    { label: "revoked agent", title: "attack: revoked agent calls research", as: "retired", subject: "retired", chain: ["retired"], callee: "research", path: "/search", expect: "revoked_identity" },
+    {
+      label: "chain cycle",
+      title: "attack: research replays a looping chain",
+      as: "research",
+      subject: "research",
+      chain: ["orchestrator", "research", "orchestrator", "research"],
+      callee: "db",
+      path: "/query",
+      expect: "chain_cycle",
+    },
+    {
+      label: "forged chain",
+      title: "attack: research hides orchestrator from the chain header (its token names it)",
+      as: "research",
+      // The headers alone would pass: research may call db, and db is reached via research.
+      delegation: () => Promise.resolve({ ...issued(hop2).headers, [CHAIN_HEADER]: spiffe("research") }),
+      callee: "db",
+      path: "/query",
+      expect: "token_chain_mismatch",
+    },
+    {
+      label: "stolen token",
+      title: "attack: orchestrator presents research's token (bound to research's certificate)",
+      as: "orchestrator",
+      delegation: () => Promise.resolve({ ...issued(hop1).headers, [TOKEN_HEADER]: issued(hop2).token }),
+      token: "research's",
+      callee: "research",
+      path: "/search",
+      expect: "token_invalid",
+    },
+    { label: "no certificate", title: "attack: client without a certificate", as: undefined, subject: "research", chain: ["orchestrator", "research"], callee: "db", path: "/query", expect: "tls" },
+  ];
+}
 
 interface Row {
   readonly label: string;
   readonly who: string;
   readonly chain: string;
+  readonly token: string;
   readonly callee: string;
   readonly status: string;
   readonly decision: string;
@@ -190,15 +277,29 @@ interface Row {
 
 type Pki = Awaited<ReturnType<typeof writePki>>;
 
+const shortName = (id: string): string => id.trim().replace(/^spiffe:\/\/example\.org\/agent\//, "");
+
 async function play(step: Step, proxy: RunningProxy, files: Pki): Promise<{ row: Row; response: HttpResult | undefined }> {
+  const base = { label: step.label, who: step.as ?? "(no certificate)", callee: step.callee };
+  let delegation: Readonly<Record<string, string>> | undefined;
+  try {
+    delegation = await step.delegation?.();
+  } catch (error) {
+    // The token service refused (or the workflow broke earlier): no call is made.
+    const reason = error instanceof DelegationClientError ? `sts: ${error.code}` : error instanceof Error ? error.message : String(error);
+    return { row: { ...base, chain: "—", token: "—", status: "—", decision: "no token", reason, decisionId: "—", ok: false }, response: undefined };
+  }
   const headers: Record<string, string> = {
-    ...(step.subject !== undefined && { "x-agent-subject": spiffe(step.subject) }),
-    "x-agent-on-behalf-of": PERSON,
-    ...(step.chain !== undefined && { "x-agent-delegation-chain": step.chain.map((a) => spiffe(a)).join(",") }),
+    ...(delegation ?? {
+      ...(step.subject !== undefined && { "x-agent-subject": spiffe(step.subject) }),
+      "x-agent-on-behalf-of": PERSON,
+      ...(step.chain !== undefined && { [CHAIN_HEADER]: step.chain.map((a) => spiffe(a)).join(",") }),
+    }),
     ...step.extraHeaders,
   };
+  const chain = (headers[CHAIN_HEADER] ?? "").split(",").filter(Boolean).map(shortName).join(" → ");
+  const row = { ...base, chain, token: headers[TOKEN_HEADER] === undefined ? "—" : (step.token ?? "own") };
   const cert = step.as === undefined ? undefined : files[step.as];
-  const base = { label: step.label, who: step.as ?? "(no certificate)", chain: (step.chain ?? []).join(" → "), callee: step.callee };
   let response: HttpResult;
   try {
     response = await mtlsRequest({
@@ -213,7 +314,7 @@ async function play(step: Step, proxy: RunningProxy, files: Pki): Promise<{ row:
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const alert = /alert ([a-z ]+)/.exec(message)?.[1] ?? message;
-    return { row: { ...base, status: "—", decision: "refused (TLS)", reason: alert, decisionId: "—", ok: step.expect === "tls" }, response: undefined };
+    return { row: { ...row, status: "—", decision: "refused (TLS)", reason: alert, decisionId: "—", ok: step.expect === "tls" }, response: undefined };
   }
   const reason = typeof response.headers["x-authz-reason"] === "string" ? response.headers["x-authz-reason"] : "";
   let decisionId = "—";
@@ -231,18 +332,34 @@ async function play(step: Step, proxy: RunningProxy, files: Pki): Promise<{ row:
     }
   }
   const ok = step.expect === "allow" ? decision === "allow" : reason === step.expect;
-  return { row: { ...base, status: String(response.status), decision, reason: reason || "—", decisionId, ok }, response };
+  return { row: { ...row, status: String(response.status), decision, reason: reason || "—", decisionId, ok }, response };
 }
 
 function printTable(rows: readonly Row[]): void {
-  const head = ["#", "call", "who (certificate)", "claimed chain", "callee", "HTTP", "decision", "reason", "decision id", "expected"];
-  const cells = rows.map((r, i) => [String(i + 1), r.label, r.who, r.chain, r.callee, r.status, r.decision, r.reason, r.decisionId, r.ok ? "yes" : "NO"]);
+  const head = ["#", "call", "who (certificate)", "claimed chain", "token", "callee", "HTTP", "decision", "reason", "decision id", "expected"];
+  const cells = rows.map((r, i) => [String(i + 1), r.label, r.who, r.chain, r.token, r.callee, r.status, r.decision, r.reason, r.decisionId, r.ok ? "yes" : "NO"]);
   const widths = head.map((h, c) => Math.max(h.length, ...cells.map((row) => row[c]!.length)));
   const line = (row: readonly string[]) => row.map((cell, c) => cell.padEnd(widths[c]!)).join(" | ").trimEnd();
   process.stdout.write(`\n${line(head)}\n${widths.map((w) => "-".repeat(w)).join("-+-")}\n${cells.map(line).join("\n")}\n\n`);
 }
 
 // --- main ------------------------------------------------------------------------
+
+/** The stand-in identity provider: its JWKS for the token service, and alice's token (what she hands the orchestrator). */
+async function identityProvider(dir: string): Promise<{ jwksFile: string; personToken: string }> {
+  const { privateKey, publicKey } = await generateKeyPair("ES256");
+  const jwksFile = join(dir, "idp-jwks.json");
+  await writeFile(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: "idp-demo-1", alg: "ES256", use: "sig" }] }));
+  const personToken = await new SignJWT({ scope: "research:search db:read db:write" })
+    .setProtectedHeader({ alg: "ES256", kid: "idp-demo-1", typ: "at+jwt" })
+    .setIssuer(IDP_ISSUER)
+    .setSubject(PERSON)
+    .setAudience(STS_AUDIENCE)
+    .setIssuedAt()
+    .setExpirationTime("5m")
+    .sign(privateKey);
+  return { jwksFile, personToken };
+}
 
 async function main(): Promise<number> {
   ensureEnvoy();
@@ -252,10 +369,37 @@ async function main(): Promise<number> {
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   progress(`generating a throw-away PKI (CA for example.org, one X509-SVID per agent) in ${dir}`);
   const files = await writePki(await createTestPki(), join(dir, "pki"));
+  const policy = join(dir, "policy.yaml");
+  await copyFile(POLICY, policy);
+  const idp = await identityProvider(dir);
 
-  progress(`starting hopwarden: node dist/cli/bin.js serve --policy ${POLICY.slice(repoRoot.length + 1)}`);
-  const hopwarden = await startHopwardenCli(POLICY);
-  progress(`hopwarden ready pid=${hopwarden.pid} grpc=127.0.0.1:${hopwarden.grpcPort}`);
+  const signingKey = join(dir, "sts-signing-key.pem");
+  progress("generating the token service's signing key: node dist/cli/bin.js sts --generate-key (ES256)");
+  const generated = spawnSync(process.execPath, [HOPWARDEN_BIN, "sts", "--generate-key", signingKey], { cwd: repoRoot, encoding: "utf8" });
+  if (generated.status !== 0) throw new Error(`hopwarden sts --generate-key failed:\n${generated.stderr}`);
+
+  progress(`starting the token service: node dist/cli/bin.js sts --issuer ${STS_ISSUER} --policy <copy of ${POLICY.slice(repoRoot.length + 1)}>`);
+  // The test PKI's server certificate (DNS localhost) serves the token service too.
+  const sts = await startCli(
+    "hopwarden sts",
+    [
+      "sts",
+      ...["--listen", "127.0.0.1:0", "--issuer", STS_ISSUER, "--policy", policy, "--signing-keys", signingKey],
+      ...["--tls-cert", files.server!.cert, "--tls-key", files.server!.key, "--client-ca", files.ca.cert],
+      ...["--person-issuer", IDP_ISSUER, "--person-jwks", idp.jwksFile, "--person-audience", STS_AUDIENCE],
+    ],
+    /^hopwarden sts listening on (https:\/\/\S+) /m,
+  );
+  progress(`sts ready pid=${sts.pid} url=${sts.ready}`);
+  const ca = await readFile(files.ca.cert);
+  // tokens.jwks: jwks.json, beside the policy: the keys the token service publishes.
+  await writeFile(join(dir, "jwks.json"), JSON.stringify(await getJson(`${sts.ready}/.well-known/jwks.json`, ca)));
+  progress("saved the token service's JWKS beside the policy (tokens.jwks: jwks.json)");
+
+  progress(`starting hopwarden: node dist/cli/bin.js serve --policy <copy of ${POLICY.slice(repoRoot.length + 1)}>`);
+  const hopwarden = await startCli("hopwarden", ["serve", "--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off"], /^hopwarden ready grpc=\S+:(\d+)/m);
+  const hopwardenPort = Number(hopwarden.ready);
+  progress(`hopwarden ready pid=${hopwarden.pid} grpc=127.0.0.1:${hopwardenPort}`);
 
   const closeAgent = (agent: EchoUpstream) => agent.close();
   const [research, db] = await Promise.all([track(startEchoUpstream(), closeAgent), track(startEchoUpstream(), closeAgent)]);
@@ -263,15 +407,20 @@ async function main(): Promise<number> {
 
   progress("starting the Envoy front proxy (mTLS, ext_authz → hopwarden)");
   const proxy = await track(
-    startFrontProxy({ server: files.server!, caFile: files.ca.cert, hopwardenPort: hopwarden.grpcPort, researchPort: research.port, dbPort: db.port, dir }),
+    startFrontProxy({ server: files.server!, caFile: files.ca.cert, hopwardenPort, researchPort: research.port, dbPort: db.port, dir }),
     (running) => running.stop(),
   );
   progress(`envoy ready pid=${proxy.envoy.pid} listener=https://127.0.0.1:${proxy.port}`);
 
+  // Each agent's DelegationClient (hopwarden/client) talks to the token service with the agent's own certificate.
+  const clientFor = async (agent: "orchestrator" | "research") =>
+    new DelegationClient({ tokenEndpoint: `${sts.ready}/token`, cert: await readFile(files[agent]!.cert), key: await readFile(files[agent]!.key), ca, servername: "localhost" });
+  const clients = { orchestrator: await clientFor("orchestrator"), research: await clientFor("research") };
+
   progress(`${PERSON} asks the orchestrator a question; the agents call each other through Envoy`);
   const rows: Row[] = [];
   let allowedToDb: HttpResult | undefined;
-  for (const step of STEPS) {
+  for (const step of demoSteps(clients, idp.personToken, research)) {
     const { row, response } = await play(step, proxy, files);
     if (step.callee === "db" && row.decision === "allow") allowedToDb = response;
     progress(`${step.title}: ${row.status === "—" ? row.decision : `HTTP ${row.status}`}${row.reason === "—" ? "" : ` (${row.reason})`}`);
@@ -284,6 +433,13 @@ async function main(): Promise<number> {
     process.stdout.write("what db received from Envoy on the allowed call:\n");
     for (const name of ["x-agent-verified-subject", "x-agent-verified-on-behalf-of", "x-agent-verified-chain", "x-authz-decision-id", "x-forwarded-client-cert"]) {
       process.stdout.write(`  ${name}: ${seen[name] ?? "(absent)"}\n`);
+    }
+    const token = seen[TOKEN_HEADER];
+    if (token !== undefined) {
+      const claims = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as Record<string, unknown>;
+      const actors: string[] = [];
+      for (let act = claims.act as { sub?: string; act?: unknown } | undefined; act !== undefined; act = act.act as typeof act) actors.unshift(shortName(act.sub ?? "?"));
+      process.stdout.write(`  ${TOKEN_HEADER}: ${token.slice(0, 24)}… (iss ${String(claims.iss)}, sub ${String(claims.sub)}, aud ${shortName(String(claims.aud))}, act ${actors.join(" → ")}, scope ${String(claims.scope)})\n`);
     }
   }
   const hits = research.requests.length + db.requests.length;
@@ -300,7 +456,7 @@ try {
   // After Ctrl-C, a start-up cut short is no failure worth a message.
   if (!interrupted) process.stderr.write(`demo failed: ${error instanceof Error ? error.message : String(error)}\n`);
 } finally {
-  progress("stopping Envoy, hopwarden and the demo agents");
+  progress("stopping Envoy, hopwarden, the token service and the demo agents");
   await cleanup();
   progress(status === 0 ? "done: every call ended as expected" : "done, with unexpected results (see above)");
 }

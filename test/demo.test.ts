@@ -1,7 +1,8 @@
 // `npm run demo` (scripts/demo.ts) as a user runs it, minus the build: it
-// exits 0, its table shows the allowed workflow and every attack with the
-// reason Envoy answered, and it leaves no Envoy or hopwarden process and no
-// temporary directory behind.
+// exits 0, its table shows the allowed workflow (each hop carrying a
+// delegation token from `hopwarden sts`, obtained with hopwarden/client) and
+// every attack with the reason Envoy answered, and it leaves no Envoy,
+// hopwarden or token service process and no temporary directory behind.
 
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -33,6 +34,8 @@ function runDemo(): Promise<DemoRun> {
 interface TableRow {
   readonly call: string;
   readonly who: string;
+  readonly chain: string;
+  readonly token: string;
   readonly callee: string;
   readonly http: string;
   readonly decision: string;
@@ -47,8 +50,8 @@ function tableRows(stdout: string): TableRow[] {
     .split("\n")
     .filter((line) => /^\d+ +\| /.test(line))
     .map((line) => {
-      const [, call, who, , callee, http, decision, reason, decisionId, expected] = line.split(" | ").map((cell) => cell.trim());
-      return { call: call!, who: who!, callee: callee!, http: http!, decision: decision!, reason: reason!, decisionId: decisionId!, expected: expected! };
+      const [, call, who, chain, token, callee, http, decision, reason, decisionId, expected] = line.split(" | ").map((cell) => cell.trim());
+      return { call: call!, who: who!, chain: chain!, token: token!, callee: callee!, http: http!, decision: decision!, reason: reason!, decisionId: decisionId!, expected: expected! };
     });
 }
 
@@ -75,31 +78,44 @@ describe("npm run demo", () => {
   });
 
   it("prints a progress line per step", () => {
-    for (const step of [/Envoy found|installing/, /generating a throw-away PKI/, /hopwarden ready pid=\d+/, /envoy ready pid=\d+/, /stopping Envoy, hopwarden/]) {
+    for (const step of [
+      /Envoy found|installing/,
+      /generating a throw-away PKI/,
+      /sts --generate-key/,
+      /sts ready pid=\d+ url=https:\/\/127\.0\.0\.1:\d+/,
+      /saved the token service's JWKS beside the policy/,
+      /hopwarden ready pid=\d+/,
+      /envoy ready pid=\d+/,
+      /stopping Envoy, hopwarden, the token service/,
+    ]) {
       expect(run.stdout).toMatch(step);
     }
   });
 
-  it("shows the allowed orchestrator → research → db workflow and each attack with its reason", () => {
+  it("shows the allowed orchestrator → research → db workflow with tokens and each attack with its reason", () => {
     const rows = tableRows(run.stdout);
-    expect(rows.map((r) => [r.call, r.who, r.callee, r.http, r.decision, r.reason])).toEqual([
-      ["workflow", "orchestrator", "research", "200", "allow", "—"],
-      ["workflow", "research", "db", "200", "allow", "—"],
-      ["spoofed subject", "orchestrator", "db", "403", "deny", "subject_mismatch"],
-      ["skipped hop", "orchestrator", "db", "403", "deny", "hop_not_allowed"],
-      ["revoked agent", "retired", "research", "403", "deny", "revoked_identity"],
-      ["chain cycle", "research", "db", "403", "deny", "chain_cycle"],
-      ["no certificate", "(no certificate)", "db", "—", "refused (TLS)", "certificate required"],
+    expect(rows.map((r) => [r.call, r.who, r.chain, r.token, r.callee, r.http, r.decision, r.reason])).toEqual([
+      ["workflow", "orchestrator", "orchestrator", "own", "research", "200", "allow", "—"],
+      ["workflow", "research", "orchestrator → research", "own", "db", "200", "allow", "—"],
+      ["spoofed subject", "orchestrator", "orchestrator → research", "—", "db", "403", "deny", "subject_mismatch"],
+      ["skipped hop", "orchestrator", "orchestrator", "—", "db", "403", "deny", "hop_not_allowed"],
+      ["revoked agent", "retired", "retired", "—", "research", "403", "deny", "revoked_identity"],
+      ["chain cycle", "research", "orchestrator → research → orchestrator → research", "—", "db", "403", "deny", "chain_cycle"],
+      ["forged chain", "research", "research", "own", "db", "403", "deny", "token_chain_mismatch"],
+      ["stolen token", "orchestrator", "orchestrator", "research's", "research", "401", "deny", "token_invalid"],
+      ["no certificate", "(no certificate)", "orchestrator → research", "—", "db", "—", "refused (TLS)", "certificate required"],
     ]);
     for (const row of rows.slice(0, -1)) expect(row.decisionId).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
     expect(rows.every((r) => r.expected === "yes")).toBe(true);
     expect(run.stdout).toMatch(/x-agent-verified-chain: spiffe:\/\/example\.org\/agent\/orchestrator,spiffe:\/\/example\.org\/agent\/research/);
+    // db got the token research obtained for this hop: issued by the STS, naming the whole chain.
+    expect(run.stdout).toMatch(/x-agent-delegation-token: eyJ\S+… \(iss https:\/\/sts\.example\.org, sub alice@example\.com, aud db, act orchestrator → research, scope db:read\)/);
     expect(run.stdout).toMatch(/requests that reached an agent: 2 /);
   });
 
-  it("leaves no Envoy or hopwarden process and no temporary directory behind", () => {
-    const pids = [...run.stdout.matchAll(/(hopwarden|envoy) ready pid=(\d+)/g)].map((m) => Number(m[2]));
-    expect(pids).toHaveLength(2);
+  it("leaves no Envoy, hopwarden or token service process and no temporary directory behind", () => {
+    const pids = [...run.stdout.matchAll(/(sts|hopwarden|envoy) ready pid=(\d+)/g)].map((m) => Number(m[2]));
+    expect(pids).toHaveLength(3);
     for (const pid of pids) expect(isRunning(pid), `pid ${pid} still running`).toBe(false);
     const dir = / in (\S*hopwarden-demo-\S+)/.exec(run.stdout)?.[1];
     expect(dir).toBeDefined();
