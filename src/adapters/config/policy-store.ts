@@ -81,7 +81,7 @@ export class PolicyStore implements PolicySource {
   private debounce: NodeJS.Timeout | undefined;
   private reloading: Promise<ReloadOutcome> | undefined;
   private pendingReload = false;
-  /** The errors of the last refused reload: a poll that finds the same broken file stays quiet. */
+  /** The errors of the last refused reload: a poll or watch event that finds the same broken file stays quiet. */
   private lastRefusal = "";
   readonly file: string;
 
@@ -145,7 +145,9 @@ export class PolicyStore implements PolicySource {
     } catch (err) {
       const errors = err instanceof PolicyFileError ? err.errors : [String(err)];
       const refusal = JSON.stringify(errors);
-      if (trigger === "poll" && refusal === this.lastRefusal) return { ok: false, changed: false, version: this.policy?.version, errors };
+      // Unattended triggers stay quiet about a refusal already logged: any write in the
+      // policy's directory wakes the watcher, and a log written there would otherwise feed itself.
+      if ((trigger === "poll" || trigger === "file-watch") && refusal === this.lastRefusal) return { ok: false, changed: false, version: this.policy?.version, errors };
       this.lastRefusal = refusal;
       this.logger.error("policy reload refused; the last good policy stays in force", {
         file: this.file,
