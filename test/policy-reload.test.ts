@@ -139,6 +139,27 @@ describe("hot reload of the policy file", () => {
     expect(hopwarden.policies.current()?.version).toBe("v1");
   });
 
+  it("logs a refused file once, however often other files in its directory change", async () => {
+    // Writes beside the policy (a log redirected there, an audit log) wake the
+    // directory watcher; re-logging the same refusal each time would feed a
+    // log written into that directory forever.
+    const dir = await tempDir();
+    const file = join(dir, "policy.yaml");
+    await writeFile(file, testPolicyYaml({ version: "v1" }));
+    const { hopwarden, log } = await serve(file);
+    await writeFile(file, policyWithUnknownKey({ version: "v2-bad" }));
+    await expectReloadRefused(log, /methds/);
+    const refusals = () => log.lines.filter((l) => String(l["msg"]).includes("reload refused")).length;
+    await new Promise((r) => setTimeout(r, 300)); // the events of the write itself settle
+    const before = refusals();
+    for (let i = 0; i < 8; i++) {
+      await writeFile(join(dir, "neighbour.log"), `line ${i}\n`, { flag: "a" });
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    expect(refusals()).toBe(before);
+    expect(hopwarden.policies.current()?.version).toBe("v1");
+  });
+
   it("reload() applies a change immediately, with no watcher", async () => {
     const dir = await tempDir();
     const file = join(dir, "policy.yaml");
