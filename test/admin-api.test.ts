@@ -4,7 +4,7 @@
 // force; Reload applies an edit or refuses an invalid one with errors naming
 // line and field; /metrics counts decisions by outcome and reason; /healthz.
 
-import { writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -18,13 +18,14 @@ import { decisionOf, PERSON, policyWithoutResearchToDb, policyWithUnknownKey, re
 
 let hopwarden: Hopwarden;
 let policyFile: string;
+let policyDir: string;
 let admin: Client<typeof AdminService>;
 let adminBinary: Client<typeof AdminService>;
 let checks: CheckClient;
 let baseUrl: string;
 
 beforeAll(async () => {
-  ({ file: policyFile } = await writeTestPolicy({ version: "admin-1" }));
+  ({ dir: policyDir, file: policyFile } = await writeTestPolicy({ version: "admin-1" }));
   hopwarden = await startHopwarden({ policyFile, listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false });
   baseUrl = `http://${hopwarden.adminAddress!}`;
   admin = createClient(AdminService, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
@@ -35,6 +36,7 @@ beforeAll(async () => {
 afterAll(async () => {
   checks?.close();
   await hopwarden?.shutdown(2000);
+  if (policyDir !== undefined) await rm(policyDir, { recursive: true, force: true });
 });
 
 describe("Explain", () => {

@@ -4,6 +4,7 @@
 // a running server with no policy answers policy_unavailable (503, 14), never
 // a gRPC error.
 
+import { rm } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { Client, credentials, Metadata, status as GrpcStatus, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -50,7 +51,8 @@ afterEach(async () => {
 
 async function startWithHeldTokens(): Promise<{ hopwarden: Hopwarden; verifier: HeldVerifier }> {
   const verifier = new HeldVerifier();
-  const { file } = await writeTestPolicy({ extra: TOKENS_SECTION });
+  const { dir, file } = await writeTestPolicy({ extra: TOKENS_SECTION });
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const hopwarden = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false, tokens: verifier });
   cleanups.push(async () => {
     verifier.finish();
