@@ -134,6 +134,81 @@ export class WireWriter {
     return this;
   }
 
+  /** A signed 64-bit integer (int64) as a varint: negative values take ten bytes (two's complement). */
+  int64(field: number, value: number): this {
+    this.tag(field, WireType.VARINT);
+    if (value >= 0 && value <= 0xffffffff) {
+      this.rawVarint(value);
+      return this;
+    }
+    // Split into 32-bit halves; exact for every integer a double holds in int64 range.
+    const magnitude = Math.abs(value);
+    let low = magnitude >>> 0;
+    let high = Math.floor(magnitude / 0x100000000) >>> 0;
+    if (value < 0) {
+      low = ~low >>> 0;
+      high = ~high >>> 0;
+      low = (low + 1) >>> 0;
+      if (low === 0) high = (high + 1) >>> 0;
+    }
+    this.ensure(10);
+    while (high !== 0 || low > 0x7f) {
+      this.buf[this.len++] = (low & 0x7f) | 0x80;
+      low = ((low >>> 7) | (high << 25)) >>> 0;
+      high >>>= 7;
+    }
+    this.buf[this.len++] = low;
+    return this;
+  }
+
+  /** A fixed64 from its two 32-bit halves, little-endian. */
+  fixed64(field: number, low: number, high: number): this {
+    this.tag(field, WireType.I64);
+    this.ensure(8);
+    this.buf.writeUInt32LE(low >>> 0, this.len);
+    this.buf.writeUInt32LE(high >>> 0, this.len + 4);
+    this.len += 8;
+    return this;
+  }
+
+  fixed32(field: number, value: number): this {
+    this.tag(field, WireType.I32);
+    this.ensure(4);
+    this.buf.writeUInt32LE(value >>> 0, this.len);
+    this.len += 4;
+    return this;
+  }
+
+  bytes(field: number, value: Uint8Array): this {
+    this.tag(field, WireType.LEN);
+    this.rawVarint(value.length);
+    this.ensure(value.length);
+    this.buf.set(value, this.len);
+    this.len += value.length;
+    return this;
+  }
+
+  /** A bytes field given as an even-length hex string (trace and span ids). */
+  hexBytes(field: number, hex: string): this {
+    const length = hex.length >>> 1;
+    this.tag(field, WireType.LEN);
+    this.rawVarint(length);
+    this.ensure(length);
+    const written = this.buf.write(hex, this.len, length, "hex");
+    // Non-hex characters stop Buffer's decoding; keep the declared length (zero-filled).
+    if (written < length) this.buf.fill(0, this.len + written, this.len + length);
+    this.len += length;
+    return this;
+  }
+
+  /** Bytes that already are a complete encoding of fields (a cached sub-message, say). */
+  raw(value: Uint8Array): this {
+    this.ensure(value.length);
+    this.buf.set(value, this.len);
+    this.len += value.length;
+    return this;
+  }
+
   /** Starts a nested message in `field`; close it with join(). */
   fork(field: number): this {
     this.tag(field, WireType.LEN);
@@ -164,6 +239,13 @@ export class WireWriter {
     }
     this.buf[p] = v;
     this.len += prefix - 1;
+    return this;
+  }
+
+  /** Empties the writer to reuse its buffer; earlier finish() results then see the new bytes. */
+  reset(): this {
+    this.len = 0;
+    this.forks.length = 0;
     return this;
   }
 
