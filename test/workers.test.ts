@@ -191,3 +191,24 @@ describe("serve --workers 2", () => {
     expect(records.at(-1)).toMatchObject({ type: "checkpoint", reason: "shutdown" });
   });
 });
+
+describe("serve --workers 2 that cannot start", () => {
+  it("exits 1 with one clear line when the workers cannot listen, leaving no process behind", async () => {
+    const { createServer } = await import("node:net");
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const dir = await mkdtemp(join(tmpdir(), "hopwarden-workers-busy-"));
+      const policy = join(dir, "policy.yaml");
+      await writeFile(policy, testPolicyYaml());
+      const result = await runCli(["serve", "--policy", policy, "--listen", `127.0.0.1:${port}`, "--admin-listen", "off", "--workers", "2"], { timeoutMs: 20_000 });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/cannot start: worker \d+ exited during start-up/);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+      await rm(dir, { recursive: true, force: true });
+    } finally {
+      blocker.close();
+    }
+  });
+});

@@ -11,7 +11,7 @@ import { AuditLogConfigError } from "../../adapters/audit/audit-log-writer.js";
 import { parseCommandArgs, withUsage } from "../options.js";
 import { resolveServeSettings } from "../serve/settings.js";
 import { runSingleProcess } from "../serve/single-process.js";
-import { runPrimary, runWorker } from "../serve/cluster.js";
+import { runPrimary, runWorker, WorkerStartError } from "../serve/cluster.js";
 import type { Command } from "./index.js";
 
 const HELP = `Usage: hopwarden serve --policy <file> [options]
@@ -77,25 +77,40 @@ export const serveCommand: Command = {
         throw err;
       }
       const logger = createLogger(settings.logLevel, undefined, cluster.isWorker ? { worker: cluster.worker?.id } : {});
-      try {
-        if (cluster.isWorker) return await runWorker(settings, logger);
-        if (settings.workers > 1) return await runPrimary(settings, logger);
-        return await runSingleProcess(settings, logger);
-      } catch (err) {
-        if (err instanceof AuditKeyError || err instanceof AuditLogConfigError) {
-          process.stderr.write(`hopwarden serve: cannot start: ${err.message}\n`);
+      if (cluster.isWorker) {
+        // A worker that cannot start must exit: its IPC channel would keep it alive.
+        const code = await runServe(() => runWorker(settings, logger)).catch((err: unknown) => {
+          process.stderr.write(`hopwarden serve: worker failed: ${err instanceof Error ? err.message : String(err)}\n`);
           return 1;
-        }
-        if (err instanceof PolicyFileError) {
-          process.stderr.write(`hopwarden serve: cannot start: the policy file ${err.file} is not usable:\n${err.errors.join("\n")}\n`);
-          return 1;
-        }
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === "EADDRINUSE" || code === "EACCES" || /No address added|EADDRINUSE/.test(String(err))) {
-          process.stderr.write(`hopwarden serve: cannot listen: ${err instanceof Error ? err.message : String(err)}\n`);
-          return 1;
-        }
-        throw err;
+        });
+        process.exit(code);
       }
+      return runServe(() => (settings.workers > 1 ? runPrimary(settings, logger) : runSingleProcess(settings, logger)));
     }),
 };
+
+/** Runs serve, turning the start-up failures a user can fix into one clear line and exit 1. */
+async function runServe(run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof WorkerStartError) {
+      process.stderr.write(`hopwarden serve: cannot start: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof AuditKeyError || err instanceof AuditLogConfigError) {
+      process.stderr.write(`hopwarden serve: cannot start: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof PolicyFileError) {
+      process.stderr.write(`hopwarden serve: cannot start: the policy file ${err.file} is not usable:\n${err.errors.join("\n")}\n`);
+      return 1;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE" || code === "EACCES" || /No address added|EADDRINUSE/.test(String(err))) {
+      process.stderr.write(`hopwarden serve: cannot listen: ${err instanceof Error ? err.message : String(err)}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}

@@ -2,6 +2,12 @@
 // API, watches the policy file and tells every worker to reload; the workers
 // (node:cluster, one port shared) serve Check. Decisions are the same as with
 // one process because every worker compiles the same file.
+//
+// Lifecycle rules: a worker that cannot start exits non-zero (the IPC channel
+// would otherwise keep it alive); a worker lost during start-up fails the
+// start-up; a worker lost later is replaced after a growing delay (so a broken
+// file cannot cause a tight restart loop); shutdown waits for workers only up
+// to a deadline, then kills what is left.
 
 import cluster, { type Worker } from "node:cluster";
 import { dirname } from "node:path";
@@ -12,7 +18,7 @@ import { startAdminServer } from "../../adapters/admin/admin-server.js";
 import { CachingCertificateParser } from "../../adapters/x509/certificate-parser.js";
 import { UlidGenerator } from "../../adapters/ids/ulid.js";
 import type { Logger } from "../../adapters/logging/logger.js";
-import { startHopwarden } from "../../main.js";
+import { startHopwarden, type Hopwarden } from "../../main.js";
 import type { ServeSettings } from "./settings.js";
 import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
@@ -21,9 +27,20 @@ import { openAuditWriter, relayWorker, workerAuditSink } from "./audit-wiring.js
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" };
 type WorkerMessage = { type: "ready"; address: string } | { type: "reloaded"; ok: boolean; version: string | undefined; errors: readonly string[] };
 
+/** How long shutdown waits for workers to drain before killing them. */
+const WORKER_SHUTDOWN_DEADLINE_MS = 15_000;
+const RESTART_DELAY_MIN_MS = 500;
+const RESTART_DELAY_MAX_MS = 30_000;
+
+export class WorkerStartError extends Error {}
+
+function isWorkerMessage(message: unknown): message is WorkerMessage {
+  return typeof message === "object" && message !== null && "type" in message;
+}
+
 export async function runPrimary(settings: ServeSettings, logger: Logger): Promise<number> {
   const broadcast = (message: PrimaryMessage) => {
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.send(message);
+    for (const worker of Object.values(cluster.workers ?? {})) if (worker?.isConnected() === true) worker.send(message);
   };
   const policies = new PolicyStore(settings.policyFile, logger, {
     onReload: (outcome) => {
@@ -35,16 +52,20 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   // One writer in the primary keeps the audit log a single chain.
   const auditWriter = await openAuditWriter(settings, logger);
   let stopping = false;
+  let started = false;
   const readyAddresses = new Map<number, string>();
-  let resolveReady: () => void = () => undefined;
-  const allReady = new Promise<void>((resolve) => (resolveReady = resolve));
+  let startup: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  const allReady = new Promise<void>((resolve, reject) => (startup = { resolve, reject }));
+  let restartDelayMs = RESTART_DELAY_MIN_MS;
+  let lastRestartMs = 0;
+
   const fork = (): Worker => {
     const worker = cluster.fork();
     if (auditWriter !== undefined) relayWorker(worker, auditWriter, logger);
-    worker.on("message", (message: WorkerMessage) => {
-      if (message.type === "ready") {
+    worker.on("message", (message: unknown) => {
+      if (isWorkerMessage(message) && message.type === "ready") {
         readyAddresses.set(worker.id, message.address);
-        if (readyAddresses.size >= settings.workers) resolveReady();
+        if (!started && readyAddresses.size >= settings.workers) startup?.resolve();
       }
     });
     return worker;
@@ -52,11 +73,43 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   cluster.on("exit", (worker, code, signal) => {
     readyAddresses.delete(worker.id);
     if (stopping) return;
-    logger.error("worker exited; starting a new one", { worker: worker.id, code, signal });
-    fork();
+    if (!started) {
+      startup?.reject(new WorkerStartError(`worker ${worker.id} exited during start-up (code ${code ?? "-"}, signal ${signal ?? "-"}); its error is above`));
+      return;
+    }
+    // Back off when workers keep dying (e.g. the file went bad and a new worker cannot start).
+    const now = Date.now();
+    restartDelayMs = now - lastRestartMs > RESTART_DELAY_MAX_MS * 2 ? RESTART_DELAY_MIN_MS : Math.min(RESTART_DELAY_MAX_MS, restartDelayMs * 2);
+    lastRestartMs = now;
+    logger.error("worker exited; starting a new one", { worker: worker.id, code, signal, delay_ms: restartDelayMs });
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, restartDelayMs).unref();
   });
+
+  const stopWorkers = async (): Promise<void> => {
+    const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+    const exits = alive.map((w) => new Promise<void>((resolve) => w.once("exit", () => resolve())));
+    broadcast({ type: "shutdown" });
+    const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), WORKER_SHUTDOWN_DEADLINE_MS).unref());
+    if ((await Promise.race([Promise.all(exits), deadline])) === "timeout") {
+      for (const w of alive) if (!w.isDead()) w.process.kill("SIGKILL");
+      logger.error("workers did not drain before the deadline; killed", { deadline_ms: WORKER_SHUTDOWN_DEADLINE_MS });
+      await Promise.all(exits);
+    }
+  };
+
   for (let i = 0; i < settings.workers; i++) fork();
-  await allReady;
+  try {
+    await allReady;
+  } catch (err) {
+    stopping = true;
+    await stopWorkers();
+    await auditWriter?.close();
+    policies.close();
+    throw err;
+  }
+  started = true;
 
   const explainPipeline = new CheckPipeline({
     policies,
@@ -79,9 +132,7 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   await onShutdownSignal(async (signal) => {
     stopping = true;
     logger.info("shutting down workers: draining in-flight Checks", { signal });
-    const exits = Object.values(cluster.workers ?? {}).map((w) => (w === undefined || w.isDead() ? Promise.resolve() : new Promise<void>((resolve) => w.once("exit", () => resolve()))));
-    broadcast({ type: "shutdown" });
-    await Promise.all(exits);
+    await stopWorkers();
     policies.close();
     await admin?.close();
     await auditWriter?.close();
@@ -89,8 +140,32 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   return 0;
 }
 
+/**
+ * A worker. It never returns normally: it exits the process itself, because
+ * the IPC channel to the primary would keep it alive after serving stops.
+ */
 export async function runWorker(settings: ServeSettings, logger: Logger): Promise<number> {
+  const running: { hopwarden?: Hopwarden } = {};
+  let stopping: Promise<void> | undefined;
   const audit = workerAuditSink(settings, logger);
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      await running.hopwarden?.shutdown();
+      await audit?.close();
+    })();
+    return stopping;
+  };
+  const exitAfterStop = () => void stop().finally(() => process.exit(0));
+  // Listen before starting, so a shutdown that arrives during start-up is not lost.
+  process.on("message", (message: PrimaryMessage) => {
+    if (message.type === "reload") {
+      void running.hopwarden?.reload(message.trigger).then((o) => process.send?.({ type: "reloaded", ok: o.ok, version: o.version, errors: o.errors } satisfies WorkerMessage));
+    } else if (message.type === "shutdown") {
+      exitAfterStop();
+    }
+  });
+  // A signal sent to the whole process group (Ctrl-C) reaches workers directly and drains them too.
+  void onShutdownSignal(stop).then(() => process.exit(0));
   const hopwarden = await startHopwarden({
     ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
     policyFile: settings.policyFile,
@@ -101,22 +176,12 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
     trustForwardedClientCert: settings.config.trustForwardedClientCert,
     watchPolicy: false,
   });
-  const stop = async () => {
-    await hopwarden.shutdown();
-    await audit?.close();
-  };
-  process.on("message", (message: PrimaryMessage) => {
-    if (message.type === "reload") {
-      void hopwarden.reload(message.trigger).then((o) => process.send?.({ type: "reloaded", ok: o.ok, version: o.version, errors: o.errors } satisfies WorkerMessage));
-    } else if (message.type === "shutdown") {
-      void stop().finally(() => process.exit(0));
-    }
-  });
-  // The primary forwards signals as messages; a signal sent to the whole
-  // process group (Ctrl-C) reaches workers directly and drains them too.
-  const stopped = onShutdownSignal(stop);
+  running.hopwarden = hopwarden;
+  if (stopping !== undefined) {
+    // Shutdown arrived while starting: drain what was just started.
+    await stop();
+    process.exit(0);
+  }
   process.send?.({ type: "ready", address: hopwarden.grpcAddress } satisfies WorkerMessage);
-  await stopped;
-  // The IPC channel to the primary would keep this worker alive.
-  process.exit(0);
+  return new Promise<number>(() => undefined);
 }
