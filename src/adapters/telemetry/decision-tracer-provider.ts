@@ -7,11 +7,11 @@
 
 import type { Tracer } from "@opentelemetry/api";
 import { OTLPTraceExporter as OtlpGrpcExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
-import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, type SpanExporter, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { ExportResultCode, type ExportResult } from "@opentelemetry/core";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
+import { OtlpHttpSpanExporter } from "./otlp-http-span-exporter.js";
 
 export interface ExportStats {
   exportedSpans: number;
@@ -53,7 +53,8 @@ export function exporterFromEnvironment(env: NodeJS.ProcessEnv = process.env): S
   const kinds = (env.OTEL_TRACES_EXPORTER ?? "otlp").split(",").map((s) => s.trim());
   if (kinds.includes("none") || !kinds.includes("otlp")) return undefined;
   const protocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf";
-  return protocol === "grpc" ? new OtlpGrpcExporter() : new OtlpProtoExporter();
+  // http/protobuf on our encoder (the SDK's serializer costs more per span than a Check); grpc stays on the SDK's exporter.
+  return protocol === "grpc" ? new OtlpGrpcExporter() : new OtlpHttpSpanExporter({}, env);
 }
 
 export function createDecisionTracing(options: { serviceName: string; exporter?: SpanExporter | undefined; processor?: SpanProcessor; maxQueueSize?: number }): DecisionTracing {
