@@ -123,6 +123,18 @@ export function authorizationImplementation(deps: AuthorizationServiceDeps): Unt
     }
   };
 
+  /** An exception on the way: still a deny with a decision id, still recorded; only if even that fails, the fixed answer. */
+  const failClosed = (err: unknown, started: number, span: ReturnType<CheckSpanRecorder["start"]> | undefined, callback: sendUnaryData<CheckAnswer>) => {
+    logger.error("Check failed; denying", { error: err });
+    try {
+      const detail = err instanceof Error ? err.message : String(err);
+      complete(pipeline.denyWithoutDeciding("internal_error", `internal error while deciding: ${detail}`), started, span, callback);
+    } catch {
+      span?.end();
+      callback(null, FALLBACK_DENY);
+    }
+  };
+
   return {
     Check: (call: ServerUnaryCall<CheckInput | DecodeFailure, CheckAnswer>, callback: sendUnaryData<CheckAnswer>) => {
       const started = performance.now();
@@ -142,18 +154,13 @@ export function authorizationImplementation(deps: AuthorizationServiceDeps): Unt
         if (result instanceof Promise) {
           result.then(
             (decision) => complete(decision, started, span, callback),
-            (err: unknown) => {
-              logger.error("Check failed; denying", { error: err });
-              callback(null, FALLBACK_DENY);
-            },
+            (err: unknown) => failClosed(err, started, span, callback),
           );
         } else {
           complete(result, started, span, callback);
         }
       } catch (err) {
-        logger.error("Check failed; denying", { error: err });
-        span?.end();
-        callback(null, FALLBACK_DENY);
+        failClosed(err, started, span, callback);
       }
     },
   };
