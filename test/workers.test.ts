@@ -155,6 +155,14 @@ describe("serve --workers 2", () => {
     expect(workers.size).toBe(2);
   });
 
+  it("reports on the primary's /metrics the decisions of every worker, merged", async () => {
+    // The 20 Checks above went to both workers; the merged counters hold all of them.
+    const text = await (await fetch(`http://${serve.admin}/metrics`)).text();
+    const total = [...text.matchAll(/^hopwarden_decisions_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(total).toBe(20);
+    expect(text.match(/^# TYPE hopwarden_decisions_total counter$/gm)).toHaveLength(1);
+  });
+
   it("reloads every worker on SIGHUP to the primary", async () => {
     expect(await decide(freshClient(serve.grpc), researchCallsDb())).toBe("allow");
     await symlink("gen2", join(dir, "live.tmp"));

@@ -4,7 +4,7 @@
 // DecisionSink; gauges are read from their sources when scraped.
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { Counter, Histogram, Meter } from "@opentelemetry/api";
@@ -106,6 +106,12 @@ export class HopwardenMetrics implements DecisionSink {
 
   recordReload(ok: boolean): void {
     this.reloads.add(1, { result: ok ? "ok" : "refused" });
+  }
+
+  /** The Prometheus text of this process (a worker sends it to the primary, which merges). */
+  async text(): Promise<string> {
+    const { resourceMetrics } = await this.exporter.collect();
+    return new PrometheusSerializer().serialize(resourceMetrics);
   }
 
   handler(): (req: IncomingMessage, res: ServerResponse) => void {

@@ -23,14 +23,20 @@ import type { ServeSettings } from "./settings.js";
 import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
 import { openAuditWriter, relayWorker, workerAuditSink } from "./audit-wiring.js";
+import { mergePrometheusTexts } from "../../adapters/telemetry/prometheus-merge.js";
 
-type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" };
-type WorkerMessage = { type: "ready"; address: string } | { type: "reloaded"; ok: boolean; version: string | undefined; errors: readonly string[] };
+type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" } | { type: "metrics"; id: number };
+type WorkerMessage =
+  | { type: "ready"; address: string }
+  | { type: "reloaded"; ok: boolean; version: string | undefined; errors: readonly string[] }
+  | { type: "metrics"; id: number; text: string };
 
 /** How long shutdown waits for workers to drain before killing them. */
 const WORKER_SHUTDOWN_DEADLINE_MS = 15_000;
 const RESTART_DELAY_MIN_MS = 500;
 const RESTART_DELAY_MAX_MS = 30_000;
+/** How long /metrics waits for each worker's numbers. */
+const METRICS_TIMEOUT_MS = 2_000;
 
 export class WorkerStartError extends Error {}
 
@@ -59,16 +65,44 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   let restartDelayMs = RESTART_DELAY_MIN_MS;
   let lastRestartMs = 0;
 
+  // /metrics in the primary: ask every worker for its numbers and merge them.
+  let metricsRequest = 0;
+  const pendingMetrics = new Map<number, (text: string) => void>();
   const fork = (): Worker => {
     const worker = cluster.fork();
     if (auditWriter !== undefined) relayWorker(worker, auditWriter, logger);
     worker.on("message", (message: unknown) => {
-      if (isWorkerMessage(message) && message.type === "ready") {
+      if (!isWorkerMessage(message)) return;
+      if (message.type === "ready") {
         readyAddresses.set(worker.id, message.address);
         if (!started && readyAddresses.size >= settings.workers) startup?.resolve();
+      } else if (message.type === "metrics") {
+        pendingMetrics.get(message.id)?.(message.text);
       }
     });
     return worker;
+  };
+  const workerMetrics = async (): Promise<string> => {
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w?.isConnected() === true);
+    const texts = await Promise.all(
+      workers.map(
+        (worker) =>
+          new Promise<string>((resolve) => {
+            const id = ++metricsRequest;
+            const timer = setTimeout(() => {
+              pendingMetrics.delete(id);
+              resolve("");
+            }, METRICS_TIMEOUT_MS);
+            pendingMetrics.set(id, (text) => {
+              clearTimeout(timer);
+              pendingMetrics.delete(id);
+              resolve(text);
+            });
+            worker.send({ type: "metrics", id } satisfies PrimaryMessage);
+          }),
+      ),
+    );
+    return mergePrometheusTexts(texts.filter((t) => t.length > 0));
   };
   cluster.on("exit", (worker, code, signal) => {
     readyAddresses.delete(worker.id);
@@ -123,7 +157,18 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   const admin =
     settings.adminListen === undefined
       ? undefined
-      : await startAdminServer({ listen: settings.adminListen, explainPipeline, policies, reload: () => policies.reload("admin") });
+      : await startAdminServer({
+          listen: settings.adminListen,
+          explainPipeline,
+          policies,
+          reload: () => policies.reload("admin"),
+          metrics: (_req, res) => {
+            void workerMetrics().then(
+              (text) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(text),
+              () => res.writeHead(503).end(),
+            );
+          },
+        });
   policies.watch();
   onReloadSignal(() => void policies.reload("SIGHUP"));
   const grpc = [...readyAddresses.values()][0] ?? settings.listen;
@@ -162,6 +207,11 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
       void running.hopwarden?.reload(message.trigger).then((o) => process.send?.({ type: "reloaded", ok: o.ok, version: o.version, errors: o.errors } satisfies WorkerMessage));
     } else if (message.type === "shutdown") {
       exitAfterStop();
+    } else if (message.type === "metrics") {
+      void (running.hopwarden?.metrics.text() ?? Promise.resolve("")).then(
+        (text) => process.send?.({ type: "metrics", id: message.id, text } satisfies WorkerMessage),
+        () => process.send?.({ type: "metrics", id: message.id, text: "" } satisfies WorkerMessage),
+      );
     }
   });
   // A signal sent to the whole process group (Ctrl-C) reaches workers directly and drains them too.
