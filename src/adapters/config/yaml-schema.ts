@@ -3,6 +3,7 @@
 // Unknown keys are errors: a misspelt key must never silently widen a rule.
 
 import { isMap, isScalar, isSeq, type LineCounter, type Node, type Pair } from "yaml";
+import { parseDuration } from "./duration.js";
 
 export interface SchemaProblem {
   readonly line: number;
@@ -153,4 +154,15 @@ export function readList(ctx: SchemaContext, node: unknown, field: string, keyNo
     return undefined;
   }
   return node.items;
+}
+
+/** A duration ("30s", "250ms", "2m", or a number of seconds) in milliseconds, within (0, maxMs]. */
+export function readDurationMs(ctx: SchemaContext, node: unknown, field: string, maxMs: number, keyNode?: unknown): number | undefined {
+  const raw = (node as { value?: unknown } | null)?.value;
+  const seconds = typeof raw === "string" || typeof raw === "number" ? parseDuration(raw) : undefined;
+  if (seconds === undefined || seconds <= 0 || seconds * 1000 > maxMs) {
+    ctx.error(node ?? keyNode, field, `must be a duration such as "30s" or "250ms", more than 0 and at most ${maxMs / 1000}s, not ${JSON.stringify(raw ?? null)}`);
+    return undefined;
+  }
+  return Math.round(seconds * 1000);
 }
