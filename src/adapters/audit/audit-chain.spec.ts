@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import fc from "fast-check";
 import { sampleDecision } from "../../../test/support/audit-fixtures.js";
 import { auditKeyId, checkpointSignatureValid, formatCheckpointLine, formatDecisionLine, GENESIS_HEAD, hashLine } from "./audit-chain.js";
 import { buildAuditRecord } from "./audit-record.js";
@@ -53,5 +54,23 @@ describe("checkpoint signatures", () => {
   it("identifies the key by a stable id shared by its private and public halves", () => {
     expect(auditKeyId(publicKey)).toBe(auditKeyId(privateKey));
     expect(auditKeyId(publicKey)).toMatch(/^[0-9a-f]{16}$/);
+  });
+});
+
+describe("formatDecisionLine's layout", () => {
+  // Record keys are fixed names; integer-like keys (which objects order first) never occur.
+  it("is exactly JSON of { type, seq, prev, ...record } for any record", () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string({ minLength: 1 }).filter((k) => !["type", "seq", "prev", "__proto__"].includes(k) && !/^\d+$/.test(k)), fc.jsonValue()),
+        fc.nat(),
+        fc.string({ unit: fc.constantFrom(..."0123456789abcdef"), minLength: 64, maxLength: 64 }),
+        (record, seq, hash) => {
+          const line = formatDecisionLine(record as never, { seq, hash });
+          expect(line).toBe(JSON.stringify({ type: "decision", seq: seq + 1, prev: hash, ...record }));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
