@@ -322,3 +322,13 @@ describe("the same kid on two keys", () => {
 it("the peer thumbprint fixture is a real base64url SHA-256 length", () => {
   expect(PEER_X5T).toHaveLength(43);
 });
+
+describe("JWS extensions (RFC 7515 crit, RFC 7797 b64)", () => {
+  it("refuses a token with a crit or b64 header as token_invalid, even when its signature is good", async () => {
+    for (const header of [{ crit: ["exp"] }, { b64: false, crit: ["b64"] }, { b64: true }]) {
+      const token = await signToken(es, validClaims(), header);
+      const result = await verifier().verify(checkRequest(token));
+      expect(result).toMatchObject({ ok: false, reason: "token_invalid" });
+    }
+  });
+});
