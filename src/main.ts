@@ -3,9 +3,8 @@
 // server. Everything else is either pure core or a single adapter.
 
 import type { SpanProcessor, SpanExporter } from "@opentelemetry/sdk-trace-base";
-import { dirname, resolve } from "node:path";
 import { CheckPipeline } from "./core/decision/check-pipeline.js";
-import { JwksDelegationTokenVerifier } from "./adapters/tokens/delegation-token-verifier.js";
+import { createExplainPipeline, tokenVerifierFor } from "./adapters/admin/explain-pipeline.js";
 import type { HeaderNames } from "./core/decision/check-input.js";
 import type { Clock, DecisionSink, DelegationTokenVerifier } from "./core/ports.js";
 import { PolicyStore, type PolicyStoreEvents } from "./adapters/config/policy-store.js";
@@ -63,6 +62,7 @@ export interface Hopwarden {
 }
 
 const systemClock: Clock = { nowMs: () => Date.now() };
+
 const SPAN_FLUSH_DEADLINE_MS = 3000;
 
 /** Resolves true when `work` settles in time, false when the deadline passes first. */
@@ -93,25 +93,25 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
   const certificates = new CachingCertificateParser(options.certificateCacheSize);
   const hopCache = new LruHopDecisionCache(options.hopCacheSize);
   const clock = options.clock ?? systemClock;
-  // One verifier per process: its key sources and verified-token cache outlive policy reloads.
   const jwksRefreshes = { ok: 0, failed: 0 };
-  const newVerifier = () =>
-    new JwksDelegationTokenVerifier({
-      baseDir: dirname(resolve(options.policyFile)),
-      onKeySourceError: (message) => logger.warn("delegation token keys", { problem: message }),
-      jwks: { onRefresh: (result) => void (jwksRefreshes[result] += 1) },
-    });
-  const shared = {
+  // One verifier per process: its key sources and verified-token cache outlive policy reloads.
+  const pipeline = new CheckPipeline({
     policies,
     certificates,
     clock,
     ids: new UlidGenerator(),
+    hopCache,
+    tokens: options.tokens ?? tokenVerifierFor(options.policyFile, logger, jwksRefreshes),
     ...(options.headerNames !== undefined && { headerNames: options.headerNames }),
     trustForwardedClientCert: options.trustForwardedClientCert ?? false,
-  };
-  const pipeline = new CheckPipeline({ ...shared, hopCache, tokens: options.tokens ?? newVerifier() });
-  // Dry-runs get their own verifier, so explaining a single-use token never spends its jti.
-  const explainPipeline = new CheckPipeline({ ...shared, tokens: options.tokens ?? newVerifier() });
+  });
+  const explainPipeline = createExplainPipeline(policies, {
+    clock,
+    ...(options.headerNames !== undefined && { headerNames: options.headerNames }),
+    trustForwardedClientCert: options.trustForwardedClientCert ?? false,
+    ...(options.tokens !== undefined && { tokens: options.tokens }),
+    logger,
+  });
 
   let tracing: DecisionTracing | undefined;
   if (options.tracing !== false) {

@@ -177,12 +177,12 @@ export class PolicyStore implements PolicySource {
     } catch (err) {
       this.logger.warn("cannot watch the policy directory; polling only", { file: this.file, error: err });
     }
-    this.poll = setInterval(() => void this.reloadIfChanged(), pollMs);
+    this.poll = setInterval(() => void this.pollReload(), pollMs);
     this.poll.unref();
   }
 
   /** The poll re-reads quietly: reload() logs only a change or a refusal, and the files are small. */
-  private async reloadIfChanged(): Promise<void> {
+  private async pollReload(): Promise<void> {
     if (this.reloading === undefined) await this.reload("poll");
   }
 

@@ -2,17 +2,13 @@
 // the hop-by-hop table and the decision. Exit 0 allow, 1 deny, 2 usage error.
 
 import { readFile } from "node:fs/promises";
-import { dirname } from "node:path";
-import { JwksDelegationTokenVerifier } from "../../adapters/tokens/delegation-token-verifier.js";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { CheckRequestSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
-import { CheckPipeline } from "../../core/decision/check-pipeline.js";
 import { DEFAULT_HEADER_NAMES } from "../../core/decision/check-input.js";
 import { explainDecision, explainInput, formatExplanation } from "../../adapters/admin/explain.js";
 import { PolicyFileError, PolicyStore } from "../../adapters/config/policy-store.js";
-import { CachingCertificateParser } from "../../adapters/x509/certificate-parser.js";
-import { UlidGenerator } from "../../adapters/ids/ulid.js";
 import { silentLogger } from "../../adapters/logging/logger.js";
+import { createExplainPipeline } from "../../adapters/admin/explain-pipeline.js";
 import { fromEnv, parseCommandArgs, UsageError, withUsage } from "../options.js";
 import type { Command } from "./index.js";
 
@@ -110,13 +106,7 @@ export const explainCommand: Command = {
         });
         if (values.cert !== undefined) input = { ...input, peerCertificate: encodeURIComponent(await readFile(values.cert, "utf8")) };
       }
-      const pipeline = new CheckPipeline({
-        policies: store,
-        certificates: new CachingCertificateParser(),
-        clock: { nowMs: () => Date.now() },
-        ids: new UlidGenerator(),
-        tokens: new JwksDelegationTokenVerifier({ baseDir: dirname(store.file) }),
-      });
+      const pipeline = createExplainPipeline(store);
       const explanation = explainDecision(await pipeline.decide(input));
       process.stdout.write(values.json === true ? `${JSON.stringify(explanation, null, 2)}\n` : formatExplanation(explanation));
       return explanation.decision === "allow" ? 0 : 1;

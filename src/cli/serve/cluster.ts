@@ -10,15 +10,11 @@
 // to a deadline, then kills what is left.
 
 import cluster, { type Worker } from "node:cluster";
-import { dirname } from "node:path";
-import { CheckPipeline } from "../../core/decision/check-pipeline.js";
-import { JwksDelegationTokenVerifier } from "../../adapters/tokens/delegation-token-verifier.js";
 import { PolicyStore } from "../../adapters/config/policy-store.js";
 import { startAdminServer } from "../../adapters/admin/admin-server.js";
-import { CachingCertificateParser } from "../../adapters/x509/certificate-parser.js";
-import { UlidGenerator } from "../../adapters/ids/ulid.js";
 import type { Logger } from "../../adapters/logging/logger.js";
 import { startHopwarden, type Hopwarden } from "../../main.js";
+import { createExplainPipeline } from "../../adapters/admin/explain-pipeline.js";
 import type { ServeSettings } from "./settings.js";
 import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
@@ -145,14 +141,10 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   }
   started = true;
 
-  const explainPipeline = new CheckPipeline({
-    policies,
-    certificates: new CachingCertificateParser(),
-    clock: { nowMs: () => Date.now() },
-    ids: new UlidGenerator(),
-    tokens: new JwksDelegationTokenVerifier({ baseDir: dirname(policies.file) }),
+  const explainPipeline = createExplainPipeline(policies, {
     headerNames: settings.config.headers,
     trustForwardedClientCert: settings.config.trustForwardedClientCert,
+    logger,
   });
   const admin =
     settings.adminListen === undefined

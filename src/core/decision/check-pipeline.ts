@@ -57,14 +57,13 @@ interface Facts {
 
 export class CheckPipeline {
   private readonly headers: HeaderNames;
+  /** The request headers the pipeline reads (lower case); an adapter may drop all others before deciding. */
+  readonly headersRead: ReadonlySet<string>;
 
   constructor(private readonly deps: CheckPipelineDeps) {
     this.headers = deps.headerNames ?? DEFAULT_HEADER_NAMES;
     this.headersRead = new Set([this.headers.subject, this.headers.onBehalfOf, this.headers.chain, this.headers.token, XFCC_HEADER]);
   }
-
-  /** The request headers the pipeline reads (lower case); an adapter may drop all others before deciding. */
-  readonly headersRead: ReadonlySet<string> = new Set();
 
   decide(input: CheckInput): Decision | Promise<Decision> {
     const nowMs = this.deps.clock.nowMs();
