@@ -269,12 +269,20 @@ export async function frontProxyValues(options: FrontProxyOptions): Promise<{ va
   return { values, port: port!, adminPort: adminPort! };
 }
 
-/** Renders envoy/front-proxy.yaml for loopback and starts Envoy with it. */
-export async function startFrontProxy(options: FrontProxyOptions): Promise<RunningProxy> {
-  const { values, port, adminPort } = await frontProxyValues(options);
-  const configPath = await renderEnvoyConfig(ENVOY_TEMPLATES.frontProxy, values, options.dir);
+/** Renders a template with loopback values and starts Envoy with it, ready once its listener accepts. */
+async function startRendered(
+  template: string,
+  { values, port, adminPort }: { values: Record<string, string | number>; port: number; adminPort: number },
+  options: { dir?: string; logLevel?: StartEnvoyOptions["logLevel"] },
+): Promise<RunningProxy> {
+  const configPath = await renderEnvoyConfig(template, values, options.dir);
   const envoy = await startEnvoy({ configPath, adminPort, listenerPorts: [port], logLevel: options.logLevel });
   return { envoy, port, adminPort, stop: () => envoy.stop() };
+}
+
+/** Renders envoy/front-proxy.yaml for loopback and starts Envoy with it. */
+export async function startFrontProxy(options: FrontProxyOptions): Promise<RunningProxy> {
+  return startRendered(ENVOY_TEMPLATES.frontProxy, await frontProxyValues(options), options);
 }
 
 export interface SidecarXfccOptions {
@@ -320,10 +328,7 @@ export async function sidecarXfccValues(options: SidecarXfccOptions): Promise<{ 
 
 /** Renders envoy/sidecar-xfcc.yaml for loopback and starts Envoy with it. */
 export async function startSidecarXfcc(options: SidecarXfccOptions): Promise<RunningProxy> {
-  const { values, port, adminPort } = await sidecarXfccValues(options);
-  const configPath = await renderEnvoyConfig(ENVOY_TEMPLATES.sidecarXfcc, values, options.dir);
-  const envoy = await startEnvoy({ configPath, adminPort, listenerPorts: [port], logLevel: options.logLevel });
-  return { envoy, port, adminPort, stop: () => envoy.stop() };
+  return startRendered(ENVOY_TEMPLATES.sidecarXfcc, await sidecarXfccValues(options), options);
 }
 
 // --- HTTPS client -------------------------------------------------------------
