@@ -8,7 +8,6 @@
 import { randomBytes } from "node:crypto";
 import { parseSpiffeId, type SpiffeId } from "../../core/identity/spiffe-id.js";
 import type { ParsedPeerCertificate } from "../../core/identity/peer-certificate.js";
-import { anyMatches } from "../../core/policy/glob.js";
 import { evaluateHop } from "../../core/policy/evaluate-hop.js";
 import type { CompiledPolicy } from "../../core/policy/model.js";
 import { DELEGATION_TOKEN_TYP, nestActors, parseScope } from "../tokens/delegation-token-format.js";
@@ -149,7 +148,7 @@ function resolveAgent(policy: CompiledPolicy, name: string): SpiffeId | undefine
 
 /** The checks Check will make of this chain and callee (SPEC 2, steps 4–8, without method and path), refused up front. */
 function checkHops(policy: CompiledPolicy, chain: readonly string[], audience: string, person: string): { error: OAuthErrorCode; description: string } | undefined {
-  if (policy.onBehalfOf !== undefined && !anyMatches(policy.onBehalfOf, person)) {
+  if (policy.onBehalfOf !== undefined && !policy.onBehalfOf.matches(person)) {
     return { error: "invalid_grant", description: `the policy does not allow acting on behalf of ${JSON.stringify(person)}` };
   }
   for (const id of [...chain, audience]) {
@@ -184,7 +183,7 @@ function lastHopScopes(policy: CompiledPolicy, from: string, to: string, person:
   const out = new Set<string>();
   for (const rule of policy.hops) {
     if (!rule.from.matches(from) || !rule.to.matches(to)) continue;
-    if (rule.onBehalfOf !== undefined && !anyMatches(rule.onBehalfOf, person)) continue;
+    if (rule.onBehalfOf !== undefined && !rule.onBehalfOf.matches(person)) continue;
     if (rule.scopes === undefined) return undefined;
     for (const s of rule.scopes) out.add(s);
   }

@@ -8,7 +8,6 @@ import { parseChainHeader } from "../chain/chain-header.js";
 import { parseSpiffeId, type SpiffeId } from "../identity/spiffe-id.js";
 import { svidIdentity, type ParsedPeerCertificate } from "../identity/peer-certificate.js";
 import { parseXfccLastElement } from "../identity/xfcc.js";
-import { anyMatches } from "../policy/glob.js";
 import { evaluateHop, type HopOutcome } from "../policy/evaluate-hop.js";
 import type { CompiledPolicy } from "../policy/model.js";
 import type {
@@ -185,7 +184,7 @@ export class CheckPipeline {
       return undefined;
     }
     facts.onBehalfOf = value;
-    if (policy.onBehalfOf !== undefined && !anyMatches(policy.onBehalfOf, value)) {
+    if (policy.onBehalfOf !== undefined && !policy.onBehalfOf.matches(value)) {
       return new Denial("on_behalf_of_not_allowed", `the policy does not allow acting on behalf of ${JSON.stringify(value)}`);
     }
     return undefined;

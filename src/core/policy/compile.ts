@@ -2,7 +2,7 @@
 // aliases resolved to SPIFFE IDs once, globs compiled once.
 
 import { normalizeSerial } from "../identity/certificate-serial.js";
-import { compileGlob, compilePathGlob, type Matcher } from "./glob.js";
+import { compileGlob, compileMatcherList, compilePathGlob, type Matcher } from "./glob.js";
 import { DEFAULT_MAX_CHAIN_LENGTH, type CompiledPolicy, type HopRule, type PolicyDocument, type RequireViaRule } from "./model.js";
 
 /** An alias resolves to its SPIFFE ID; anything else (a SPIFFE ID or a glob) stays as written. */
@@ -28,9 +28,9 @@ export function compilePolicy(doc: PolicyDocument, sha256: string, crlSerials: r
     name: `hops[${index}]`,
     from: agentMatcher(rule.from, agents),
     to: agentMatcher(rule.to, agents),
-    onBehalfOf: rule.onBehalfOf?.map(compileGlob),
-    methods: rule.methods ? new Set(rule.methods) : undefined,
-    paths: rule.paths?.map(compilePathGlob),
+    onBehalfOf: rule.onBehalfOf && compileMatcherList(rule.onBehalfOf),
+    methods: rule.methods && compileMatcherList(rule.methods),
+    paths: rule.paths && compileMatcherList(rule.paths, compilePathGlob),
     scopes: rule.scopes,
     requireToken: rule.requireToken ?? false,
   }));
@@ -51,7 +51,7 @@ export function compilePolicy(doc: PolicyDocument, sha256: string, crlSerials: r
     trustDomains: new Set(doc.trustDomains),
     maxChainLength: doc.maxChainLength ?? DEFAULT_MAX_CHAIN_LENGTH,
     requireOnBehalfOf: doc.requireOnBehalfOf ?? true,
-    onBehalfOf: doc.onBehalfOf?.map(compileGlob),
+    onBehalfOf: doc.onBehalfOf && compileMatcherList(doc.onBehalfOf),
     agents,
     hops,
     requireVia,

@@ -2,7 +2,6 @@
 // calling `to` for this on-behalf-of, and, for the last hop (this very call),
 // this method and path? Default deny.
 
-import { anyMatches } from "./glob.js";
 import type { CompiledPolicy, HopRule } from "./model.js";
 import { toRulePath } from "./request-path.js";
 
@@ -22,7 +21,7 @@ export interface HopOutcome {
 
 function onBehalfOfAdmits(rule: HopRule, onBehalfOf: string | undefined): boolean {
   if (rule.onBehalfOf === undefined) return true;
-  return onBehalfOf !== undefined && anyMatches(rule.onBehalfOf, onBehalfOf);
+  return onBehalfOf !== undefined && rule.onBehalfOf.matches(onBehalfOf);
 }
 
 export function evaluateHop(
@@ -40,7 +39,7 @@ export function evaluateHop(
       continue;
     }
     if (last !== undefined) {
-      if (rule.methods !== undefined && !rule.methods.has(last.method)) {
+      if (rule.methods !== undefined && !rule.methods.matches(last.method)) {
         nearMiss ??= `${rule.name} does not admit method ${JSON.stringify(last.method)}`;
         continue;
       }
@@ -50,7 +49,7 @@ export function evaluateHop(
           nearMiss ??= `the path ${rulePath.problem}, so it matches no path rule`;
           continue;
         }
-        if (!anyMatches(rule.paths, rulePath.path)) {
+        if (!rule.paths.matches(rulePath.path)) {
           nearMiss ??= `${rule.name} does not admit path ${JSON.stringify(rulePath.path)}`;
           continue;
         }

@@ -2,7 +2,7 @@
 // (SPEC 3), CompiledPolicy is what Check evaluates: aliases resolved, globs
 // compiled, sets built once per load rather than once per request.
 
-import type { Matcher } from "./glob.js";
+import type { Matcher, MatcherList } from "./glob.js";
 
 export interface HopRuleDocument {
   readonly from: string;
@@ -57,9 +57,9 @@ export interface HopRule {
   readonly name: string;
   readonly from: Matcher;
   readonly to: Matcher;
-  readonly onBehalfOf: readonly Matcher[] | undefined;
-  readonly methods: ReadonlySet<string> | undefined;
-  readonly paths: readonly Matcher[] | undefined;
+  readonly onBehalfOf: MatcherList | undefined;
+  readonly methods: MatcherList | undefined;
+  readonly paths: MatcherList | undefined;
   readonly scopes: readonly string[] | undefined;
   readonly requireToken: boolean;
 }
@@ -88,7 +88,7 @@ export interface CompiledPolicy {
   readonly trustDomains: ReadonlySet<string>;
   readonly maxChainLength: number;
   readonly requireOnBehalfOf: boolean;
-  readonly onBehalfOf: readonly Matcher[] | undefined;
+  readonly onBehalfOf: MatcherList | undefined;
   /** alias → SPIFFE ID */
   readonly agents: ReadonlyMap<string, string>;
   readonly hops: readonly HopRule[];
