@@ -41,7 +41,9 @@ export interface HopwardenOptions {
   /** Watch the policy file and reload on change (default true). */
   readonly watchPolicy?: boolean;
   readonly hopCacheSize?: number;
+  readonly hopCacheBytes?: number;
   readonly certificateCacheSize?: number;
+  readonly certificateCacheBytes?: number;
   /** Asked before each Check; false denies it with internal_error (see AuthorizationServiceDeps.admit). */
   readonly admit?: () => boolean | Promise<boolean>;
   /** Extra metric sources (the audit log's counters). */
@@ -90,8 +92,8 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
   const warnings = await policies.loadInitial();
   for (const warning of warnings) logger.warn("policy warning", { warning });
 
-  const certificates = new CachingCertificateParser(options.certificateCacheSize);
-  const hopCache = new LruHopDecisionCache(options.hopCacheSize);
+  const certificates = new CachingCertificateParser(options.certificateCacheSize, options.certificateCacheBytes);
+  const hopCache = new LruHopDecisionCache(options.hopCacheSize, options.hopCacheBytes);
   const clock = options.clock ?? systemClock;
   const jwksRefreshes = { ok: 0, failed: 0 };
   // One verifier per process: its key sources and verified-token cache outlive policy reloads.

@@ -54,7 +54,8 @@ describe("a valid policy file", () => {
     expect([...policy.trustDomains]).toEqual(["example.org"]);
     expect(policy.hops).toHaveLength(2);
     expect(policy.hops[1]?.from.matches("spiffe://example.org/agent/research")).toBe(true);
-    expect(policy.hops[1]?.methods).toEqual(new Set(["GET", "POST"]));
+    expect(policy.hops[1]?.methods?.sources).toEqual(["GET", "POST"]);
+    expect(policy.hops[1]?.methods?.matches("POST")).toBe(true);
     expect(policy.requireVia[0]?.via).toEqual(["spiffe://example.org/agent/research"]);
     expect([...policy.revokedIdentities]).toEqual(["spiffe://example.org/agent/retired"]);
   });
@@ -171,7 +172,8 @@ tokens:
 describe("matching stays exact: the loader normalizes nothing", () => {
   it("keeps methods as written, warning about lower case, so 'get' never matches GET", () => {
     const { policy, warnings } = loaded(`${HEAD}hops:\n  - from: "spiffe://example.org/*"\n    to: "spiffe://example.org/*"\n    methods: [get]\n`);
-    expect(policy.hops[0]?.methods).toEqual(new Set(["get"]));
+    expect(policy.hops[0]?.methods?.sources).toEqual(["get"]);
+    expect(policy.hops[0]?.methods?.matches("GET")).toBe(false);
     expect(warnings).toEqual([expect.stringMatching(/^policy\.yaml:6:15: hops\[0\]\.methods\[0\]: "get" is not upper case/)]);
   });
 

@@ -18,7 +18,9 @@ export interface ServiceConfig {
   readonly auditKey?: string;
   readonly logLevel?: LogLevel;
   readonly hopCacheSize?: number;
+  readonly hopCacheBytes?: number;
   readonly certificateCacheSize?: number;
+  readonly certificateCacheBytes?: number;
   readonly audit?: AuditConfig;
 }
 
@@ -77,15 +79,21 @@ function readTrustForwardedClientCert(ctx: SchemaContext, top: Fields): boolean 
   return t.present ? (readBoolean(ctx, t.node, "identity.trustForwardedClientCert", t.key) ?? false) : false;
 }
 
-function readCache(ctx: SchemaContext, top: Fields): { hopCacheSize?: number; certificateCacheSize?: number } {
+type CacheConfig = Pick<ServiceConfig, "hopCacheSize" | "hopCacheBytes" | "certificateCacheSize" | "certificateCacheBytes">;
+
+function readCache(ctx: SchemaContext, top: Fields): CacheConfig {
   const cache = child(top, "cache");
   if (!cache.present) return {};
-  const fields = mapFields(ctx, cache.node, "cache", ["hopDecisions", "certificates"], cache.key);
-  const hc = child(fields, "hopDecisions");
-  const cc = child(fields, "certificates");
+  const fields = mapFields(ctx, cache.node, "cache", ["hopDecisions", "hopDecisionBytes", "certificates", "certificateBytes"], cache.key);
+  const int = (name: string, min: number, max: number) => {
+    const c = child(fields, name);
+    return c.present ? readInteger(ctx, c.node, `cache.${name}`, min, max, c.key) : undefined;
+  };
   return defined({
-    hopCacheSize: hc.present ? readInteger(ctx, hc.node, "cache.hopDecisions", 1, 10_000_000, hc.key) : undefined,
-    certificateCacheSize: cc.present ? readInteger(ctx, cc.node, "cache.certificates", 1, 1_000_000, cc.key) : undefined,
+    hopCacheSize: int("hopDecisions", 1, 10_000_000),
+    hopCacheBytes: int("hopDecisionBytes", 64 * 1024, 16 * 1024 * 1024 * 1024),
+    certificateCacheSize: int("certificates", 1, 1_000_000),
+    certificateCacheBytes: int("certificateBytes", 64 * 1024, 16 * 1024 * 1024 * 1024),
   });
 }
 

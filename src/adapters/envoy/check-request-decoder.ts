@@ -61,8 +61,20 @@ function readStringEntry(buf: Buffer, start: number, end: number, into: Record<s
   into[key] = valueStart === -1 ? "" : buf.toString("utf8", valueStart, valueEnd);
 }
 
-/** HeaderMap { repeated HeaderValue headers = 1 }; HeaderValue { key = 1; value = 2; raw_value = 3 }. */
-function readHeaderMap(buf: Buffer, start: number, end: number, into: Record<string, string>): void {
+/**
+ * HeaderMap { repeated HeaderValue headers = 1 }; HeaderValue { key = 1;
+ * value = 2; raw_value = 3 }. A name that comes twice is joined with "," (as
+ * Envoy joins the `headers` map) and noted in `repeated`, so that a security
+ * header sent twice can be refused rather than merged (SPEC 1).
+ */
+function readHeaderMap(
+  buf: Buffer,
+  start: number,
+  end: number,
+  into: Record<string, string>,
+  repeated: Set<string>,
+  wanted: ReadonlySet<string> | undefined,
+): void {
   const r = new WireReader(buf, start, end);
   while (!r.done()) {
     const tag = r.varint();
@@ -91,9 +103,14 @@ function readHeaderMap(buf: Buffer, start: number, end: number, into: Record<str
       } else h.skip(t & 7);
     }
     const name = key.toLowerCase();
+    if (wanted !== undefined && !wanted.has(name)) continue;
     const v = raw !== undefined && raw.length > 0 ? raw : value;
     const prior = into[name];
-    into[name] = prior === undefined ? v : `${prior},${v}`;
+    if (prior === undefined) into[name] = v;
+    else {
+      into[name] = `${prior},${v}`;
+      repeated.add(name);
+    }
   }
 }
 
@@ -101,7 +118,7 @@ function readHttp(
   buf: Buffer,
   start: number,
   end: number,
-  out: { method: string; path: string; headers: Record<string, string>; headerMap: Record<string, string> | undefined },
+  out: { method: string; path: string; headers: Record<string, string>; headerMap: Record<string, string> | undefined; repeated: Set<string> },
   wanted: ReadonlySet<string> | undefined,
 ): void {
   const r = new WireReader(buf, start, end);
@@ -128,7 +145,7 @@ function readHttp(
         expect(wt, WireType.LEN, "HttpRequest.header_map");
         const [s, e] = r.lengthDelimited();
         out.headerMap ??= Object.create(null) as Record<string, string>;
-        readHeaderMap(buf, s, e, out.headerMap);
+        readHeaderMap(buf, s, e, out.headerMap, out.repeated, wanted);
         break;
       }
       default:
@@ -145,7 +162,13 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
   let source: Peer = { principal: "", certificate: "" };
   let destinationPrincipal = "";
   const contextExtensions = Object.create(null) as Record<string, string>;
-  const http = { method: "", path: "", headers: Object.create(null) as Record<string, string>, headerMap: undefined as Record<string, string> | undefined };
+  const http = {
+    method: "",
+    path: "",
+    headers: Object.create(null) as Record<string, string>,
+    headerMap: undefined as Record<string, string> | undefined,
+    repeated: new Set<string>(),
+  };
 
   const top = new WireReader(buf);
   while (!top.done()) {
@@ -196,6 +219,7 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
     contextExtensions,
     // With encode_raw_headers Envoy sends header_map instead of headers.
     headers: http.headerMap ?? http.headers,
+    ...(http.headerMap !== undefined && http.repeated.size > 0 && { repeatedHeaders: http.repeated }),
     method: http.method,
     path: http.path,
   };

@@ -12,6 +12,7 @@ export function toCheckInput(request: CheckRequest): CheckInput {
   const attributes = request.attributes;
   const http = attributes?.request?.http;
   let headers: Record<string, string> = http?.headers ?? {};
+  const repeated = new Set<string>();
   const raw = http?.headerMap?.headers;
   if (raw !== undefined && raw.length > 0) {
     headers = {};
@@ -19,6 +20,7 @@ export function toCheckInput(request: CheckRequest): CheckInput {
       const key = h.key.toLowerCase();
       const value = h.rawValue.length > 0 ? utf8.decode(h.rawValue) : h.value;
       const prior = headers[key];
+      if (prior !== undefined) repeated.add(key);
       headers[key] = prior === undefined ? value : `${prior},${value}`;
     }
   }
@@ -28,6 +30,7 @@ export function toCheckInput(request: CheckRequest): CheckInput {
     destinationPrincipal: attributes?.destination?.principal ?? "",
     contextExtensions: attributes?.contextExtensions ?? EMPTY,
     headers,
+    ...(repeated.size > 0 && { repeatedHeaders: repeated }),
     method: http?.method ?? "",
     path: http?.path ?? "",
   };

@@ -14,8 +14,8 @@ import type { DecisionContext, DecisionSink } from "../../core/ports.js";
 import type { AuditLogStats } from "../audit/audit-record-target.js";
 
 export interface ObservedSources {
-  readonly hopCache?: { hits: number; misses: number; size: number };
-  readonly certificateCache?: { hits: number; misses: number };
+  readonly hopCache?: { hits: number; misses: number; size: number; bytes: number };
+  readonly certificateCache?: { hits: number; misses: number; size: number; bytes: number };
   readonly policyVersion?: () => string | undefined;
   readonly spans?: { exportedSpans: number; failedSpans: number; failedExports: number };
   readonly audit?: () => AuditLogStats;
@@ -63,10 +63,13 @@ export class HopwardenMetrics implements DecisionSink {
       observe("hopwarden_hop_cache_hits", "Hop decisions served from the cache", () => hopCache.hits);
       observe("hopwarden_hop_cache_misses", "Hop decisions evaluated because the cache had none", () => hopCache.misses);
       observe("hopwarden_hop_cache_entries", "Entries in the hop decision cache", () => hopCache.size, false);
+      observe("hopwarden_hop_cache_bytes", "Bytes charged to the hop decision cache's entries (bounded by cache.hopDecisionBytes)", () => hopCache.bytes, false);
     }
     if (certificateCache) {
       observe("hopwarden_certificate_cache_hits", "Peer certificates served from the parse cache", () => certificateCache.hits);
       observe("hopwarden_certificate_cache_misses", "Peer certificates parsed", () => certificateCache.misses);
+      observe("hopwarden_certificate_cache_entries", "Entries in the certificate parse cache", () => certificateCache.size, false);
+      observe("hopwarden_certificate_cache_bytes", "Bytes charged to the certificate parse cache's entries (bounded by cache.certificateBytes)", () => certificateCache.bytes, false);
     }
     if (spans) {
       observe("hopwarden_spans_exported", "Decision spans the collector accepted", () => spans.exportedSpans);

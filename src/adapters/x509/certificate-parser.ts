@@ -85,14 +85,35 @@ function uriSans(subjectAltName: string | undefined): string[] {
   return out;
 }
 
-/** The CertificateParser port with a bounded LRU in front, keyed by the raw string. */
+export const DEFAULT_CERTIFICATE_CACHE_ENTRIES = 4096;
+export const DEFAULT_CERTIFICATE_CACHE_BYTES = 32 * 1024 * 1024;
+
+/** What an entry holds: the raw key (one byte a character: URL-encoded PEM is ASCII, anything else is refused or rare) and the parsed fields. */
+function entryBytes(result: CertificateParseResult, raw: string): number {
+  const parsed = result.ok ? result.certificate.uriSans.reduce((n, s) => n + 2 * s.length, 320) : 2 * result.problem.length + 64;
+  return raw.length + parsed;
+}
+
+/**
+ * The CertificateParser port with a bounded LRU in front, keyed by the raw
+ * string, bounded by count and by bytes (a caller chooses what it sends as a
+ * certificate, up to MAX_RAW_LENGTH).
+ */
 export class CachingCertificateParser implements CertificateParser {
   private readonly cache: LRUCache<string, CertificateParseResult>;
   hits = 0;
   misses = 0;
 
-  constructor(maxEntries = 4096) {
-    this.cache = new LRUCache({ max: maxEntries });
+  constructor(maxEntries = DEFAULT_CERTIFICATE_CACHE_ENTRIES, maxBytes = DEFAULT_CERTIFICATE_CACHE_BYTES) {
+    this.cache = new LRUCache({ max: maxEntries, maxSize: maxBytes, sizeCalculation: entryBytes });
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  get bytes(): number {
+    return this.cache.calculatedSize;
   }
 
   parse(raw: string): CertificateParseResult {

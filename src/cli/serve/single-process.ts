@@ -17,7 +17,9 @@ export async function runSingleProcess(settings: ServeSettings, logger: Logger):
     headerNames: settings.config.headers,
     trustForwardedClientCert: settings.config.trustForwardedClientCert,
     ...(settings.config.hopCacheSize !== undefined && { hopCacheSize: settings.config.hopCacheSize }),
+    ...(settings.config.hopCacheBytes !== undefined && { hopCacheBytes: settings.config.hopCacheBytes }),
     ...(settings.config.certificateCacheSize !== undefined && { certificateCacheSize: settings.config.certificateCacheSize }),
+    ...(settings.config.certificateCacheBytes !== undefined && { certificateCacheBytes: settings.config.certificateCacheBytes }),
     ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
   });
   onReloadSignal(() => void hopwarden.reload("SIGHUP"));

@@ -13,6 +13,12 @@ export interface CheckInput {
   readonly contextExtensions: Readonly<Record<string, string>>;
   /** Request headers, names lower case. */
   readonly headers: Readonly<Record<string, string>>;
+  /**
+   * Names (lower case) of headers that arrived more than once (repeated in
+   * `header_map`); their value in `headers` is the copies joined with ",".
+   * A repeated security header is refused, never merged (SPEC 1).
+   */
+  readonly repeatedHeaders?: ReadonlySet<string>;
   readonly method: string;
   /** The request target as sent: path and query. */
   readonly path: string;

@@ -602,6 +602,75 @@ describe("check 9: the delegation token", () => {
   });
 });
 
+describe("SPEC 1: untrusted values are bounded and security headers single", () => {
+  const tokens = () => policyFrom(POLICY + TOKENS);
+  const repeated = (header: string, value: string) => ({ ...request({}, { [header]: value }), repeatedHeaders: new Set([header]) });
+
+  it.each([
+    ["x-agent-subject", RESEARCH, "subject_mismatch"],
+    ["x-agent-on-behalf-of", ALICE, "on_behalf_of_not_allowed"],
+    ["x-agent-delegation-chain", `${ORCH},${RESEARCH}`, "malformed_chain"],
+  ] as const)("refuses a repeated %s with its reason, never merging it", async (header, value, reason) => {
+    expect(await reasonOf(request({}, { [header]: value }))).toBe("allowed");
+    expect(await reasonOf(repeated(header, value))).toBe(reason);
+  });
+
+  it("refuses a repeated delegation token as token_invalid, without asking the verifier", async () => {
+    const verifier = new ScriptedTokenVerifier();
+    const input = { ...request({}, { "x-agent-delegation-token": "ok" }), repeatedHeaders: new Set(["x-agent-delegation-token"]) };
+    expect(await reasonOf(input, pipeline({ policy: tokens(), tokens: verifier }))).toBe("token_invalid");
+    expect(verifier.requests).toHaveLength(0);
+  });
+
+  it("ignores the repetition of headers it does not guard", async () => {
+    expect(await reasonOf({ ...request(), repeatedHeaders: new Set(["accept", "x-forwarded-for"]) })).toBe("allowed");
+  });
+
+  it("refuses an on-behalf-of naming two principals, which Envoy makes of a repeated header (finding 7)", async () => {
+    const decision = await decide(request({}, { "x-agent-on-behalf-of": "mallory@evil.com,x@example.com" }));
+    expect(decision).toMatchObject({ allowed: false, reason: "on_behalf_of_not_allowed" });
+    expect(decision.message).toContain('","');
+    expect(await reasonOf(request({}, { "x-agent-on-behalf-of": "x@example.com alice@example.com" }))).toBe("on_behalf_of_not_allowed");
+    expect(await reasonOf(request({}, { "x-agent-on-behalf-of": "x@example.com\u0000" }))).toBe("on_behalf_of_not_allowed");
+  });
+
+  it("refuses an on-behalf-of over 2,048 bytes even when a pattern would admit it", async () => {
+    expect(await reasonOf(request({}, { "x-agent-on-behalf-of": `${"a".repeat(2036)}@example.com` }))).toBe("allowed");
+    expect(await reasonOf(request({}, { "x-agent-on-behalf-of": `${"a".repeat(2037)}@example.com` }))).toBe("on_behalf_of_not_allowed");
+  });
+
+  it("refuses a subject over 2,048 bytes as subject_mismatch", async () => {
+    expect(await reasonOf(request({}, { "x-agent-subject": `${RESEARCH}${"a".repeat(2048)}` }))).toBe("subject_mismatch");
+  });
+
+  it("refuses a chain entry over 2,048 bytes as malformed_chain", async () => {
+    expect(await reasonOf(request({}, { "x-agent-delegation-chain": `spiffe://example.org/${"a".repeat(2048)},${RESEARCH}` }))).toBe("malformed_chain");
+  });
+
+  it("refuses a token over 16 KiB as token_invalid, without asking the verifier", async () => {
+    const verifier = new ScriptedTokenVerifier();
+    const p = pipeline({ policy: tokens(), tokens: verifier });
+    expect(await reasonOf(request({}, { "x-agent-delegation-token": `ok${"x".repeat(16 * 1024 - 2)}` }), p)).toBe("allowed");
+    expect(await reasonOf(request({}, { "x-agent-delegation-token": `ok${"x".repeat(16 * 1024 - 1)}` }), p)).toBe("token_invalid");
+    expect(verifier.requests).toHaveLength(1);
+  });
+
+  it("refuses a path over 8 KiB as hop_not_allowed even where no rule restricts paths, but not a long query string", async () => {
+    const open = policyFrom(POLICY.replace('    methods: [GET, POST]\n    paths: ["/query", "/schema/*"]\n', ""));
+    const p = pipeline({ policy: open });
+    expect(await reasonOf(request({ path: `/${"a".repeat(8 * 1024 - 1)}` }), p)).toBe("allowed");
+    expect(await reasonOf(request({ path: `/${"a".repeat(8 * 1024)}` }), p)).toBe("hop_not_allowed");
+    expect(await reasonOf(request({ path: `/query?${"q".repeat(50_000)}` }), p)).toBe("allowed");
+  });
+
+  it.each(["/query/..;/admin", "/query;x", "/schema/%2e%2e;/admin", "/schema/%252e%252e/%252e%252e/admin", "/schema/%252F..%252Fadmin", "/schema/caf\u00e9"])(
+    "denies %j, which an upstream may resolve outside the rule (finding 6)",
+    async (path) => {
+      expect(await reasonOf(request({ path }))).toBe("hop_not_allowed");
+    },
+  );
+});
+
 describe("fail closed", () => {
   it("turns an exception in the certificate parser into an internal_error deny", async () => {
     const certificates: CertificateParser = {
@@ -738,6 +807,24 @@ describe("the hop cache", () => {
     // research → db as the last hop, same method and path: its rule refuses them.
     const direct = requestFrom("research", [RESEARCH], "db", { method: "DELETE", path: "/admin" });
     expect(await reasonOf(direct, p)).toBe("hop_not_allowed");
+  });
+
+  it("keys the last hop by the path rules see: distinct query strings share one entry (finding 5)", async () => {
+    const hopCache = new LruHopDecisionCache();
+    const p = pipeline({ hopCache });
+    for (let i = 0; i < 50; i++) expect(await reasonOf(request({ path: `/query?q=${i}${"x".repeat(1000)}` }), p)).toBe("allowed");
+    expect(hopCache.size).toBe(2);
+    expect(hopCache.bytes).toBeLessThan(4096);
+  });
+
+  it("stays within its byte bound whatever the callers send (finding 5)", async () => {
+    const hopCache = new LruHopDecisionCache(10_000, 256 * 1024);
+    const p = pipeline({ hopCache });
+    for (let i = 0; i < 300; i++) {
+      await decide(request({ path: `/schema/${i}${"y".repeat(1500)}` }, { "x-agent-on-behalf-of": `${i}${"p".repeat(1500)}@example.com` }), p);
+    }
+    expect(hopCache.bytes).toBeLessThanOrEqual(256 * 1024);
+    expect(hopCache.size).toBeLessThan(300);
   });
 
   it("gives the same decisions with and without the cache (property)", async () => {

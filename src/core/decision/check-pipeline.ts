@@ -8,7 +8,9 @@ import { parseChainHeader } from "../chain/chain-header.js";
 import { parseSpiffeId, type SpiffeId } from "../identity/spiffe-id.js";
 import { svidIdentity, type ParsedPeerCertificate } from "../identity/peer-certificate.js";
 import { parseXfccLastElement } from "../identity/xfcc.js";
-import { evaluateHop, type HopOutcome } from "../policy/evaluate-hop.js";
+import { evaluateHop, lastHopRequest, type HopOutcome, type LastHopRequest } from "../policy/evaluate-hop.js";
+import { onBehalfOfProblem } from "../identity/on-behalf-of.js";
+import { exceedsUtf8Bytes, MAX_IDENTITY_BYTES, MAX_TOKEN_BYTES } from "../input/untrusted-bounds.js";
 import type { CompiledPolicy } from "../policy/model.js";
 import type {
   CertificateParser,
@@ -168,6 +170,10 @@ export class CheckPipeline {
   private subjectPhase(input: CheckInput, facts: Facts): Denial | undefined {
     const subject = input.headers[this.headers.subject];
     if (subject === undefined) return new Denial("missing_subject_header", `the ${this.headers.subject} header is missing`);
+    if (isRepeated(input, this.headers.subject)) return new Denial("subject_mismatch", `the ${this.headers.subject} header arrived more than once`);
+    if (exceedsUtf8Bytes(subject, MAX_IDENTITY_BYTES)) {
+      return new Denial("subject_mismatch", `${this.headers.subject} is longer than ${MAX_IDENTITY_BYTES} bytes, so it names no SPIFFE ID`);
+    }
     const caller = facts.caller!.id;
     if (subject !== caller) {
       return new Denial("subject_mismatch", `${this.headers.subject} ${JSON.stringify(subject)} is not the caller's certificate identity ${caller}`);
@@ -183,6 +189,11 @@ export class CheckPipeline {
       if (policy.requireOnBehalfOf) return new Denial("missing_on_behalf_of", `the ${this.headers.onBehalfOf} header is missing or empty`);
       return undefined;
     }
+    if (isRepeated(input, this.headers.onBehalfOf)) {
+      return new Denial("on_behalf_of_not_allowed", `the ${this.headers.onBehalfOf} header arrived more than once; it must name one principal`);
+    }
+    const problem = onBehalfOfProblem(value);
+    if (problem !== undefined) return new Denial("on_behalf_of_not_allowed", `${this.headers.onBehalfOf} ${problem}`);
     facts.onBehalfOf = value;
     if (policy.onBehalfOf !== undefined && !policy.onBehalfOf.matches(value)) {
       return new Denial("on_behalf_of_not_allowed", `the policy does not allow acting on behalf of ${JSON.stringify(value)}`);
@@ -198,6 +209,7 @@ export class CheckPipeline {
       facts.chain = [caller.id];
       return undefined;
     }
+    if (isRepeated(input, this.headers.chain)) return new Denial("malformed_chain", `the ${this.headers.chain} header arrived more than once`);
     const parsed = parseChainHeader(header);
     if (!parsed.ok) return new Denial("malformed_chain", `${this.headers.chain}: ${parsed.problem}`);
     const ids: SpiffeId[] = [];
@@ -258,7 +270,9 @@ export class CheckPipeline {
   private hopPhase(input: CheckInput, facts: Facts, policy: CompiledPolicy): Denial | undefined {
     const chain = facts.chain;
     const callee = facts.callee!;
-    const last = { method: input.method, path: input.path };
+    const last = lastHopRequest(input.method, input.path);
+    // SPEC 1: an oversized path is refused before any rule is walked.
+    if (!last.rulePath.ok && last.rulePath.tooLong === true) return new Denial("hop_not_allowed", `the request path ${last.rulePath.problem}`);
     for (let i = 0; i < chain.length; i++) {
       const from = chain[i]!;
       const isLast = i === chain.length - 1;
@@ -278,7 +292,7 @@ export class CheckPipeline {
     from: string,
     to: string,
     onBehalfOf: string | undefined,
-    last: { method: string; path: string } | undefined,
+    last: LastHopRequest | undefined,
   ): { outcome: HopOutcome; cached: boolean } {
     const cache = this.deps.hopCache;
     if (cache === undefined) return { outcome: evaluateHop(policy, from, to, onBehalfOf, last), cached: false };
@@ -286,11 +300,14 @@ export class CheckPipeline {
     // outcome. "i"/"l" tells an earlier hop from the last one, and the free-form
     // values (on-behalf-of, method) are length-prefixed, so no header value can
     // make one hop's key equal another's (from/to are validated SPIFFE IDs).
+    // The last hop is keyed by what path rules see (no query string), or by
+    // why no path rule may match, so distinct query strings share one entry.
     const obo = onBehalfOf ?? "";
-    const key =
-      last === undefined
-        ? `${policy.revision}\u0000i\u0000${from}\u0000${to}\u0000${obo.length}:${obo}`
-        : `${policy.revision}\u0000l\u0000${from}\u0000${to}\u0000${obo.length}:${obo}\u0000${last.method.length}:${last.method}\u0000${last.path}`;
+    let key = `${policy.revision}\u0000${last === undefined ? "i" : "l"}\u0000${from}\u0000${to}\u0000${obo.length}:${obo}`;
+    if (last !== undefined) {
+      const path = last.rulePath.ok ? `=${last.rulePath.path}` : `!${last.rulePath.problem}`;
+      key += `\u0000${last.method.length}:${last.method}\u0000${path}`;
+    }
     const hit = cache.get(key);
     if (hit !== undefined) return { outcome: hit, cached: true };
     const outcome = evaluateHop(policy, from, to, onBehalfOf, last);
@@ -320,6 +337,8 @@ export class CheckPipeline {
     if (token === undefined || token.length === 0) {
       return required ? new Denial("token_missing", `the ${this.headers.token} header is required by the policy`) : undefined;
     }
+    if (isRepeated(input, this.headers.token)) return new Denial("token_invalid", `the ${this.headers.token} header arrived more than once`);
+    if (exceedsUtf8Bytes(token, MAX_TOKEN_BYTES)) return new Denial("token_invalid", `the ${this.headers.token} header is longer than ${MAX_TOKEN_BYTES} bytes`);
     if (policy.tokens === undefined) {
       return new Denial("token_invalid", "a delegation token was sent, but the policy configures no token issuer to verify it against");
     }
@@ -363,6 +382,10 @@ export class CheckPipeline {
       tokenId: facts.tokenId,
     };
   }
+}
+
+function isRepeated(input: CheckInput, header: string): boolean {
+  return input.repeatedHeaders !== undefined && input.repeatedHeaders.has(header);
 }
 
 function emptyFacts(): Facts {

@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from "vitest";
 import { compilePolicy } from "./compile.js";
-import { evaluateHop } from "./evaluate-hop.js";
+import { evaluateHop, lastHopRequest } from "./evaluate-hop.js";
 import type { PolicyDocument } from "./model.js";
 
 const ORCH = "spiffe://example.org/agent/orchestrator";
@@ -23,7 +23,7 @@ const DOC: PolicyDocument = {
   ],
 };
 const policy = compilePolicy(DOC, "00".repeat(32));
-const GET_QUERY = { method: "GET", path: "/query" };
+const GET_QUERY = lastHopRequest("GET", "/query");
 
 describe("default deny", () => {
   it("denies a hop that no rule names", () => {
@@ -50,8 +50,8 @@ describe("rules match aliases, SPIFFE IDs or globs", () => {
   });
 
   it("lets '*' in a SPIFFE ID glob match one path segment", () => {
-    expect(evaluateHop(policy, "spiffe://example.org/team/alpha", DB, ALICE, { method: "GET", path: "/files/a" }).allowed).toBe(true);
-    expect(evaluateHop(policy, "spiffe://example.org/team/alpha/beta", DB, ALICE, { method: "GET", path: "/files/a" }).allowed).toBe(false);
+    expect(evaluateHop(policy, "spiffe://example.org/team/alpha", DB, ALICE, lastHopRequest("GET", "/files/a")).allowed).toBe(true);
+    expect(evaluateHop(policy, "spiffe://example.org/team/alpha/beta", DB, ALICE, lastHopRequest("GET", "/files/a")).allowed).toBe(false);
   });
 
   it("matches identities case-sensitively", () => {
@@ -81,34 +81,34 @@ describe("on-behalf-of patterns of a rule", () => {
 
 describe("method and path rules apply to the last hop (this call)", () => {
   it("admit a listed method and path", () => {
-    expect(evaluateHop(policy, RESEARCH, DB, ALICE, { method: "POST", path: "/schema/users" })).toMatchObject({ allowed: true, rule: "hops[1]" });
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("POST", "/schema/users"))).toMatchObject({ allowed: true, rule: "hops[1]" });
   });
 
   it("deny a method the rule does not list", () => {
-    expect(evaluateHop(policy, RESEARCH, DB, ALICE, { method: "DELETE", path: "/query" }).detail).toContain('does not admit method "DELETE"');
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("DELETE", "/query")).detail).toContain('does not admit method "DELETE"');
   });
 
   it("match methods exactly and case-sensitively", () => {
-    expect(evaluateHop(policy, RESEARCH, DB, ALICE, { method: "get", path: "/query" }).allowed).toBe(false);
-    expect(evaluateHop(policy, RESEARCH, DB, ALICE, { method: "GET ", path: "/query" }).allowed).toBe(false);
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("get", "/query")).allowed).toBe(false);
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("GET ", "/query")).allowed).toBe(false);
   });
 
   it("deny a path the rule does not list", () => {
-    expect(evaluateHop(policy, RESEARCH, DB, ALICE, { method: "GET", path: "/admin" }).detail).toContain('does not admit path "/admin"');
-    expect(evaluateHop(policy, RESEARCH, DB, ALICE, { method: "GET", path: "/schema/a/b" }).allowed).toBe(false);
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("GET", "/admin")).detail).toContain('does not admit path "/admin"');
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("GET", "/schema/a/b")).allowed).toBe(false);
   });
 
   it("match the path without its query string", () => {
-    expect(evaluateHop(policy, RESEARCH, DB, ALICE, { method: "GET", path: "/query?q=1" }).allowed).toBe(true);
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("GET", "/query?q=1")).allowed).toBe(true);
   });
 
   it("deny a path with a dot-segment that would resolve into an allowed path", () => {
-    expect(evaluateHop(policy, RESEARCH, DB, ALICE, { method: "GET", path: "/schema/../query" }).allowed).toBe(false);
-    expect(evaluateHop(policy, RESEARCH, DB, ALICE, { method: "GET", path: "/schema/%2e%2e/admin" }).allowed).toBe(false);
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("GET", "/schema/../query")).allowed).toBe(false);
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("GET", "/schema/%2e%2e/admin")).allowed).toBe(false);
   });
 
   it("deny an encoded slash that a '*' would otherwise admit", () => {
-    const outcome = evaluateHop(policy, RESEARCH, DB, ALICE, { method: "GET", path: "/schema/users%2F..%2Fadmin" });
+    const outcome = evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("GET", "/schema/users%2F..%2Fadmin"));
     expect(outcome.allowed).toBe(false);
     expect(outcome.detail).toContain("matches no path rule");
   });
@@ -118,7 +118,7 @@ describe("method and path rules apply to the last hop (this call)", () => {
   });
 
   it("let a rule without methods or paths admit any method and path", () => {
-    expect(evaluateHop(policy, ORCH, RESEARCH, ALICE, { method: "PATCH", path: "/anything/../at/all" }).allowed).toBe(true);
+    expect(evaluateHop(policy, ORCH, RESEARCH, ALICE, lastHopRequest("PATCH", "/anything/../at/all")).allowed).toBe(true);
   });
 
   it("fall through to a later rule when an earlier one does not admit the request", () => {
@@ -126,7 +126,7 @@ describe("method and path rules apply to the last hop (this call)", () => {
       { ...DOC, hops: [{ from: "research", to: "db", methods: ["GET"] }, { from: "research", to: "db", methods: ["POST"], paths: ["/query"] }] },
       "22".repeat(32),
     );
-    expect(evaluateHop(twoRules, RESEARCH, DB, ALICE, { method: "POST", path: "/query" })).toMatchObject({ allowed: true, rule: "hops[1]", ruleIndex: 1 });
+    expect(evaluateHop(twoRules, RESEARCH, DB, ALICE, lastHopRequest("POST", "/query"))).toMatchObject({ allowed: true, rule: "hops[1]", ruleIndex: 1 });
   });
 });
 

@@ -3,12 +3,17 @@
 // this method and path? Default deny.
 
 import type { CompiledPolicy, HopRule } from "./model.js";
-import { toRulePath } from "./request-path.js";
+import { toRulePath, type RulePath } from "./request-path.js";
 
 export interface LastHopRequest {
   readonly method: string;
-  /** The request target as Envoy sent it (path and query). */
-  readonly path: string;
+  /** What path rules see of the request target (toRulePath): the path, or why none may match. */
+  readonly rulePath: RulePath;
+}
+
+/** The last hop of a request as Envoy sent it: method and target (path and query). */
+export function lastHopRequest(method: string, target: string): LastHopRequest {
+  return { method, rulePath: toRulePath(target) };
 }
 
 export interface HopOutcome {
@@ -44,7 +49,7 @@ export function evaluateHop(
         continue;
       }
       if (rule.paths !== undefined) {
-        const rulePath = toRulePath(last.path);
+        const rulePath = last.rulePath;
         if (!rulePath.ok) {
           nearMiss ??= `the path ${rulePath.problem}, so it matches no path rule`;
           continue;

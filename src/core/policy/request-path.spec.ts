@@ -51,13 +51,42 @@ describe("a path an upstream may resolve differently matches no path rule", () =
   it("refuses a raw backslash", () => {
     expect(toRulePath("/schema\\..\\admin")).toMatchObject({ ok: false });
   });
+
+  // Finding 6: each of these matched "/reports/**" before.
+  it.each([
+    ["/reports/..;/admin", 'holds a ";" (path parameters)'],
+    ["/reports/%2e%2e;/admin", 'holds a ";" (path parameters)'],
+    ["/reports/x;jsessionid=1", 'holds a ";" (path parameters)'],
+    ["/reports/%252e%252e/%252e%252e/admin", 'holds "%25" (double percent-encoding)'],
+    ["/reports/%252F..%252Fadmin", 'holds "%25" (double percent-encoding)'],
+    ["/reports/a\u0000b", "holds a control or non-ASCII character"],
+    ["/reports/a\tb", "holds a control or non-ASCII character"],
+    ["/reports/\u007f", "holds a control or non-ASCII character"],
+    ["/reports/caf\u00e9", "holds a control or non-ASCII character"],
+    ["/reports/\u2215admin", "holds a control or non-ASCII character"],
+  ])("refuses %j (finding 6)", (path, problem) => {
+    expect(toRulePath(path)).toEqual({ ok: false, problem });
+  });
+
+  it("refuses a path over 8 KiB, and keeps one of exactly 8 KiB", () => {
+    expect(toRulePath(`/${"a".repeat(8 * 1024)}`)).toMatchObject({ ok: false, tooLong: true });
+    expect(toRulePath(`/${"é".repeat(4 * 1024)}`)).toMatchObject({ ok: false, tooLong: true });
+    expect(toRulePath(`/${"a".repeat(8 * 1024 - 1)}`)).toMatchObject({ ok: true });
+    expect(toRulePath(`/${"a".repeat(8 * 1024 - 1)}?${"q".repeat(50_000)}`)).toMatchObject({ ok: true });
+  });
+
+  it("keeps other escapes and a lone '%' as sent (the rule sees them undecoded)", () => {
+    expect(toRulePath("/reports/a%20b")).toEqual({ ok: true, path: "/reports/a%20b" });
+    expect(toRulePath("/reports/100%")).toEqual({ ok: true, path: "/reports/100%" });
+    expect(toRulePath("/reports/%2")).toEqual({ ok: true, path: "/reports/%2" });
+  });
 });
 
 describe("reading untrusted request targets (property)", () => {
-  const pieces = fc.constantFrom("/", ".", "..", "%2e", "%2E", "%2f", "%5C", "\\", "a", "?", "#", "%", "query");
+  const pieces = fc.constantFrom("/", ".", "..", "%2e", "%2E", "%2f", "%5C", "\\", "a", "?", "#", "%", "query", ";", "%25", "%252e", "\u0000", "\u00e9", "\t");
   const targets = fc.oneof(fc.string(), fc.array(pieces, { maxLength: 10 }).map((p) => p.join("")));
 
-  it("never throws, and what it accepts holds no query, dot-segment or encoded separator", () => {
+  it("never throws, and what it accepts holds no query, dot-segment, encoded separator, ';', '%25', control or non-ASCII", () => {
     fc.assert(
       fc.property(targets, (target) => {
         const result = toRulePath(target);
@@ -70,11 +99,14 @@ describe("reading untrusted request targets (property)", () => {
           !path.includes("#") &&
           !/%2f|%5c/i.test(path) &&
           !path.includes("\\") &&
+          !path.includes(";") &&
+          !/%25/.test(path) &&
+          !/[^\x20-\x7e]/.test(path) &&
           !segments.includes(".") &&
           !segments.includes("..")
         );
       }),
-      { numRuns: 1000 },
+      { numRuns: 5000, seed: 6 },
     );
   });
 });

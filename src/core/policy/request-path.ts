@@ -1,16 +1,56 @@
 // Reduces a request target to the path that path rules see, and refuses paths
-// that an upstream might resolve differently from the rule: dot-segments
-// ("/./", "/../", also percent-encoded) and encoded slashes or backslashes.
-// A refused path matches no path rule (SPEC 3).
+// that an upstream might resolve differently from the rule (SPEC 3):
+// dot-segments ("/./", "/../", also percent-encoded), encoded slashes or
+// backslashes (%2F, %5C), a raw backslash, ";" (path parameters, as in
+// "/..;/", which some servers strip before resolving), "%25" (double
+// encoding: "%252e" becomes "%2e" one decode later), and control or non-ASCII
+// bytes. A refused path matches no path rule. One pass, linear in the path.
 
-export type RulePath = { readonly ok: true; readonly path: string } | { readonly ok: false; readonly problem: string };
+import { exceedsUtf8Bytes } from "../input/untrusted-bounds.js";
 
-const ENCODED_SEPARATOR = /%2f|%5c/i;
+export type RulePath =
+  | { readonly ok: true; readonly path: string }
+  /** `tooLong`: the path is over MAX_PATH_BYTES, which refuses the request whatever the rules say (SPEC 1). */
+  | { readonly ok: false; readonly problem: string; readonly tooLong?: true };
 
-function isDotSegment(segment: string): boolean {
-  if (segment.length === 0 || segment.length > 6) return false;
-  const decoded = segment.replace(/%2e/gi, ".");
-  return decoded === "." || decoded === "..";
+/** SPEC 1: a path (without its query string) over 8 KiB is refused before any work (hop_not_allowed). */
+export const MAX_PATH_BYTES = 8 * 1024;
+
+const SLASH = 0x2f;
+const DOT = 0x2e;
+const PERCENT = 0x25;
+
+function refuse(problem: string): RulePath {
+  return { ok: false, problem };
+}
+
+/** The byte a "%XY" escape at `i` stands for, or -1 when it is not a complete escape. */
+function escapedByte(path: string, i: number): number {
+  if (i + 2 >= path.length) return -1;
+  const hi = hexValue(path.charCodeAt(i + 1));
+  const lo = hexValue(path.charCodeAt(i + 2));
+  return hi === -1 || lo === -1 ? -1 : hi * 16 + lo;
+}
+
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const lower = c | 0x20;
+  if (lower >= 0x61 && lower <= 0x66) return lower - 0x61 + 10;
+  return -1;
+}
+
+/** A segment that decodes to "." or ".." (dots written plain or as %2e in any case). */
+function isDotSegment(path: string, start: number, end: number): boolean {
+  let dots = 0;
+  let i = start;
+  while (i < end) {
+    if (path.charCodeAt(i) === DOT) i += 1;
+    else if (path.charCodeAt(i) === PERCENT && escapedByte(path, i) === DOT) i += 3;
+    else return false;
+    dots++;
+    if (dots > 2) return false;
+  }
+  return dots === 1 || dots === 2;
 }
 
 export function toRulePath(target: string): RulePath {
@@ -20,10 +60,24 @@ export function toRulePath(target: string): RulePath {
   const hash = target.indexOf("#");
   if (hash !== -1 && hash < end) end = hash;
   const path = target.slice(0, end);
-  if (ENCODED_SEPARATOR.test(path)) return { ok: false, problem: "holds an encoded slash or backslash" };
-  if (path.includes("\\")) return { ok: false, problem: "holds a backslash" };
-  for (const segment of path.split("/")) {
-    if (isDotSegment(segment)) return { ok: false, problem: "holds a dot-segment" };
+  if (exceedsUtf8Bytes(path, MAX_PATH_BYTES)) return { ok: false, problem: `is longer than ${MAX_PATH_BYTES} bytes`, tooLong: true };
+  let segmentStart = 0;
+  for (let i = 0; i <= path.length; i++) {
+    const c = i < path.length ? path.charCodeAt(i) : SLASH;
+    if (c === SLASH) {
+      if (isDotSegment(path, segmentStart, i)) return refuse("holds a dot-segment");
+      segmentStart = i + 1;
+    } else if (c < 0x20 || c >= 0x7f) {
+      return refuse("holds a control or non-ASCII character");
+    } else if (c === 0x5c) {
+      return refuse("holds a backslash");
+    } else if (c === 0x3b) {
+      return refuse('holds a ";" (path parameters)');
+    } else if (c === PERCENT) {
+      const byte = escapedByte(path, i);
+      if (byte === 0x2f || byte === 0x5c) return refuse("holds an encoded slash or backslash");
+      if (byte === PERCENT) return refuse('holds "%25" (double percent-encoding)');
+    }
   }
   return { ok: true, path };
 }

@@ -1,0 +1,29 @@
+// The on-behalf-of header names ONE principal (SPEC 1). Envoy joins repeated
+// headers with ",", so "mallory@evil.com,x@example.com" would otherwise pass
+// the pattern "*@example.com" (finding 7). A value holding a ",", whitespace
+// or a control character, or longer than a SPIFFE ID may be, is refused
+// before it is matched against any pattern.
+
+import { exceedsUtf8Bytes, MAX_IDENTITY_BYTES } from "../input/untrusted-bounds.js";
+
+function isControl(c: number): boolean {
+  return c < 0x20 || (c >= 0x7f && c <= 0x9f);
+}
+
+/** Unicode White_Space outside ASCII, which no principal's name should hold. */
+function isUnicodeSpace(c: number): boolean {
+  return c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+}
+
+/** Why this value cannot name one principal, or undefined when it can. */
+export function onBehalfOfProblem(value: string): string | undefined {
+  if (exceedsUtf8Bytes(value, MAX_IDENTITY_BYTES)) return `is longer than ${MAX_IDENTITY_BYTES} bytes`;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x2c) return 'holds a "," (it must name one principal; repeated headers are joined with ",")';
+    if (c === 0x20 || c === 0x09) return "holds whitespace";
+    if (isControl(c)) return "holds a control character";
+    if (isUnicodeSpace(c)) return "holds whitespace";
+  }
+  return undefined;
+}

@@ -1,0 +1,29 @@
+// Bounds on the values a caller sends (SPEC 1), checked before any work on
+// them: a subject, chain entry or on-behalf-of longer than a SPIFFE ID may be
+// (2,048 bytes), a delegation token over 16 KiB, a path over 8 KiB. Each is
+// refused with the reason of the check that reads it.
+
+export const MAX_IDENTITY_BYTES = 2048;
+export const MAX_TOKEN_BYTES = 16 * 1024;
+
+/**
+ * True when the UTF-8 encoding of `value` is longer than `limit` bytes,
+ * without encoding it: a UTF-16 unit is 1 to 3 bytes (a surrogate pair 4 for
+ * two units), so most values are settled by their length alone.
+ */
+export function exceedsUtf8Bytes(value: string, limit: number): boolean {
+  if (value.length > limit) return true;
+  if (value.length * 3 <= limit) return false;
+  let bytes = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < value.length && (value.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4; // a surrogate pair
+      i++;
+    } else bytes += 3; // includes a lone surrogate, written as U+FFFD
+    if (bytes > limit) return true;
+  }
+  return false;
+}
