@@ -1,5 +1,10 @@
 // The admin port: the Connect-protocol AdminService (explain, policy, reload)
 // via connect-node, and Prometheus metrics at /metrics, on one HTTP server.
+// It has no authentication, so it listens on loopback unless told otherwise,
+// and no request can make it allocate much (SPEC 7): bodies are capped at
+// 64 KiB, and compressed bodies are refused, since connect-node would
+// otherwise inflate up to 4 GiB (finding 1: a 255 KiB gzip body made the
+// process that answers Check allocate about 500 MB).
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -53,8 +58,19 @@ function routes(options: AdminServerOptions) {
   };
 }
 
+/** The largest request body the admin API reads, after any decompression (SPEC 7). */
+export const ADMIN_MAX_REQUEST_BYTES = 64 * 1024;
+/** Slow or idle clients are cut off rather than held open; the admin API has few, local users. */
+const ADMIN_REQUEST_TIMEOUT_MS = 10_000;
+const ADMIN_MAX_CONNECTIONS = 64;
+
 export async function startAdminServer(options: AdminServerOptions): Promise<RunningAdminServer> {
-  const connect = connectNodeAdapter({ routes: routes(options) });
+  const connect = connectNodeAdapter({
+    routes: routes(options),
+    readMaxBytes: ADMIN_MAX_REQUEST_BYTES,
+    // No compression is accepted: a compressed request is refused before it is inflated.
+    acceptCompression: [],
+  });
   const server: Server = createServer((req, res) => {
     if (req.method === "GET" && (req.url === "/metrics" || req.url?.startsWith("/metrics?")) && options.metrics !== undefined) {
       options.metrics(req, res);
@@ -67,6 +83,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
     }
     connect(req, res);
   });
+  server.requestTimeout = ADMIN_REQUEST_TIMEOUT_MS;
+  server.headersTimeout = ADMIN_REQUEST_TIMEOUT_MS;
+  server.maxConnections = ADMIN_MAX_CONNECTIONS;
   const { host, port } = splitHostPort(options.listen);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

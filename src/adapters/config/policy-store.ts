@@ -142,6 +142,9 @@ export class PolicyStore implements PolicySource {
       }
       outcome = { ok: true, changed, version: policy.version, errors: [] };
       this.lastRefusal = "";
+      // The same content is not a reload (SPEC 7): no log line, no reload event,
+      // so hopwarden_policy_reloads_total counts real changes (finding 10).
+      if (!changed) return outcome;
     } catch (err) {
       const errors = err instanceof PolicyFileError ? err.errors : [String(err)];
       const refusal = JSON.stringify(errors);

@@ -27,7 +27,9 @@ Options (each also settable as HOPWARDEN_<OPTION>, e.g. HOPWARDEN_ADMIN_LISTEN):
                            last good policy stays in force
   --config <file>          service config (YAML): headers, identity, caches...
   --listen <host:port>     gRPC address (default 0.0.0.0:9191)
-  --admin-listen <h:p|off> admin API and metrics (default 0.0.0.0:9192)
+  --admin-listen <h:p|off> admin API and metrics (default 127.0.0.1:9192). It
+                           has no authentication: expose it (e.g. to a
+                           Prometheus scraper) only on a trusted network
   --workers <N|auto>       processes serving the same port (default 1;
                            auto = the cores available)
   --audit-log <file>       append-only, hash-chained, signed audit log

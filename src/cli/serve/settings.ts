@@ -30,7 +30,8 @@ export interface ServeFlags {
 }
 
 export const DEFAULT_LISTEN = "0.0.0.0:9191";
-export const DEFAULT_ADMIN_LISTEN = "0.0.0.0:9192";
+/** Loopback: the admin API has no authentication, so only an explicit --admin-listen exposes it (SPEC 7). */
+export const DEFAULT_ADMIN_LISTEN = "127.0.0.1:9192";
 
 export function parseWorkers(value: string): number {
   if (value === "auto") return Math.max(1, availableParallelism());
