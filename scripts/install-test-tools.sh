@@ -43,8 +43,8 @@ install_node() {
   local pkg="node-$os-$cpu"
   case "$os-$cpu" in
     linux-x64 | linux-arm64) ;;
-    *) log "node: no $pkg@$NODE_VERSION is known to the registry used here (linux-x64 and linux-arm64 are);"
-       log "install Node $NODE_VERSION yourself and put it first on PATH, or add this platform to install_node"
+    *) log "node: only linux-x64 and linux-arm64 are set up here, not $os-$cpu ($pkg is untested);"
+       log "run test-all's steps yourself with a Node 24 first on PATH, or add this platform to install_node"
        exit 1 ;;
   esac
   log "node $NODE_VERSION from the npm registry ($pkg)"
