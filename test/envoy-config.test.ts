@@ -212,6 +212,7 @@ describe("docker-compose.yml is consistent with the Envoy config and the image",
   interface Service {
     image?: string;
     build?: { context: string; target: string };
+    user?: string;
     command?: string[] | string;
     entrypoint?: string[];
     environment?: Record<string, string>;
@@ -327,8 +328,28 @@ describe("docker-compose.yml is consistent with the Envoy config and the image",
       if (s.build !== undefined) expect(dockerfile).toMatch(new RegExp(`^FROM \\S+ AS ${s.build.target}$`, "m"));
     }
     const runtime = dockerfile.slice(dockerfile.search(/^FROM \S+ AS runtime$/m));
-    expect(runtime).toMatch(/^USER [1-9]\d*(:\d+)?$/m);
+    // The last USER wins: numeric (Kubernetes runAsNonRoot checks it) and not root.
+    const users = [...runtime.matchAll(/^USER (\S+)$/gm)].map((m) => m[1]);
+    expect(users.at(-1)).toMatch(/^[1-9]\d*(:[1-9]\d*)?$/);
     expect(runtime).toMatch(/"serve", "--policy", "\/etc\/hopwarden\/policy\.yaml"/);
+    expect(service("hopwarden").user, "compose must not run hopwarden as another user").toBeUndefined();
+  });
+
+  it("every image with Node runs Node 24 LTS slim, the version the tests run on", async () => {
+    const dockerfile = await readFile(join(repoRoot, "Dockerfile"), "utf8");
+    const install = await readFile(join(repoRoot, "scripts", "install-test-tools.sh"), "utf8");
+    const pinned = /^NODE_VERSION=(\S+)$/m.exec(install)?.[1];
+    expect(pinned).toMatch(/^24\.\d+\.\d+$/);
+    const image = `node:${pinned}-trixie-slim`;
+    const bases = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
+    expect(bases.length).toBeGreaterThan(0);
+    for (const base of bases) expect(base).toBe(image);
+    const nodeServices = Object.entries(services).filter(([, s]) => s.image?.startsWith("node:") === true);
+    expect(nodeServices.length).toBeGreaterThan(0);
+    for (const [name, s] of nodeServices) {
+      expect(s.image, name).toBe(image);
+      expect(s.user, `${name} runs as a numeric non-root user`).toMatch(/^[1-9]\d*:[1-9]\d*$/);
+    }
   });
 
   it("the demo PKI and the compose defaults make a config Envoy accepts", async () => {
