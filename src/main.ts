@@ -2,7 +2,6 @@
 // pipeline, tracing, metrics, decision sinks, the gRPC server and the admin
 // server. Everything else is either pure core or a single adapter.
 
-import type { SpanProcessor, SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { CheckPipeline } from "./core/decision/check-pipeline.js";
 import { createExplainPipeline, tokenVerifierFor } from "./adapters/admin/explain-pipeline.js";
 import type { HeaderNames } from "./core/decision/check-input.js";
@@ -14,8 +13,11 @@ import { UlidGenerator } from "./adapters/ids/ulid.js";
 import { authorizationImplementation } from "./adapters/grpc/authorization-service.js";
 import { startCheckServer, type RunningCheckServer } from "./adapters/grpc/check-server.js";
 import { startAdminServer, type RunningAdminServer } from "./adapters/admin/admin-server.js";
-import { CheckSpanRecorder } from "./adapters/telemetry/check-span.js";
-import { createDecisionTracing, exporterFromEnvironment, type DecisionTracing } from "./adapters/telemetry/decision-tracer-provider.js";
+import { DecisionTracing } from "./adapters/telemetry/decision-tracing.js";
+import type { DecisionSpan } from "./adapters/telemetry/decision-span.js";
+import { otlpExportFromEnvironment, type OtlpExportConfig } from "./adapters/telemetry/otlp-config.js";
+import type { OtlpTransport } from "./adapters/telemetry/otlp-transport.js";
+import { boundText } from "./adapters/text/bounded-text.js";
 import { HopwardenMetrics } from "./adapters/telemetry/metrics.js";
 import type { Logger } from "./adapters/logging/logger.js";
 import type { AuditLogStats } from "./adapters/audit/audit-record-target.js";
@@ -30,11 +32,12 @@ export interface HopwardenOptions {
   readonly headerNames?: HeaderNames;
   readonly trustForwardedClientCert?: boolean;
   /**
-   * Decision spans: `exporter` defaults to the OTLP exporter the OTEL_*
-   * variables describe; `processor` adds one (tests use an in-memory one);
-   * false turns decision spans off.
+   * Decision spans: `export` defaults to what the OTEL_* variables describe
+   * (undefined: export nowhere); `transport` replaces the exporter's
+   * transport and `observer` sees every span record (tests); false turns
+   * decision spans off.
    */
-  readonly tracing?: { readonly exporter?: SpanExporter | undefined; readonly processor?: SpanProcessor } | false;
+  readonly tracing?: DecisionTracingSettings | false;
   readonly sinks?: readonly DecisionSink[];
   readonly tokens?: DelegationTokenVerifier;
   readonly clock?: Clock;
@@ -50,6 +53,14 @@ export interface HopwardenOptions {
   readonly auditStats?: () => AuditLogStats;
 }
 
+export interface DecisionTracingSettings {
+  readonly export?: OtlpExportConfig | undefined;
+  readonly transport?: OtlpTransport;
+  readonly observer?: (span: DecisionSpan) => void;
+  /** Bytes of encoded spans held for the collector at most (default 16 MiB). */
+  readonly maxQueueBytes?: number;
+}
+
 export interface Hopwarden {
   readonly grpcAddress: string;
   readonly grpcPort: number;
@@ -59,6 +70,8 @@ export interface Hopwarden {
   readonly metrics: HopwardenMetrics;
   readonly check: RunningCheckServer;
   reload(trigger?: string): ReturnType<PolicyStore["reload"]>;
+  /** Sends the decision spans queued so far to the collector (tests; shutdown does it too). */
+  flushSpans(): Promise<void>;
   /** Graceful: NOT_SERVING, drain in-flight Checks, flush spans, close admin. */
   shutdown(deadlineMs?: number): Promise<void>;
 }
@@ -66,24 +79,6 @@ export interface Hopwarden {
 const systemClock: Clock = { nowMs: () => Date.now() };
 
 const SPAN_FLUSH_DEADLINE_MS = 3000;
-
-/** Resolves true when `work` settles in time, false when the deadline passes first. */
-function withDeadline(work: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    timer.unref();
-    work.then(
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
-}
 
 export async function startHopwarden(options: HopwardenOptions): Promise<Hopwarden> {
   const { logger } = options;
@@ -117,14 +112,18 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
 
   let tracing: DecisionTracing | undefined;
   if (options.tracing !== false) {
-    const config = options.tracing ?? {};
-    const exporter = "exporter" in config ? config.exporter : exporterFromEnvironment();
-    // No exporter and no processor: spans would go nowhere, so none are made.
-    if (exporter !== undefined || config.processor !== undefined) {
-      tracing = createDecisionTracing({
+    const settings = options.tracing ?? {};
+    const exportTo = "export" in settings ? settings.export : otlpExportFromEnvironment();
+    // No exporter and no observer: spans would go nowhere, so none are made.
+    if (exportTo !== undefined || settings.transport !== undefined || settings.observer !== undefined) {
+      tracing = new DecisionTracing({
         serviceName: process.env.OTEL_SERVICE_NAME ?? "hopwarden",
-        exporter,
-        ...(config.processor !== undefined && { processor: config.processor }),
+        export: exportTo,
+        bound: boundText,
+        logger,
+        ...(settings.transport !== undefined && { transport: settings.transport }),
+        ...(settings.observer !== undefined && { observer: settings.observer }),
+        ...(settings.maxQueueBytes !== undefined && { maxQueueBytes: settings.maxQueueBytes }),
       });
     }
   }
@@ -146,7 +145,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
       pipeline,
       logger,
       sinks: [metrics, ...(options.sinks ?? [])],
-      ...(tracing !== undefined && { spans: new CheckSpanRecorder(tracing.tracer) }),
+      ...(tracing !== undefined && { tracing }),
       ...(options.admit !== undefined && { admit: options.admit }),
     }),
   });
@@ -173,6 +172,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     metrics,
     check,
     reload,
+    flushSpans: () => tracing?.flush() ?? Promise.resolve(),
     shutdown(deadlineMs = 10_000) {
       stopping ??= (async () => {
         policies.close();
@@ -180,10 +180,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
         await admin?.close();
         // A collector that is down must not hold the exit for the exporter's full time-out.
         if (tracing !== undefined) {
-          const flushed = await withDeadline(tracing.shutdown(), SPAN_FLUSH_DEADLINE_MS).catch((err: unknown) => {
-            logger.warn("flushing decision spans failed", { error: err });
-            return true;
-          });
+          const flushed = await tracing.shutdown(SPAN_FLUSH_DEADLINE_MS);
           if (!flushed) logger.warn("decision spans not flushed before the deadline; the collector may be unreachable", { deadline_ms: SPAN_FLUSH_DEADLINE_MS });
         }
         await metrics.shutdown().catch(() => undefined);

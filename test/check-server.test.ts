@@ -6,13 +6,13 @@ import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { startHopwarden, type Hopwarden } from "../src/main.js";
 import { silentLogger } from "../src/adapters/logging/logger.js";
 import { REASON_STATUS } from "../src/core/reasons.js";
 import { createTestPki, spiffe, type TestPki } from "./support/pki.js";
 import { writeTestPolicy } from "./support/policies.js";
 import { CheckClient, checkRequest, outcome, type RequestSpec } from "./support/check-client.js";
+import { SpanCapture } from "./support/span-capture.js";
 
 const EXAMPLE = "alice@example.com";
 const chainOf = (...agents: string[]) => agents.map((a) => spiffe(a)).join(",");
@@ -20,7 +20,12 @@ const chainOf = (...agents: string[]) => agents.map((a) => spiffe(a)).join(",");
 let pki: TestPki;
 let hopwarden: Hopwarden;
 let client: CheckClient;
-const spans = new InMemorySpanExporter();
+const spans = new SpanCapture();
+
+async function finishedSpans() {
+  await hopwarden.flushSpans();
+  return spans.spans();
+}
 
 /** Headers a well-behaved agent sends for the chain ending in `caller`. */
 function agentHeaders(caller: string, chain: string[], extra: Record<string, string> = {}): Record<string, string> {
@@ -39,7 +44,7 @@ beforeAll(async () => {
     listen: "127.0.0.1:0",
     adminListen: "127.0.0.1:0",
     logger: silentLogger,
-    tracing: { exporter: undefined, processor: new SimpleSpanProcessor(spans) },
+    tracing: { export: undefined, transport: spans },
     watchPolicy: false,
   });
   client = new CheckClient(hopwarden.grpcAddress);
@@ -150,6 +155,7 @@ describe("deny", () => {
 
 describe("decision span", () => {
   it("is a SERVER child of the caller's W3C trace context, even when the parent is not sampled", async () => {
+    await hopwarden.flushSpans();
     spans.reset();
     const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
     const parentId = "00f067aa0ba902b7";
@@ -157,11 +163,11 @@ describe("decision span", () => {
       checkRequest(asAgent("research", { callee: "db", path: "/query?x=1", headers: agentHeaders("research", ["orchestrator", "research"]) })),
       { traceparent: `00-${traceId}-${parentId}-00` },
     );
-    const [span] = spans.getFinishedSpans();
+    const [span] = (await finishedSpans());
     expect(span?.name).toBe("authz.check");
-    expect(span?.kind).toBe(1); // SpanKind.SERVER
-    expect(span?.spanContext().traceId).toBe(traceId);
-    expect(span?.parentSpanContext?.spanId).toBe(parentId);
+    expect(span?.kind).toBe(2); // OTLP SPAN_KIND_SERVER
+    expect(span?.traceId).toBe(traceId);
+    expect(span?.parentSpanId).toBe(parentId);
     expect(span?.attributes).toMatchObject({
       "authz.decision": "allow",
       "authz.reason": "allowed",
@@ -177,22 +183,23 @@ describe("decision span", () => {
     });
     expect(span?.attributes["authz.decision_id"]).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
     const hops = span?.events.filter((e) => e.name === "authz.hop") ?? [];
-    expect(hops.map((e) => [e.attributes?.from, e.attributes?.to, e.attributes?.result])).toEqual([
+    expect(hops.map((e) => [e.attributes.from, e.attributes.to, e.attributes.result])).toEqual([
       [spiffe("orchestrator"), spiffe("research"), "allow"],
       [spiffe("research"), spiffe("db"), "allow"],
     ]);
   });
 
   it("follows a B3 single-header parent and records denials too", async () => {
+    await hopwarden.flushSpans();
     spans.reset();
     const traceId = "80f198ee56343ba864fe8b2a57d3eff7";
     const parentId = "e457b5a2e4d86bd1";
     await client.check(checkRequest(asAgent("research", { callee: "db", method: "DELETE", path: "/query", headers: agentHeaders("research", ["orchestrator", "research"]) })), {
       b3: `${traceId}-${parentId}-0`,
     });
-    const [span] = spans.getFinishedSpans();
-    expect(span?.spanContext().traceId).toBe(traceId);
-    expect(span?.parentSpanContext?.spanId).toBe(parentId);
+    const [span] = (await finishedSpans());
+    expect(span?.traceId).toBe(traceId);
+    expect(span?.parentSpanId).toBe(parentId);
     expect(span?.attributes["authz.decision"]).toBe("deny");
     expect(span?.attributes["authz.reason"]).toBe("hop_not_allowed");
     const hops = span?.events.filter((e) => e.name === "authz.hop") ?? [];
@@ -202,11 +209,12 @@ describe("decision span", () => {
   it("records one authz.hop event per hop also when the hop outcome came from the cache", async () => {
     const request = checkRequest(asAgent("research", { callee: "db", path: "/query", headers: agentHeaders("research", ["orchestrator", "research"]) }));
     await client.check(request);
+    await hopwarden.flushSpans();
     spans.reset();
     await client.check(request);
-    const hops = spans.getFinishedSpans()[0]?.events.filter((e) => e.name === "authz.hop") ?? [];
+    const hops = (await finishedSpans())[0]?.events.filter((e) => e.name === "authz.hop") ?? [];
     expect(hops).toHaveLength(2);
-    expect(hops.every((e) => e.attributes?.cached === true)).toBe(true);
+    expect(hops.every((e) => e.attributes.cached === true)).toBe(true);
   });
 });
 

@@ -11,13 +11,13 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
 import { startHopwarden, type Hopwarden } from "../src/main.js";
 import { silentLogger } from "../src/adapters/logging/logger.js";
 import type { CheckResponse } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { CheckClient, checkRequest, outcome, type RequestSpec } from "./support/check-client.js";
 import { createTestPki, spiffe, writePki, type TestPki } from "./support/pki.js";
 import { startJaeger, waitFor, type JaegerProcess, type OtlpStoredSpan } from "./support/jaeger.js";
+import { otlpExport } from "./support/span-capture.js";
 import { freePort, mtlsRequest, startEchoUpstream, startFrontProxy, type EchoUpstream, type RunningProxy } from "./support/envoy.js";
 
 const PERSON = "alice@example.com";
@@ -102,7 +102,7 @@ describe("SPEC 6: one authz.check span per Check, exported to Jaeger", () => {
       listen: "127.0.0.1:0",
       adminListen: "127.0.0.1:0",
       logger: silentLogger,
-      tracing: { exporter: new OTLPTraceExporter({ url: jaeger.otlpGrpcUrl }) },
+      tracing: { export: otlpExport("grpc", jaeger.otlpGrpcUrl) },
       watchPolicy: false,
     });
     policyVersion = hopwarden.policies.current()!.version;
@@ -228,7 +228,7 @@ describe("SPEC 6 through real Envoy: the authz.check span is a child of Envoy's 
         policyFile,
         listen: "127.0.0.1:0",
         logger: silentLogger,
-        tracing: { exporter: new OTLPTraceExporter({ url: jaeger.otlpGrpcUrl }) },
+        tracing: { export: otlpExport("grpc", jaeger.otlpGrpcUrl) },
         watchPolicy: false,
       }),
       startEchoUpstream(),
@@ -330,11 +330,11 @@ describe("SPEC 6 faults: a collector outage loses spans (counted) but never dela
     }
   }
 
-  async function failedSpansReach(hopwarden: Hopwarden, count: number): Promise<number> {
+  async function metricReaches(hopwarden: Hopwarden, name: string, count: number): Promise<number> {
     return waitFor(
-      `hopwarden_spans_failed ≥ ${count}`,
+      `${name} ≥ ${count}`,
       async () => {
-        const v = await metricValue(hopwarden, "hopwarden_spans_failed");
+        const v = await metricValue(hopwarden, name);
         return v !== undefined && v >= count ? v : undefined;
       },
       10_000,
@@ -342,20 +342,44 @@ describe("SPEC 6 faults: a collector outage loses spans (counted) but never dela
     );
   }
 
-  it("keeps answering when nothing listens on the collector's port, and counts the lost spans", async () => {
+  it("keeps answering when nothing listens on the collector's port, holding the spans (bounded) and counting failed exports", async () => {
     const port = await freePort();
     const hopwarden = await startHopwarden({
       policyFile,
       listen: "127.0.0.1:0",
       adminListen: "127.0.0.1:0",
       logger: silentLogger,
-      tracing: { exporter: new OTLPTraceExporter({ url: `http://127.0.0.1:${port}`, timeoutMillis: 1_000 }) },
+      tracing: { export: otlpExport("grpc", `http://127.0.0.1:${port}`, 1_000) },
       watchPolicy: false,
     });
     try {
       await checksStayFast(hopwarden);
-      expect(await failedSpansReach(hopwarden, CALLS)).toBeGreaterThanOrEqual(CALLS);
+      await hopwarden.flushSpans();
+      expect(await metricReaches(hopwarden, "hopwarden_span_exports_failed", 1)).toBeGreaterThanOrEqual(1);
+      expect(await metricValue(hopwarden, "hopwarden_spans_queued")).toBe(CALLS);
       expect(await metricValue(hopwarden, "hopwarden_spans_exported")).toBe(0);
+      expect(await metricValue(hopwarden, "hopwarden_spans_failed")).toBe(0);
+    } finally {
+      await hopwarden.shutdown(1_000);
+    }
+  });
+
+  it("counts the spans that do not fit the bounded queue as lost, without encoding them", async () => {
+    const port = await freePort();
+    const hopwarden = await startHopwarden({
+      policyFile,
+      listen: "127.0.0.1:0",
+      adminListen: "127.0.0.1:0",
+      logger: silentLogger,
+      tracing: { export: otlpExport("http/protobuf", `http://127.0.0.1:${port}/v1/traces`, 1_000), maxQueueBytes: 2_048 },
+      watchPolicy: false,
+    });
+    try {
+      await checksStayFast(hopwarden);
+      const lost = await metricReaches(hopwarden, "hopwarden_spans_failed", CALLS - 4);
+      const queuedBytes = (await metricValue(hopwarden, "hopwarden_spans_queued_bytes")) ?? 0;
+      expect(queuedBytes).toBeLessThan(2_048 + 2_048);
+      expect(lost + ((await metricValue(hopwarden, "hopwarden_spans_queued")) ?? 0)).toBe(CALLS);
     } finally {
       await hopwarden.shutdown(1_000);
     }
@@ -375,12 +399,14 @@ describe("SPEC 6 faults: a collector outage loses spans (counted) but never dela
       listen: "127.0.0.1:0",
       adminListen: "127.0.0.1:0",
       logger: silentLogger,
-      tracing: { exporter: new OTLPTraceExporter({ url: `http://127.0.0.1:${port}`, timeoutMillis: 1_000 }) },
+      tracing: { export: otlpExport("http/protobuf", `http://127.0.0.1:${port}/v1/traces`, 1_000) },
       watchPolicy: false,
     });
     try {
       await checksStayFast(hopwarden);
-      expect(await failedSpansReach(hopwarden, CALLS)).toBeGreaterThanOrEqual(CALLS);
+      await hopwarden.flushSpans();
+      expect(await metricReaches(hopwarden, "hopwarden_span_exports_failed", 1)).toBeGreaterThanOrEqual(1);
+      expect(await metricValue(hopwarden, "hopwarden_spans_exported")).toBe(0);
     } finally {
       await hopwarden.shutdown(1_000);
       for (const s of sockets) s.destroy();
@@ -388,13 +414,13 @@ describe("SPEC 6 faults: a collector outage loses spans (counted) but never dela
     }
   });
 
-  it("keeps answering when Jaeger goes away mid-run: spans before are stored, spans after are counted as lost", async () => {
+  it("keeps answering when Jaeger goes away mid-run: spans before are stored, spans after wait in the queue", async () => {
     const hopwarden = await startHopwarden({
       policyFile,
       listen: "127.0.0.1:0",
       adminListen: "127.0.0.1:0",
       logger: silentLogger,
-      tracing: { exporter: new OTLPTraceExporter({ url: jaeger.otlpGrpcUrl, timeoutMillis: 1_000 }) },
+      tracing: { export: otlpExport("grpc", jaeger.otlpGrpcUrl, 1_000) },
       watchPolicy: false,
     });
     try {
@@ -402,7 +428,9 @@ describe("SPEC 6 faults: a collector outage loses spans (counted) but never dela
       await waitFor("the first spans exported", async () => ((await metricValue(hopwarden, "hopwarden_spans_exported")) ?? 0) >= CALLS || undefined);
       await jaeger.stop();
       await checksStayFast(hopwarden);
-      expect(await failedSpansReach(hopwarden, CALLS)).toBeGreaterThanOrEqual(CALLS);
+      await hopwarden.flushSpans();
+      expect(await metricReaches(hopwarden, "hopwarden_span_exports_failed", 1)).toBeGreaterThanOrEqual(1);
+      expect(await metricValue(hopwarden, "hopwarden_spans_queued")).toBe(CALLS);
       expect(await metricValue(hopwarden, "hopwarden_spans_exported")).toBe(CALLS);
     } finally {
       await hopwarden.shutdown(1_000);

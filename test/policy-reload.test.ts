@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from "node:fs/
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { SpanCapture } from "./support/span-capture.js";
 import { startHopwarden, type Hopwarden, type HopwardenOptions } from "../src/main.js";
 import { CheckClient, outcome } from "./support/check-client.js";
 import { testPolicyYaml } from "./support/policies.js";
@@ -184,14 +184,16 @@ describe("hot reload of the policy file", () => {
     const dir = await tempDir();
     const file = join(dir, "policy.yaml");
     await writeFile(file, testPolicyYaml({ version: "v1" }));
-    const spans = new InMemorySpanExporter();
-    const { hopwarden, client } = await serve(file, { watchPolicy: false, tracing: { exporter: undefined, processor: new SimpleSpanProcessor(spans) } });
+    const spans = new SpanCapture();
+    const { hopwarden, client } = await serve(file, { watchPolicy: false, tracing: { export: undefined, transport: spans } });
 
     const versionOf = async () => {
+      await hopwarden.flushSpans();
       spans.reset();
       const response = await client.check(researchCallsDb());
       expect(outcome(response).code).toBe(0);
-      const span = spans.getFinishedSpans().find((s) => s.name === "authz.check");
+      await hopwarden.flushSpans();
+      const span = spans.spans().find((s) => s.name === "authz.check");
       return { metadata: response.dynamicMetadata?.["policy_version"], span: span?.attributes["authz.policy.version"] };
     };
     expect(await versionOf()).toEqual({ metadata: "v1", span: "v1" });

@@ -9,7 +9,6 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
 import { startHopwarden, type Hopwarden } from "../src/main.js";
 import { silentLogger } from "../src/adapters/logging/logger.js";
 import { UlidGenerator } from "../src/adapters/ids/ulid.js";
@@ -18,6 +17,7 @@ import type { DecisionRecord, DelegationNode } from "../src/adapters/telemetry/t
 import { CheckClient, checkRequest, outcome } from "./support/check-client.js";
 import { createTestPki, spiffe, type TestPki } from "./support/pki.js";
 import { startJaeger, waitFor, type JaegerProcess } from "./support/jaeger.js";
+import { otlpExport } from "./support/span-capture.js";
 import { freePort } from "./support/envoy.js";
 
 const repoRoot = join(import.meta.dirname, "..");
@@ -41,7 +41,7 @@ beforeAll(async () => {
     policyFile: join(repoRoot, "examples", "policy.yaml"),
     listen: "127.0.0.1:0",
     logger: silentLogger,
-    tracing: { exporter: new OTLPTraceExporter({ url: jaeger.otlpGrpcUrl }) },
+    tracing: { export: otlpExport("grpc", jaeger.otlpGrpcUrl) },
     watchPolicy: false,
   });
   const client = new CheckClient(hopwarden.grpcAddress);

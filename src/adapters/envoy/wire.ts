@@ -111,6 +111,18 @@ export class WireWriter {
     return this;
   }
 
+  /** The tag and length of a length-delimited field whose content is written elsewhere (sent after these bytes). */
+  lengthPrefix(field: number, length: number): this {
+    this.tag(field, WireType.LEN);
+    this.rawVarint(length);
+    return this;
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.len;
+  }
+
   varint(field: number, value: number): this {
     this.tag(field, WireType.VARINT);
     this.rawVarint(value);

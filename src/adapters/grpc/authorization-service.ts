@@ -10,11 +10,12 @@ import { CheckResponseSchema } from "../../gen/envoy/service/auth/v3/external_au
 import type { CheckInput } from "../../core/decision/check-input.js";
 import type { Decision } from "../../core/decision/decision.js";
 import type { CheckPipeline } from "../../core/decision/check-pipeline.js";
-import type { DecisionSink } from "../../core/ports.js";
+import type { DecisionContext, DecisionSink } from "../../core/ports.js";
 import { GrpcCode } from "../../core/reasons.js";
 import { decodeCheckRequest } from "../envoy/check-request-decoder.js";
 import { encodeCheckResponse } from "../envoy/check-response-encoder.js";
-import { CheckSpanRecorder } from "../telemetry/check-span.js";
+import type { DecisionTracing } from "../telemetry/decision-tracing.js";
+import type { DecisionSpanIds } from "../telemetry/decision-span.js";
 import type { Logger } from "../logging/logger.js";
 import { DecodeFailure } from "./protobuf-method.js";
 
@@ -55,7 +56,7 @@ export function authorizationServiceDefinition(headersRead: ReadonlySet<string>)
 
 export interface AuthorizationServiceDeps {
   readonly pipeline: CheckPipeline;
-  readonly spans?: CheckSpanRecorder;
+  readonly tracing?: DecisionTracing;
   readonly sinks?: readonly DecisionSink[];
   readonly logger: Logger;
   /**
@@ -82,11 +83,75 @@ const FALLBACK_DENY: Buffer = Buffer.from(toBinary(CheckResponseSchema, create(C
   },
 })));
 
-export function authorizationImplementation(deps: AuthorizationServiceDeps): UntypedServiceImplementation {
-  const sinks = deps.sinks ?? [];
-  const { pipeline, spans, logger } = deps;
+const NO_SPAN: undefined = undefined;
 
-  const complete = (decision: Decision, started: number, span: ReturnType<CheckSpanRecorder["start"]> | undefined, callback: sendUnaryData<CheckAnswer>) => {
+/**
+ * One Check in flight: what the answer and the records need once the
+ * decision is known. The synchronous path (no token to verify, room in the
+ * audit log) creates this object and nothing else per call: no closures, no
+ * SDK span.
+ */
+class CheckCall {
+  constructor(
+    readonly service: AuthorizationHandler,
+    readonly callback: sendUnaryData<CheckAnswer>,
+    readonly started: number,
+    readonly span: DecisionSpanIds | undefined,
+    readonly request: CheckInput | DecodeFailure,
+  ) {}
+
+  /** Decides once admitted (the audit log has room, or said no). */
+  decideAdmitted(admitted: boolean): Decision | Promise<Decision> {
+    const { pipeline } = this.service.deps;
+    if (this.request instanceof DecodeFailure) {
+      return pipeline.denyWithoutDeciding("internal_error", `the CheckRequest does not decode as envoy.service.auth.v3.CheckRequest: ${this.request.problem}`);
+    }
+    if (!admitted) return pipeline.denyWithoutDeciding("internal_error", "the audit log cannot take more records; denying rather than deciding without a record");
+    return pipeline.decide(this.request);
+  }
+
+  settle(result: Decision | Promise<Decision>): void {
+    if (result instanceof Promise) {
+      result.then(
+        (decision) => this.service.complete(this, decision),
+        (err: unknown) => this.service.failClosed(this, err),
+      );
+    } else {
+      this.service.complete(this, result);
+    }
+  }
+}
+
+class AuthorizationHandler {
+  private readonly sinks: readonly DecisionSink[];
+
+  constructor(readonly deps: AuthorizationServiceDeps) {
+    this.sinks = deps.sinks ?? [];
+  }
+
+  check(call: ServerUnaryCall<CheckInput | DecodeFailure, CheckAnswer>, callback: sendUnaryData<CheckAnswer>): void {
+    const started = performance.now();
+    let pending: CheckCall | undefined;
+    try {
+      const span = this.deps.tracing?.begin(call.metadata) ?? NO_SPAN;
+      pending = new CheckCall(this, callback, started, span, call.request);
+      const admitted = this.deps.admit?.() ?? true;
+      if (admitted instanceof Promise) {
+        const p = pending;
+        admitted.then(
+          (ok) => p.settle(p.decideAdmitted(ok)),
+          (err: unknown) => this.failClosed(p, err),
+        );
+      } else {
+        pending.settle(pending.decideAdmitted(admitted));
+      }
+    } catch (err) {
+      this.failClosed(pending ?? new CheckCall(this, callback, started, NO_SPAN, call.request), err);
+    }
+  }
+
+  complete(call: CheckCall, decision: Decision): void {
+    const { logger, tracing } = this.deps;
     let response: CheckAnswer;
     try {
       response = encodeCheckResponse(decision);
@@ -94,16 +159,13 @@ export function authorizationImplementation(deps: AuthorizationServiceDeps): Unt
       logger.error("encoding the CheckResponse failed; denying", { error: err, decision_id: decision.decisionId });
       response = FALLBACK_DENY;
     }
-    callback(null, response);
+    call.callback(null, response);
     try {
-      const latencyMs = performance.now() - started;
-      let ids: { traceId: string; spanId: string } | undefined;
-      if (span !== undefined) {
-        spans!.end(span, decision);
-        ids = CheckSpanRecorder.ids(span);
-      }
-      const context = { latencyMs, ...ids };
-      for (const sink of sinks) sink.record(decision, context);
+      const latencyMs = performance.now() - call.started;
+      const span = call.span;
+      if (span !== undefined) tracing?.end(span, decision);
+      const context: DecisionContext = span === undefined ? { latencyMs } : { latencyMs, traceId: span.traceId, spanId: span.spanId };
+      for (const sink of this.sinks) sink.record(decision, context);
       if (logger.enabled("debug")) {
         logger.debug("decision", {
           decision_id: decision.decisionId,
@@ -115,53 +177,29 @@ export function authorizationImplementation(deps: AuthorizationServiceDeps): Unt
           chain: decision.chain,
           policy_version: decision.policyVersion,
           latency_ms: Number(latencyMs.toFixed(3)),
-          trace_id: ids?.traceId,
+          trace_id: span?.traceId,
         });
       }
     } catch (err) {
       logger.error("recording a decision failed", { error: err, decision_id: decision.decisionId });
     }
-  };
+  }
 
   /** An exception on the way: still a deny with a decision id, still recorded; only if even that fails, the fixed answer. */
-  const failClosed = (err: unknown, started: number, span: ReturnType<CheckSpanRecorder["start"]> | undefined, callback: sendUnaryData<CheckAnswer>) => {
-    logger.error("Check failed; denying", { error: err });
+  failClosed(call: CheckCall, err: unknown): void {
+    this.deps.logger.error("Check failed; denying", { error: err });
     try {
       const detail = err instanceof Error ? err.message : String(err);
-      complete(pipeline.denyWithoutDeciding("internal_error", `internal error while deciding: ${detail}`), started, span, callback);
+      this.complete(call, this.deps.pipeline.denyWithoutDeciding("internal_error", `internal error while deciding: ${detail}`));
     } catch {
-      span?.end();
-      callback(null, FALLBACK_DENY);
+      call.callback(null, FALLBACK_DENY);
     }
-  };
+  }
+}
 
+export function authorizationImplementation(deps: AuthorizationServiceDeps): UntypedServiceImplementation {
+  const handler = new AuthorizationHandler(deps);
   return {
-    Check: (call: ServerUnaryCall<CheckInput | DecodeFailure, CheckAnswer>, callback: sendUnaryData<CheckAnswer>) => {
-      const started = performance.now();
-      let span: ReturnType<CheckSpanRecorder["start"]> | undefined;
-      try {
-        span = spans?.start(call.metadata);
-        const request = call.request;
-        const admitted = deps.admit?.() ?? true;
-        const decideAdmitted = (ok: boolean): Decision | Promise<Decision> => {
-          if (request instanceof DecodeFailure) {
-            return pipeline.denyWithoutDeciding("internal_error", `the CheckRequest does not decode as envoy.service.auth.v3.CheckRequest: ${request.problem}`);
-          }
-          if (!ok) return pipeline.denyWithoutDeciding("internal_error", "the audit log cannot take more records; denying rather than deciding without a record");
-          return pipeline.decide(request);
-        };
-        const result = admitted instanceof Promise ? admitted.then(decideAdmitted) : decideAdmitted(admitted);
-        if (result instanceof Promise) {
-          result.then(
-            (decision) => complete(decision, started, span, callback),
-            (err: unknown) => failClosed(err, started, span, callback),
-          );
-        } else {
-          complete(result, started, span, callback);
-        }
-      } catch (err) {
-        failClosed(err, started, span, callback);
-      }
-    },
+    Check: (call: ServerUnaryCall<CheckInput | DecodeFailure, CheckAnswer>, callback: sendUnaryData<CheckAnswer>) => handler.check(call, callback),
   };
 }

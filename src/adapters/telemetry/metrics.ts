@@ -17,7 +17,7 @@ export interface ObservedSources {
   readonly hopCache?: { hits: number; misses: number; size: number; bytes: number };
   readonly certificateCache?: { hits: number; misses: number; size: number; bytes: number };
   readonly policyVersion?: () => string | undefined;
-  readonly spans?: { exportedSpans: number; failedSpans: number; failedExports: number };
+  readonly spans?: { exportedSpans: number; lostSpans: number; failedExports: number; queuedSpans: number; queuedBytes: number };
   readonly audit?: () => AuditLogStats;
   readonly jwksRefreshes?: { readonly ok: number; readonly failed: number };
 }
@@ -73,7 +73,10 @@ export class HopwardenMetrics implements DecisionSink {
     }
     if (spans) {
       observe("hopwarden_spans_exported", "Decision spans the collector accepted", () => spans.exportedSpans);
-      observe("hopwarden_spans_failed", "Decision spans lost because export failed", () => spans.failedSpans);
+      observe("hopwarden_spans_failed", "Decision spans lost: the export queue was full, or the collector refused their batch for good", () => spans.lostSpans);
+      observe("hopwarden_span_exports_failed", "Span exports that failed (retryable ones are tried again after a back-off)", () => spans.failedExports);
+      observe("hopwarden_spans_queued", "Decision spans waiting for the collector", () => spans.queuedSpans, false);
+      observe("hopwarden_spans_queued_bytes", "Bytes of encoded decision spans waiting for the collector (bounded)", () => spans.queuedBytes, false);
     }
     if (sources.jwksRefreshes) {
       const refreshes = sources.jwksRefreshes;

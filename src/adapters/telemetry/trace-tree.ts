@@ -9,7 +9,7 @@
 // decisions on the node of the agent that was called.
 
 import type { AttributeValue, StoredSpan } from "./jaeger-query-client.js";
-import { CHECK_SPAN_NAME, HOP_EVENT_NAME } from "./check-span.js";
+import { CHECK_SPAN_NAME, HOP_EVENT_NAME } from "./decision-span.js";
 
 export interface HopEvaluation {
   readonly from: string;

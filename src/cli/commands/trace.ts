@@ -4,7 +4,7 @@
 // found, 2 usage, 3 Jaeger could not be queried.
 
 import { JaegerQueryClient, JaegerQueryError, type TraceSearch } from "../../adapters/telemetry/jaeger-query-client.js";
-import { CHECK_SPAN_NAME } from "../../adapters/telemetry/check-span.js";
+import { CHECK_SPAN_NAME } from "../../adapters/telemetry/decision-span.js";
 import {
   classifyId,
   decisionSearchWindow,

@@ -1,0 +1,95 @@
+// Encodes a DecisionSpan as one OTLP `Span` (opentelemetry/proto/trace/v1),
+// straight from the Decision: no attribute map, no SDK objects. A span is
+// appended to a ScopeSpans body as field `spans`; the request around a batch
+// (resource, scope) is written once per export (span-batch-queue.ts).
+// Attributes and events are SPEC 6's; attacker-supplied strings (method,
+// path, on-behalf-of, identities) pass through `bound` first (SPEC 6: kept
+// up to 1,024 bytes, then cut with a marker).
+
+import { ALLOW_REASON } from "../../core/decision/decision.js";
+import type { WireWriter } from "../envoy/wire.js";
+import { CHECK_SPAN_NAME, HOP_EVENT_NAME, isServiceFailure, pathWithoutQuery, TIME_ORIGIN, type DecisionSpan } from "./decision-span.js";
+import {
+  EVENT_ATTRIBUTES,
+  EVENT_NAME,
+  EVENT_TIME,
+  FLAGS_HAS_IS_REMOTE,
+  FLAGS_IS_REMOTE,
+  SPAN_ATTRIBUTES,
+  SPAN_END,
+  SPAN_EVENTS,
+  SPAN_FLAGS,
+  SPAN_KIND,
+  SPAN_NAME,
+  SPAN_PARENT_SPAN_ID,
+  SPAN_SPAN_ID,
+  SPAN_START,
+  SPAN_STATUS,
+  SPAN_TRACE_ID,
+  SPAN_TRACE_STATE,
+  SS_SPANS,
+  STATUS_CODE,
+  STATUS_MESSAGE,
+  writeBoolAttribute,
+  writeOffsetTime,
+  writeIntAttribute,
+  writeName,
+  writeStringArrayAttribute,
+  writeStringAttribute,
+} from "./otlp-wire.js";
+
+/** OTLP's Span.SpanKind: SERVER. */
+const KIND_SERVER = 2;
+/** OTLP's Status.StatusCode: ERROR. */
+const STATUS_ERROR = 2;
+/** W3C trace flags of every decision span: sampled, always (SPEC 6). */
+const SAMPLED = 0x01;
+
+/** Shortens an attacker-supplied string to what a span keeps of it. */
+export type BoundText = (value: string) => string;
+
+/** Appends `span` as one `ScopeSpans.spans` field. */
+export function writeDecisionSpan(w: WireWriter, span: DecisionSpan, bound: BoundText): void {
+  const d = span.decision;
+  w.fork(SS_SPANS);
+  w.hexBytes(SPAN_TRACE_ID, span.traceId);
+  w.hexBytes(SPAN_SPAN_ID, span.spanId);
+  if (span.parent?.traceState !== undefined) w.string(SPAN_TRACE_STATE, span.parent.traceState);
+  if (span.parent !== undefined) w.hexBytes(SPAN_PARENT_SPAN_ID, span.parent.spanId);
+  writeName(w, SPAN_NAME, CHECK_SPAN_NAME);
+  w.varint(SPAN_KIND, KIND_SERVER);
+  writeOffsetTime(w, SPAN_START, TIME_ORIGIN, span.startPerfMs);
+  writeOffsetTime(w, SPAN_END, TIME_ORIGIN, span.endPerfMs);
+
+  const A = SPAN_ATTRIBUTES;
+  writeStringAttribute(w, A, "authz.decision", d.allowed ? "allow" : "deny");
+  writeStringAttribute(w, A, "authz.reason", d.reason ?? ALLOW_REASON);
+  writeStringAttribute(w, A, "authz.decision_id", d.decisionId);
+  writeStringAttribute(w, A, "authz.policy.version", d.policyVersion);
+  writeStringAttribute(w, A, "agent.caller", bound(d.caller ?? ""));
+  writeStringAttribute(w, A, "agent.callee", bound(d.callee ?? ""));
+  writeStringAttribute(w, A, "agent.on_behalf_of", bound(d.onBehalfOf ?? ""));
+  writeStringArrayAttribute(w, A, "agent.delegation.chain", d.chain, bound);
+  writeIntAttribute(w, A, "agent.delegation.depth", d.chain.length);
+  writeStringAttribute(w, A, "http.request.method", bound(d.method));
+  writeStringAttribute(w, A, "url.path", bound(pathWithoutQuery(d.path)));
+  if (d.peerCertificateSha256 !== undefined) writeStringAttribute(w, A, "tls.client.hash.sha256", d.peerCertificateSha256);
+  if (d.tokenId !== undefined) writeStringAttribute(w, A, "agent.delegation.token_id", bound(d.tokenId));
+
+  for (const hop of d.hops) {
+    w.fork(SPAN_EVENTS);
+    writeOffsetTime(w, EVENT_TIME, TIME_ORIGIN, span.endPerfMs);
+    writeName(w, EVENT_NAME, HOP_EVENT_NAME);
+    writeStringAttribute(w, EVENT_ATTRIBUTES, "from", bound(hop.from));
+    writeStringAttribute(w, EVENT_ATTRIBUTES, "to", bound(hop.to));
+    writeStringAttribute(w, EVENT_ATTRIBUTES, "rule", hop.rule);
+    writeStringAttribute(w, EVENT_ATTRIBUTES, "result", hop.result);
+    writeBoolAttribute(w, EVENT_ATTRIBUTES, "cached", hop.cached);
+    w.join();
+  }
+  if (isServiceFailure(d)) {
+    w.fork(SPAN_STATUS).string(STATUS_MESSAGE, d.reason ?? "").varint(STATUS_CODE, STATUS_ERROR).join();
+  }
+  w.fixed32(SPAN_FLAGS, SAMPLED | FLAGS_HAS_IS_REMOTE | (span.parent !== undefined ? FLAGS_IS_REMOTE : 0));
+  w.join();
+}
