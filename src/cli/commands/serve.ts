@@ -8,6 +8,7 @@ import { ServiceConfigError } from "../../adapters/config/service-config.js";
 import { createLogger } from "../../adapters/logging/logger.js";
 import { AuditKeyError } from "../../adapters/audit/audit-keys.js";
 import { AuditLogConfigError } from "../../adapters/audit/audit-log-writer.js";
+import { TlsFileError } from "../../adapters/grpc/tls-file-set.js";
 import { parseCommandArgs, withUsage } from "../options.js";
 import { resolveServeSettings } from "../serve/settings.js";
 import { runSingleProcess } from "../serve/single-process.js";
@@ -32,8 +33,28 @@ Options (each also settable as HOPWARDEN_<OPTION>, e.g. HOPWARDEN_ADMIN_LISTEN):
                            auto = the cores available)
   --audit-log <file>       append-only, hash-chained, signed audit log
   --audit-key <file>       Ed25519 private key (PEM, PKCS#8) that signs it
+  --tls-cert <file>        serve the gRPC port over TLS with this certificate
+                           (PEM: the leaf, then any intermediates)
+  --tls-key <file>         its private key (PEM, unencrypted); goes with --tls-cert
+  --tls-client-ca <file>   also require a client certificate issued by this CA
+                           (PEM bundle): mutual TLS; needs --tls-cert/--tls-key
   --log-level <level>      debug (one line per decision), info, warn, error
   -h, --help               show this help
+
+What TLS protects: without --tls-client-ca, anything that reaches --listen
+can ask for decisions under any source.principal, and its allows are written
+to the audit log. With it, a connection without a certificate from that CA is
+refused in the TLS handshake: no Check is read, no decision is made or
+recorded. Give it a CA that issues certificates only to your Envoys (not the
+agents' CA), and present one from Envoy's ext_authz cluster (UpstreamTlsContext;
+see envoy/README.md). Health and reflection are behind the same handshake:
+  grpc-health-probe -addr <host:port> -tls -tls-ca-cert ca.crt \
+    -tls-client-cert envoy.crt -tls-client-key envoy.key -tls-server-name <name>
+The files are re-read when they change (cert-manager and SPIRE rotations:
+renames, Kubernetes ..data symlink swaps, in-place writes): new handshakes get
+the new certificate, open connections stay up. A new file that is not usable
+(half written, key and certificate out of step) is refused and logged, and the
+last good certificate stays in force. Unusable files at start: exit 1.
 
 Tracing: decision spans go to the OTLP endpoint the standard OTEL_* variables
 name (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL=grpc|http/protobuf,
@@ -55,6 +76,9 @@ const FLAGS = {
   workers: { type: "string" },
   "audit-log": { type: "string" },
   "audit-key": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-client-ca": { type: "string" },
   "log-level": { type: "string" },
 } as const;
 
@@ -96,6 +120,10 @@ async function runServe(run: () => Promise<number>): Promise<number> {
   } catch (err) {
     if (err instanceof WorkerStartError) {
       process.stderr.write(`hopwarden serve: cannot start: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof TlsFileError) {
+      process.stderr.write(`hopwarden serve: cannot start: the TLS file ${err.file} is not usable: ${err.problem}\n`);
       return 1;
     }
     if (err instanceof AuditKeyError || err instanceof AuditLogConfigError) {
