@@ -419,6 +419,15 @@ describe("with --workers 2, every worker serves TLS and takes up a Kubernetes ..
 describe("serve TLS start-up errors", () => {
   const serveArgs = (...tls: string[]) => ["serve", "--policy", policyFile, "--listen", "127.0.0.1:0", "--admin-listen", "off", ...tls];
 
+  it("serve --help documents the TLS flags and what each protects", async () => {
+    const r = await runCli(["serve", "--help"]);
+    expect(r.code).toBe(0);
+    for (const flag of ["--tls-cert <file>", "--tls-key <file>", "--tls-client-ca <file>"]) expect(r.stdout).toContain(flag);
+    expect(r.stdout).toMatch(/What TLS protects:/);
+    expect(r.stdout).toMatch(/refused in the TLS handshake/);
+    expect(r.stdout).toMatch(/grpc-health-probe .*-tls /);
+  });
+
   it.each([
     ["--tls-cert without --tls-key", ["--tls-cert", "x.crt"], /--tls-cert and --tls-key go together \(--tls-cert was given without --tls-key\)/],
     ["--tls-key without --tls-cert", ["--tls-key", "x.key"], /--tls-cert and --tls-key go together \(--tls-key was given without --tls-cert\)/],

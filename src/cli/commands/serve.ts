@@ -41,20 +41,22 @@ Options (each also settable as HOPWARDEN_<OPTION>, e.g. HOPWARDEN_ADMIN_LISTEN):
   --log-level <level>      debug (one line per decision), info, warn, error
   -h, --help               show this help
 
-What TLS protects: without --tls-client-ca, anything that reaches --listen
-can ask for decisions under any source.principal, and its allows are written
-to the audit log. With it, a connection without a certificate from that CA is
-refused in the TLS handshake: no Check is read, no decision is made or
-recorded. Give it a CA that issues certificates only to your Envoys (not the
-agents' CA), and present one from Envoy's ext_authz cluster (UpstreamTlsContext;
-see envoy/README.md). Health and reflection are behind the same handshake:
-  grpc-health-probe -addr <host:port> -tls -tls-ca-cert ca.crt \
-    -tls-client-cert envoy.crt -tls-client-key envoy.key -tls-server-name <name>
+What TLS protects: --tls-cert/--tls-key encrypt the gRPC port and prove
+hopwarden's identity to Envoy, but anything that reaches --listen can still
+ask for decisions under any source.principal, and its allows are written to
+the audit log. --tls-client-ca closes that: a connection without a
+certificate from that CA is refused in the TLS handshake, so no Check is
+read and nothing is decided or recorded. Give it a CA that issues only to
+your Envoys (not the agents' CA), and have Envoy's ext_authz cluster present
+one (UpstreamTlsContext; envoy/README.md, HOPWARDEN_MTLS=true). Health and
+reflection sit behind the same handshake:
+  grpc-health-probe -addr <host:port> -tls -tls-ca-cert <ca> -tls-server-name <name> \\
+    -tls-client-cert <envoy.crt> -tls-client-key <envoy.key>
 The files are re-read when they change (cert-manager and SPIRE rotations:
 renames, Kubernetes ..data symlink swaps, in-place writes): new handshakes get
-the new certificate, open connections stay up. A new file that is not usable
+the new certificate, open connections stay up. A new set that is not usable
 (half written, key and certificate out of step) is refused and logged, and the
-last good certificate stays in force. Unusable files at start: exit 1.
+last good one stays in force. Unusable files at start: exit 1, naming the file.
 
 Tracing: decision spans go to the OTLP endpoint the standard OTEL_* variables
 name (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL=grpc|http/protobuf,
