@@ -1,13 +1,19 @@
 #!/usr/bin/env node
 // Demo PKI for docker-compose.yml: a CA for the SPIFFE trust domain
 // example.org, a server certificate for the front proxy, and one X509-SVID
-// (single spiffe:// URI SAN) per demo agent. Runs offline (node and the
-// @peculiar/x509 devDependency, baked into the image's build stage).
+// (single spiffe:// URI SAN) per demo agent; and, apart from it, the Check
+// port's PKI: a CA of its own (hopwarden-ca.crt) that issues hopwarden's
+// server certificate (hopwarden.crt, DNS hopwarden) and Envoy's client
+// certificate for the ext_authz cluster (hopwarden-client.crt). A separate CA,
+// because hopwarden's --tls-client-ca must admit the proxy and no agent. Runs
+// offline (node and the @peculiar/x509 devDependency, baked into the image's
+// build stage).
 //
 //   node scripts/gen-demo-certs.mjs <out-dir> [--force]
 //
 // Existing certificates are kept unless --force, so restarting the demo does
-// not invalidate the files a user copied out. DEMO ONLY: keys are written
+// not invalidate the files a user copied out (a PKI from before the Check
+// port's part existed gains just that part). DEMO ONLY: keys are written
 // world-readable so that Envoy's unprivileged user can read them from the
 // shared volume; never do that with real keys.
 
@@ -31,30 +37,35 @@ if (outDir === undefined || (flag !== undefined && flag !== "--force")) {
   process.exit(2);
 }
 
-if (existsSync(join(outDir, "ca.crt")) && flag !== "--force") {
-  console.log(`gen-demo-certs: ${outDir}/ca.crt exists, keeping the demo PKI (--force to replace it)`);
+const keepAgents = existsSync(join(outDir, "ca.crt")) && flag !== "--force";
+const keepCheckPort = existsSync(join(outDir, "hopwarden-ca.crt")) && flag !== "--force";
+if (keepAgents && keepCheckPort) {
+  console.log(`gen-demo-certs: ${outDir}/ca.crt and hopwarden-ca.crt exist, keeping the demo PKI (--force to replace it)`);
   process.exit(0);
 }
 
 const pem = (label, der) => `-----BEGIN ${label}-----\n${Buffer.from(der).toString("base64").replace(/.{64}/g, "$&\n").replace(/\n$/, "")}\n-----END ${label}-----\n`;
 const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(12))).toString("hex").replace(/^./, "7");
 
-const caKeys = await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"]);
-const ca = await x509.X509CertificateGenerator.createSelfSigned({
-  serialNumber: serial(),
-  name: `CN=hopwarden demo CA,O=${TRUST_DOMAIN}`,
-  notBefore: new Date(Date.now() - DAY),
-  notAfter: new Date(Date.now() + 365 * DAY),
-  keys: caKeys,
-  signingAlgorithm: ALG,
-  extensions: [
-    new x509.BasicConstraintsExtension(true, 0, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-    await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
-  ],
-});
+async function createCa(commonName) {
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"]);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=${commonName},O=${TRUST_DOMAIN}`,
+    notBefore: new Date(Date.now() - DAY),
+    notAfter: new Date(Date.now() + 365 * DAY),
+    keys,
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { cert, keys };
+}
 
-async function issue(name, { uris = [], dnsNames = [], server = false }) {
+async function issue({ cert: ca, keys: caKeys }, name, { uris = [], dnsNames = [], server = false }) {
   const keys = await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"]);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
@@ -82,11 +93,22 @@ async function put(name, certPem, keyPem) {
 }
 
 await mkdir(outDir, { recursive: true });
-// The CA key is not needed by anyone after this run; it is kept out of the
-// shared volume so no demo container can mint identities.
-await writeFile(join(outDir, "ca.crt"), ca.toString("pem") + "\n", { mode: 0o644 });
-// The front proxy: reachable as localhost (published port) and as envoy (inside
-// the Compose network); its own SPIFFE ID is what a sidecar behind it trusts.
-await issue("server", { uris: [`spiffe://${TRUST_DOMAIN}/agent/gateway`], dnsNames: ["localhost", "envoy"], server: true });
-for (const agent of AGENTS) await issue(agent, { uris: [`spiffe://${TRUST_DOMAIN}/agent/${agent}`] });
-console.log(`gen-demo-certs: wrote ca.crt, server and ${AGENTS.join(", ")} certificates to ${outDir}`);
+// The CA keys are not needed by anyone after this run; they are kept out of
+// the shared volume so no demo container can mint identities.
+if (!keepAgents) {
+  const ca = await createCa("hopwarden demo CA");
+  await writeFile(join(outDir, "ca.crt"), ca.cert.toString("pem") + "\n", { mode: 0o644 });
+  // The front proxy: reachable as localhost (published port) and as envoy (inside
+  // the Compose network); its own SPIFFE ID is what a sidecar behind it trusts.
+  await issue(ca, "server", { uris: [`spiffe://${TRUST_DOMAIN}/agent/gateway`], dnsNames: ["localhost", "envoy"], server: true });
+  for (const agent of AGENTS) await issue(ca, agent, { uris: [`spiffe://${TRUST_DOMAIN}/agent/${agent}`] });
+  console.log(`gen-demo-certs: wrote ca.crt, server and ${AGENTS.join(", ")} certificates to ${outDir}`);
+}
+if (!keepCheckPort) {
+  const checkPortCa = await createCa("hopwarden demo check-port CA");
+  await writeFile(join(outDir, "hopwarden-ca.crt"), checkPortCa.cert.toString("pem") + "\n", { mode: 0o644 });
+  // hopwarden as the Compose service name (Envoy's SNI) and as localhost (the published port, for grpcurl).
+  await issue(checkPortCa, "hopwarden", { dnsNames: ["hopwarden", "localhost"], server: true });
+  await issue(checkPortCa, "hopwarden-client", { uris: [`spiffe://${TRUST_DOMAIN}/proxy/envoy`] });
+  console.log(`gen-demo-certs: wrote hopwarden-ca.crt, hopwarden and hopwarden-client certificates to ${outDir}`);
+}

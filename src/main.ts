@@ -12,6 +12,8 @@ import { LruHopDecisionCache } from "./adapters/cache/hop-decision-cache.js";
 import { UlidGenerator } from "./adapters/ids/ulid.js";
 import { authorizationImplementation } from "./adapters/grpc/authorization-service.js";
 import { startCheckServer, type RunningCheckServer } from "./adapters/grpc/check-server.js";
+import { CheckPortTls } from "./adapters/grpc/check-port-tls.js";
+import type { TlsFiles } from "./adapters/grpc/tls-file-set.js";
 import { startAdminServer, type RunningAdminServer } from "./adapters/admin/admin-server.js";
 import { DecisionTracing } from "./adapters/telemetry/decision-tracing.js";
 import type { DecisionSpan } from "./adapters/telemetry/decision-span.js";
@@ -51,6 +53,8 @@ export interface HopwardenOptions {
   readonly admit?: () => boolean | Promise<boolean>;
   /** Extra metric sources (the audit log's counters). */
   readonly auditStats?: () => AuditLogStats;
+  /** TLS (and with a client CA, mTLS) on the Check port; the files are watched and rotations taken up. */
+  readonly tls?: TlsFiles | undefined;
 }
 
 export interface DecisionTracingSettings {
@@ -69,6 +73,8 @@ export interface Hopwarden {
   readonly pipeline: CheckPipeline;
   readonly metrics: HopwardenMetrics;
   readonly check: RunningCheckServer;
+  /** The Check port's TLS, when configured. */
+  readonly tls: CheckPortTls | undefined;
   reload(trigger?: string): ReturnType<PolicyStore["reload"]>;
   /** Sends the decision spans queued so far to the collector (tests; shutdown does it too). */
   flushSpans(): Promise<void>;
@@ -138,8 +144,11 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
 
   policyEvents.onReload = (outcome) => metrics.recordReload(outcome.ok);
 
+  // Unusable TLS files at start are a start-up error (TlsFileError names the file).
+  const tls = options.tls === undefined ? undefined : await CheckPortTls.open(options.tls, logger);
   const check = await startCheckServer({
     listen: options.listen,
+    ...(tls !== undefined && { credentials: tls.credentials }),
     headersRead: pipeline.headersRead,
     authorization: authorizationImplementation({
       pipeline,
@@ -161,6 +170,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     }
   }
   if (options.watchPolicy !== false) policies.watch();
+  tls?.watch();
 
   let stopping: Promise<void> | undefined;
   return {
@@ -171,11 +181,13 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     pipeline,
     metrics,
     check,
+    tls,
     reload,
     flushSpans: () => tracing?.flush() ?? Promise.resolve(),
     shutdown(deadlineMs = 10_000) {
       stopping ??= (async () => {
         policies.close();
+        tls?.close();
         await check.shutdown(deadlineMs);
         await admin?.close();
         // A collector that is down must not hold the exit for the exporter's full time-out.

@@ -1,10 +1,12 @@
 // The Envoy configs in envoy/ against real Envoy 1.40: every template renders
-// and passes `envoy --mode validate`, and a running front proxy fails closed
-// and refuses callers without a certificate of our CA; docker-compose.yml wires
-// the same templates to its services. hopwarden itself is not started here
+// and passes `envoy --mode validate`, plaintext or with mTLS to hopwarden (the
+// HOPWARDEN_MTLS block), and a running front proxy fails closed and refuses
+// callers without a certificate of our CA; docker-compose.yml wires the same
+// templates to its services. hopwarden itself is not started here
 // (the end-to-end suite does that): its port is left unbound.
 
 import { spawnSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -13,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { loadPolicyText } from "../src/adapters/config/policy-file.js";
+import { loadTlsFileSet } from "../src/adapters/grpc/tls-file-set.js";
 import { templatePlaceholders } from "../envoy/render-config.mjs";
 import {
   ENVOY_TEMPLATES,
@@ -23,6 +26,7 @@ import {
   renderEnvoyConfig,
   renderTemplate,
   sidecarXfccValues,
+  type HopwardenTlsOptions,
   startEchoUpstream,
   startFrontProxy,
   startSidecarXfcc,
@@ -30,7 +34,7 @@ import {
   type EchoUpstream,
   type RunningProxy,
 } from "./support/envoy.js";
-import { createTestPki, writePki } from "./support/pki.js";
+import { CHECK_PORT_SERVER_NAME, createTestPki, writeCheckPortPki, writePki, type CheckPortPki } from "./support/pki.js";
 
 type PkiPaths = Awaited<ReturnType<typeof writePki>>;
 
@@ -38,11 +42,15 @@ const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 let dir: string;
 let pki: PkiPaths;
+let checkPort: CheckPortPki;
+let hopwardenTls: HopwardenTlsOptions;
 
 beforeAll(async () => {
   envoyBinary(); // a missing Envoy fails here with the install hint
   dir = await mkdtemp(join(tmpdir(), "hopwarden-envoy-config-"));
   pki = await writePki(await createTestPki(), join(dir, "pki"));
+  checkPort = await writeCheckPortPki(join(dir, "check-port-pki"));
+  hopwardenTls = { clientCert: checkPort.files.envoy, serverCa: checkPort.files.ca, serverName: CHECK_PORT_SERVER_NAME };
 });
 
 afterAll(async () => {
@@ -68,6 +76,31 @@ describe("template rendering", () => {
     expect(() => renderTemplate("port: ${port}", {})).toThrow(/malformed placeholder/);
   });
 
+  it("keeps a #% if block only when its condition is \"true\", needing no values for a dropped block", () => {
+    const template = "a: 1\n#% if TLS\nb: ${B}\n#% end\nc: ${C:-3}";
+    expect(renderTemplate(template, {})).toBe("a: 1\nc: 3");
+    expect(renderTemplate(template, { TLS: "false" })).toBe("a: 1\nc: 3");
+    expect(renderTemplate(template, { TLS: "true", B: 2 })).toBe("a: 1\nb: 2\nc: 3");
+    expect(() => renderTemplate(template, { TLS: "true" })).toThrow(/\$\{B\}/);
+  });
+
+  it.each([
+    ["a condition that is neither true nor false", "#% if TLS\nx: 1\n#% end\n", { TLS: "yes" }, /\$\{TLS\} must be "true" or "false", not "yes"/],
+    ["a block without an end", "#% if TLS\nx: 1\n", {}, /"#% if TLS" has no "#% end"/],
+    ["an end without a block", "x: 1\n#% end\n", {}, /line 2: "#% end" without "#% if"/],
+    ["a nested block", "#% if A\n#% if B\n#% end\n#% end\n", {}, /blocks do not nest/],
+    ["an unknown directive", "#% unless TLS\n", {}, /unknown directive/],
+  ])("refuses %s", (_what, template, values, message) => {
+    expect(() => renderTemplate(template, values)).toThrow(message);
+  });
+
+  it("lists a block's condition as a placeholder whose default is false", () => {
+    expect([...templatePlaceholders("#% if TLS\nx: ${X:-1}\n#% end\n")]).toEqual([
+      ["TLS", "false"],
+      ["X", "1"],
+    ]);
+  });
+
   it.each(Object.entries(ENVOY_TEMPLATES))("%s has a default for every placeholder, so docker-compose needs no variables", async (_name, file) => {
     const placeholders = templatePlaceholders(await readFile(file, "utf8"));
     expect(placeholders.size).toBeGreaterThan(5);
@@ -75,12 +108,13 @@ describe("template rendering", () => {
   });
 
   it("the loopback helpers give a value for every placeholder of their template", async () => {
-    const front = await frontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 1, researchPort: 2, dbPort: 3 });
+    const front = await frontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 1, hopwardenTls, researchPort: 2, dbPort: 3 });
     const sidecar = await sidecarXfccValues({
       server: paths("server"),
       caFile: paths("ca").cert,
       proxySpiffeId: "spiffe://example.org/agent/gateway",
       hopwardenPort: 1,
+      hopwardenTls,
       agent: "research",
       agentPort: 2,
     });
@@ -95,6 +129,56 @@ describe("template rendering", () => {
 });
 
 describe("envoy --mode validate", () => {
+  /** The hopwarden cluster of a rendered config, parsed. */
+  const hopwardenCluster = async (configPath: string): Promise<Record<string, unknown>> => {
+    const config = parseYaml(await readFile(configPath, "utf8")) as { static_resources: { clusters: Array<Record<string, unknown>> } };
+    const cluster = config.static_resources.clusters.find((c) => c.name === "hopwarden");
+    if (cluster === undefined) throw new Error(`${configPath} has no hopwarden cluster`);
+    return cluster;
+  };
+
+  it.each([
+    ["front-proxy.yaml", "frontProxy"],
+    ["sidecar-xfcc.yaml", "sidecarXfcc"],
+  ] as const)("accepts %s with mTLS to hopwarden: Envoy's client certificate, hopwarden's CA and name", async (_file, template) => {
+    const { values } =
+      template === "frontProxy"
+        ? await frontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 9191, hopwardenTls, researchPort: 8081, dbPort: 8082 })
+        : await sidecarXfccValues({
+            server: paths("server"),
+            caFile: paths("ca").cert,
+            proxySpiffeId: "spiffe://example.org/agent/gateway",
+            hopwardenPort: 9191,
+            hopwardenTls,
+            agent: "research",
+            agentPort: 8081,
+          });
+    await mkdir(join(dir, `mtls-${template}`));
+    const configPath = await renderEnvoyConfig(ENVOY_TEMPLATES[template], values, join(dir, `mtls-${template}`));
+    const result = await validateEnvoyConfig(configPath);
+    expect(result.ok, result.output).toBe(true);
+    const tls = (await hopwardenCluster(configPath)).transport_socket as { name: string; typed_config: Record<string, unknown> };
+    expect(tls.name).toBe("envoy.transport_sockets.tls");
+    expect(tls.typed_config).toMatchObject({
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+      sni: CHECK_PORT_SERVER_NAME,
+      common_tls_context: {
+        alpn_protocols: ["h2"],
+        tls_certificates: [{ certificate_chain: { filename: checkPort.files.envoy.cert }, private_key: { filename: checkPort.files.envoy.key } }],
+        validation_context: {
+          trusted_ca: { filename: checkPort.files.ca },
+          match_typed_subject_alt_names: [{ san_type: "DNS", matcher: { exact: CHECK_PORT_SERVER_NAME } }],
+        },
+      },
+    });
+  });
+
+  it.each(Object.entries(ENVOY_TEMPLATES))("%s talks plaintext to hopwarden unless HOPWARDEN_MTLS is true", async (name, template) => {
+    await mkdir(join(dir, `plain-${name}`));
+    const configPath = await renderEnvoyConfig(template, { HOPWARDEN_MTLS: "false" }, join(dir, `plain-${name}`));
+    expect(await hopwardenCluster(configPath)).not.toHaveProperty("transport_socket");
+  });
+
   it("accepts front-proxy.yaml rendered for loopback", async () => {
     const { values } = await frontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 9191, researchPort: 8081, dbPort: 8082 });
     const result = await validateEnvoyConfig(await renderEnvoyConfig(ENVOY_TEMPLATES.frontProxy, values, dir));
@@ -217,6 +301,7 @@ describe("docker-compose.yml is consistent with the Envoy config and the image",
     entrypoint?: string[];
     environment?: Record<string, string>;
     volumes?: string[];
+    depends_on?: Record<string, unknown>;
     ports?: string[];
   }
   let services: Record<string, Service>;
@@ -294,6 +379,31 @@ describe("docker-compose.yml is consistent with the Envoy config and the image",
     }
   });
 
+  it("the proxy speaks mTLS to hopwarden with the demo PKI's Check-port files, and hopwarden demands it", () => {
+    expect(service("demo-init").environment?.HOPWARDEN_MTLS).toBe("true");
+    const certDir = hostPath("demo-init", /gen-demo-certs\.mjs (\S+)/.exec(args(service("demo-init")).join(" "))![1]!);
+    for (const [placeholder, file] of [
+      ["HOPWARDEN_CLIENT_CERT", "hopwarden-client.crt"],
+      ["HOPWARDEN_CLIENT_KEY", "hopwarden-client.key"],
+      ["HOPWARDEN_SERVER_CA", "hopwarden-ca.crt"],
+    ] as const) {
+      expect(hostPath("envoy", fallback(placeholder))).toBe(posix.join(certDir, file));
+    }
+    // Envoy's SNI is the Compose service it dials; gen-demo-certs puts that name on hopwarden's certificate.
+    expect(fallback("HOPWARDEN_SERVER_NAME")).toBe(fallback("HOPWARDEN_HOST"));
+    const hopwarden = service("hopwarden");
+    for (const [flagName, file] of [
+      ["--tls-cert", "hopwarden.crt"],
+      ["--tls-key", "hopwarden.key"],
+      ["--tls-client-ca", "hopwarden-ca.crt"],
+    ] as const) {
+      expect(hostPath("hopwarden", flag(hopwarden, flagName))).toBe(posix.join(certDir, file));
+    }
+    const mount = (hopwarden.volumes ?? []).find((v) => v.split(":")[1] === posix.dirname(flag(hopwarden, "--tls-cert")));
+    expect(mount, "the certificates' directory is the mount, so a rotation reaches hopwarden").toBeDefined();
+    expect(hopwarden.depends_on).toHaveProperty("demo-init");
+  });
+
   it("publishes the proxy's listener port, and the listener binds all interfaces inside the container", () => {
     expect(fallback("LISTEN_ADDRESS")).toBe("0.0.0.0");
     expect(service("envoy").ports).toContain(`127.0.0.1:${fallback("LISTEN_PORT")}:${fallback("LISTEN_PORT")}`);
@@ -360,11 +470,26 @@ describe("docker-compose.yml is consistent with the Envoy config and the image",
     // Only the certificate paths differ from what the container sees.
     const configPath = await renderEnvoyConfig(
       ENVOY_TEMPLATES.frontProxy,
-      { TLS_CERT: join(demoCerts, "server.crt"), TLS_KEY: join(demoCerts, "server.key"), TLS_CA: join(demoCerts, "ca.crt") },
+      {
+        ...service("demo-init").environment,
+        TLS_CERT: join(demoCerts, "server.crt"),
+        TLS_KEY: join(demoCerts, "server.key"),
+        TLS_CA: join(demoCerts, "ca.crt"),
+        HOPWARDEN_CLIENT_CERT: join(demoCerts, "hopwarden-client.crt"),
+        HOPWARDEN_CLIENT_KEY: join(demoCerts, "hopwarden-client.key"),
+        HOPWARDEN_SERVER_CA: join(demoCerts, "hopwarden-ca.crt"),
+      },
       join(dir, "compose"),
     );
     const result = await validateEnvoyConfig(configPath);
     expect(result.ok, result.output).toBe(true);
+    // hopwarden accepts the files its command names, and its certificate carries the name Envoy expects.
+    const served = await loadTlsFileSet({ cert: join(demoCerts, "hopwarden.crt"), key: join(demoCerts, "hopwarden.key"), clientCa: join(demoCerts, "hopwarden-ca.crt") });
+    expect(served.serving.subjectAltName).toContain(`DNS:${fallback("HOPWARDEN_SERVER_NAME")}`);
+    const envoyClient = new X509Certificate(await readFile(join(demoCerts, "hopwarden-client.crt")));
+    expect(envoyClient.verify(new X509Certificate(await readFile(join(demoCerts, "hopwarden-ca.crt"))).publicKey)).toBe(true);
+    // ...and the agents' CA did not issue it: no agent's SVID opens hopwarden's port.
+    expect(envoyClient.verify(new X509Certificate(await readFile(join(demoCerts, "ca.crt"))).publicKey)).toBe(false);
   });
 });
 

@@ -2,7 +2,8 @@
 // validator can run here (kubeconform needs its schemas from the network), so
 // these tests parse the YAML and hold the fields that decide behaviour: fail
 // closed, gRPC probes on 9191, a locked-down container, one provider name on
-// both sides, and a policy path that really is the mounted ConfigMap key.
+// both sides, a policy path that really is the mounted ConfigMap key, and a
+// Check port that only the mesh's sidecars and gateways reach (finding 8).
 
 import { readFile } from "node:fs/promises";
 import { dirname, join, posix } from "node:path";
@@ -43,14 +44,20 @@ function at(value: unknown, ...path: (string | number)[]): unknown {
 let workload: Json[];
 let authz: Json[];
 let mesh: Json[];
+let access: Json[];
 
 beforeAll(async () => {
-  [workload, authz, mesh] = await Promise.all([documents("hopwarden.yaml"), documents("authorization-policy.yaml"), documents("mesh-config.yaml")]);
+  [workload, authz, mesh, access] = await Promise.all([
+    documents("hopwarden.yaml"),
+    documents("authorization-policy.yaml"),
+    documents("mesh-config.yaml"),
+    documents("check-port-access.yaml"),
+  ]);
 });
 
 describe("every manifest is a well-formed Kubernetes object", () => {
   it("has apiVersion, kind and metadata.name", () => {
-    for (const doc of [...workload, ...authz, ...mesh]) {
+    for (const doc of [...workload, ...authz, ...mesh, ...access]) {
       expect(typeof doc.apiVersion).toBe("string");
       expect(typeof doc.kind).toBe("string");
       expect(typeof at(doc, "metadata", "name")).toBe("string");
@@ -60,7 +67,7 @@ describe("every manifest is a well-formed Kubernetes object", () => {
   it("kustomization lists files that exist, and not the mesh config", async () => {
     const [kustomization] = await documents("kustomization.yaml");
     const resources = at(kustomization, "resources") as string[];
-    expect(resources).toEqual(expect.arrayContaining(["hopwarden.yaml", "authorization-policy.yaml"]));
+    expect(resources).toEqual(expect.arrayContaining(["hopwarden.yaml", "authorization-policy.yaml", "check-port-access.yaml"]));
     expect(resources).not.toContain("mesh-config.yaml");
     await Promise.all(resources.map((file) => readFile(join(istioDir, file))));
   });
@@ -203,5 +210,89 @@ describe("mesh config and AuthorizationPolicy", () => {
     expect(readme).toMatch(/do not send the peer certificate/);
     expect(readme).toMatch(/source\.principal/);
     expect(readme).toMatch(/x-forwarded-client-cert/);
+  });
+});
+
+describe("finding 8: only the mesh's sidecars and gateways reach hopwarden's :9191", () => {
+  const GATEWAY_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+  let hopwardenNamespace: string;
+  let podLabels: Json;
+  let agentsNamespace: string;
+
+  beforeAll(() => {
+    const deployment = find(workload, "Deployment", "hopwarden");
+    hopwardenNamespace = at(deployment, "metadata", "namespace") as string;
+    podLabels = at(deployment, "spec", "template", "metadata", "labels") as Json;
+    // The namespace whose sidecars call hopwarden: where the CUSTOM policy is.
+    agentsNamespace = at(find(authz, "AuthorizationPolicy"), "metadata", "namespace") as string;
+  });
+
+  /** A selector's matchLabels picks hopwarden's pods. */
+  const selectsHopwarden = (matchLabels: unknown) => {
+    expect(Object.keys(matchLabels as Json).length).toBeGreaterThan(0);
+    expect(podLabels).toMatchObject(matchLabels as Json);
+  };
+
+  it("finding 8: a NetworkPolicy admits connections to hopwarden's pods only on 9191, only from the agents' namespace and the ingress gateway", () => {
+    const policy = find(access, "NetworkPolicy");
+    expect(at(policy, "metadata", "namespace")).toBe(hopwardenNamespace);
+    selectsHopwarden(at(policy, "spec", "podSelector", "matchLabels"));
+    expect(at(policy, "spec", "policyTypes")).toEqual(["Ingress"]);
+    const rules = at(policy, "spec", "ingress") as Json[];
+    expect(rules.length).toBeGreaterThan(0);
+    for (const rule of rules) {
+      // A rule without `from` or without `ports` would open the pod to everyone or on every port.
+      expect((at(rule, "from") as unknown[]).length, "every rule names its peers").toBeGreaterThan(0);
+      expect(at(rule, "ports")).toEqual([{ protocol: "TCP", port: 9191 }]);
+    }
+    const peers = rules.flatMap((rule) => at(rule, "from") as Json[]);
+    for (const peer of peers) expect(peer, "no ipBlock: peers are pods of named namespaces").not.toHaveProperty("ipBlock");
+    expect(peers).toContainEqual({ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": agentsNamespace } } });
+    expect(peers).toContainEqual({
+      namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "istio-system" } },
+      podSelector: { matchLabels: { istio: "ingressgateway" } },
+    });
+  });
+
+  it("finding 8: an ALLOW AuthorizationPolicy admits only the agents' sidecars and the gateway's identity, and only on 9191", () => {
+    const policy = find(access, "AuthorizationPolicy");
+    expect(at(policy, "metadata", "namespace")).toBe(hopwardenNamespace);
+    selectsHopwarden(at(policy, "spec", "selector", "matchLabels"));
+    expect(at(policy, "spec", "action")).toBe("ALLOW");
+    const rules = at(policy, "spec", "rules") as Json[];
+    expect(rules.length).toBeGreaterThan(0);
+    for (const rule of rules) {
+      // An empty rule, or one without `from`, would allow every caller.
+      const sources = (at(rule, "from") as Json[]).map((f) => at(f, "source") as Json);
+      expect(sources.length).toBeGreaterThan(0);
+      for (const source of sources) expect(Object.keys(source).filter((k) => k !== "namespaces" && k !== "principals"), "sources are identities").toEqual([]);
+      expect((at(rule, "to") as Json[]).map((t) => at(t, "operation", "ports"))).toEqual([["9191"]]);
+    }
+    const sources = rules.flatMap((rule) => (at(rule, "from") as Json[]).map((f) => at(f, "source") as Json));
+    expect(sources).toContainEqual({ namespaces: [agentsNamespace] });
+    expect(sources).toContainEqual({ principals: [GATEWAY_PRINCIPAL] });
+  });
+
+  it("the port it opens is the Service's gRPC port and the mesh provider's port", () => {
+    const service = find(workload, "Service", "hopwarden");
+    const grpcPort = (at(service, "spec", "ports") as Json[]).find((p) => p.name === "grpc")!;
+    const providers = at(find(mesh, "IstioOperator"), "spec", "meshConfig", "extensionProviders") as Json[];
+    expect(at(providers[0], "envoyExtAuthzGrpc", "port")).toBe(grpcPort.port);
+    const rule = (at(find(access, "AuthorizationPolicy"), "spec", "rules") as Json[])[0]!;
+    expect(at(rule, "to", 0, "operation", "ports")).toEqual([String(grpcPort.port)]);
+  });
+
+  it("hopwarden's namespace refuses plaintext, so every caller has an identity to check", () => {
+    const peer = find(access, "PeerAuthentication");
+    expect(at(peer, "metadata", "namespace")).toBe(hopwardenNamespace);
+    selectsHopwarden(at(peer, "spec", "selector", "matchLabels"));
+    expect(at(peer, "spec", "mtls", "mode")).toBe("STRICT");
+  });
+
+  it("the README explains the gate and its limit", async () => {
+    const readme = await readFile(join(istioDir, "README.md"), "utf8");
+    expect(readme).toMatch(/check-port-access\.yaml/);
+    expect(readme).toMatch(/NetworkPolicy/);
+    expect(readme).toMatch(/--tls-client-ca/);
   });
 });

@@ -2,15 +2,16 @@
 // codecs from src/gen), plus builders for the CheckRequests Envoy sends.
 
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { Client, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { Client, credentials, Metadata, type ChannelCredentials, type ChannelOptions, type ServiceError } from "@grpc/grpc-js";
 import { CheckRequestSchema, CheckResponseSchema, type CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { HealthCheckRequestSchema, HealthCheckResponseSchema, type HealthCheckResponse } from "../../src/gen/grpc/health/v1/health_pb.js";
 
 export class CheckClient {
   private readonly client: Client;
 
-  constructor(address: string) {
-    this.client = new Client(address, credentials.createInsecure());
+  /** Plaintext unless `channelCredentials` say otherwise (credentials.createSsl for a TLS Check port). */
+  constructor(address: string, channelCredentials: ChannelCredentials = credentials.createInsecure(), options: ChannelOptions = {}) {
+    this.client = new Client(address, channelCredentials, options);
   }
 
   check(request: CheckRequest, metadata: Record<string, string> = {}): Promise<CheckResponse> {

@@ -217,12 +217,36 @@ export interface CertPaths {
   readonly key: string;
 }
 
+/** mTLS from Envoy's ext_authz cluster to hopwarden (the templates' HOPWARDEN_MTLS block). */
+export interface HopwardenTlsOptions {
+  /** Envoy's client certificate, from the CA hopwarden's --tls-client-ca names. */
+  readonly clientCert: CertPaths;
+  /** CA that issued hopwarden's server certificate. */
+  readonly serverCa: string;
+  /** SNI, and the DNS SAN hopwarden's certificate must carry. */
+  readonly serverName: string;
+}
+
+/** Template values for the hopwarden cluster: plaintext unless `tls` is given. */
+export function hopwardenTlsValues(tls: HopwardenTlsOptions | undefined): Record<string, string> {
+  if (tls === undefined) return { HOPWARDEN_MTLS: "false" };
+  return {
+    HOPWARDEN_MTLS: "true",
+    HOPWARDEN_CLIENT_CERT: tls.clientCert.cert,
+    HOPWARDEN_CLIENT_KEY: tls.clientCert.key,
+    HOPWARDEN_SERVER_CA: tls.serverCa,
+    HOPWARDEN_SERVER_NAME: tls.serverName,
+  };
+}
+
 export interface FrontProxyOptions {
   /** The proxy's server certificate (test PKI: `server`, DNS localhost). */
   readonly server: CertPaths;
   /** CA file that agent certificates must chain to. */
   readonly caFile: string;
   readonly hopwardenPort: number;
+  /** mTLS to hopwarden; absent: plaintext. */
+  readonly hopwardenTls?: HopwardenTlsOptions;
   /** Upstreams of the "research" and "db" virtual hosts (an echo upstream, say). */
   readonly researchPort: number;
   readonly dbPort: number;
@@ -257,6 +281,7 @@ export async function frontProxyValues(options: FrontProxyOptions): Promise<{ va
     TRUST_DOMAIN: options.trustDomain ?? "example.org",
     HOPWARDEN_HOST: "127.0.0.1",
     HOPWARDEN_PORT: options.hopwardenPort,
+    ...hopwardenTlsValues(options.hopwardenTls),
     EXT_AUTHZ_TIMEOUT: options.extAuthzTimeout ?? "0.5s",
     RESEARCH_HOST: "127.0.0.1",
     RESEARCH_PORT: options.researchPort,
@@ -292,6 +317,8 @@ export interface SidecarXfccOptions {
   /** The exact URI SAN of the one proxy allowed to connect (test PKI `server`: spiffe://example.org/agent/gateway). */
   readonly proxySpiffeId: string;
   readonly hopwardenPort: number;
+  /** mTLS to hopwarden; absent: plaintext. */
+  readonly hopwardenTls?: HopwardenTlsOptions;
   /** The agent behind this sidecar: policy alias (context extension) and local port. */
   readonly agent: string;
   readonly agentPort: number;
@@ -315,6 +342,7 @@ export async function sidecarXfccValues(options: SidecarXfccOptions): Promise<{ 
     PROXY_SPIFFE_ID: options.proxySpiffeId,
     HOPWARDEN_HOST: "127.0.0.1",
     HOPWARDEN_PORT: options.hopwardenPort,
+    ...hopwardenTlsValues(options.hopwardenTls),
     EXT_AUTHZ_TIMEOUT: options.extAuthzTimeout ?? "0.5s",
     AGENT: options.agent,
     AGENT_HOST: "127.0.0.1",

@@ -186,3 +186,43 @@ export async function writePki(pki: TestPki, dir: string): Promise<Record<string
   await put("server", pki.server.certPem, pki.server.keyPem);
   return out as Record<string, { cert: string; key: string }> & { ca: { cert: string; key: string } };
 }
+
+/** Hostname on hopwarden's Check-port certificate (the Envoy templates' HOPWARDEN_SERVER_NAME default). */
+export const CHECK_PORT_SERVER_NAME = "hopwarden";
+
+export interface CheckPortPki {
+  /** A CA of its own, as it should be in production: it issues to proxies only, never to agents. */
+  readonly ca: CertificateAuthority;
+  /** hopwarden's server certificate: DNS hopwarden and localhost. */
+  readonly server: IssuedCertificate;
+  /** Envoy's client certificate for the ext_authz cluster. */
+  readonly envoy: IssuedCertificate;
+  readonly files: {
+    readonly ca: string;
+    readonly server: { readonly cert: string; readonly key: string };
+    readonly envoy: { readonly cert: string; readonly key: string };
+  };
+}
+
+/** The Check port's PKI (serve --tls-cert/--tls-key/--tls-client-ca, Envoy's UpstreamTlsContext), written as PEM into `dir`. */
+export async function writeCheckPortPki(dir: string): Promise<CheckPortPki> {
+  await mkdir(dir, { recursive: true });
+  const ca = await createCertificateAuthority("hopwarden check-port CA");
+  const server = await ca.issue({ name: CHECK_PORT_SERVER_NAME, dnsNames: [CHECK_PORT_SERVER_NAME, "localhost"], server: true });
+  const envoy = await ca.issue({ name: "front-envoy", uris: ["spiffe://example.org/proxy/front-envoy"] });
+  const file = async (name: string, pem: string, mode = 0o644) => {
+    const path = join(dir, name);
+    await writeFile(path, pem, { mode });
+    return path;
+  };
+  return {
+    ca,
+    server,
+    envoy,
+    files: {
+      ca: await file("check-port-ca.crt", ca.certPem),
+      server: { cert: await file("hopwarden.crt", server.certPem), key: await file("hopwarden.key", server.keyPem, 0o600) },
+      envoy: { cert: await file("envoy-client.crt", envoy.certPem), key: await file("envoy-client.key", envoy.keyPem, 0o600) },
+    },
+  };
+}

@@ -39,7 +39,14 @@ describe("the service config", () => {
     expect(config).toMatchObject({ policy: "p.yaml", listen: "127.0.0.1:9191", workers: "auto", logLevel: "debug", hopCacheSize: 100 });
   });
 
+  it("reads the Check port's TLS files (SPEC 7: tlsCert, tlsKey, tlsClientCa)", () => {
+    const config = parseServiceConfig("tlsCert: /tls/tls.crt\ntlsKey: /tls/tls.key\ntlsClientCa: /tls/envoy-ca.crt\n", "config.yaml");
+    expect(config).toMatchObject({ tlsCert: "/tls/tls.crt", tlsKey: "/tls/tls.key", tlsClientCa: "/tls/envoy-ca.crt" });
+  });
+
   it.each([
+    ["a misspelt TLS key", "tlsClientCA: /tls/ca.crt\n", /^config\.yaml:1:1: tlsClientCA: unknown key "tlsClientCA"/],
+    ["an empty TLS file name", 'tlsCert: ""\n', /^config\.yaml:1:10: tlsCert: /],
     ["an unknown top-level key", "listn: x\n", /^config\.yaml:1:1: listn: unknown key "listn"/],
     ["a misspelt header key", "headers:\n  subjet: x\n", /^config\.yaml:2:3: headers\.subjet: unknown key "subjet"/],
     ["a misspelt identity key", "identity:\n  trustForwardedClientCerts: true\n", /^config\.yaml:2:3: identity\.trustForwardedClientCerts: unknown key/],

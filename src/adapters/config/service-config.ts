@@ -16,6 +16,9 @@ export interface ServiceConfig {
   readonly workers?: string;
   readonly auditLog?: string;
   readonly auditKey?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsClientCa?: string;
   readonly logLevel?: LogLevel;
   readonly hopCacheSize?: number;
   readonly hopCacheBytes?: number;
@@ -36,7 +39,7 @@ export interface AuditConfig {
 
 export const DEFAULT_SERVICE_CONFIG: ServiceConfig = { headers: DEFAULT_HEADER_NAMES, trustForwardedClientCert: false };
 
-const TOP_KEYS = ["headers", "identity", "policy", "listen", "adminListen", "workers", "auditLog", "auditKey", "logLevel", "cache", "audit"];
+const TOP_KEYS = ["headers", "identity", "policy", "listen", "adminListen", "workers", "auditLog", "auditKey", "tlsCert", "tlsKey", "tlsClientCa", "logLevel", "cache", "audit"];
 const HEADER_KEYS = ["subject", "onBehalfOf", "chain", "token"] as const;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
@@ -176,6 +179,9 @@ export function parseServiceConfig(text: string, file: string): ServiceConfig {
           workers: readWorkers(ctx, top),
           auditLog: str("auditLog"),
           auditKey: str("auditKey"),
+          tlsCert: str("tlsCert"),
+          tlsKey: str("tlsKey"),
+          tlsClientCa: str("tlsClientCa"),
           logLevel: readLogLevel(ctx, top),
           audit: readAudit(ctx, top),
         }),

@@ -8,6 +8,7 @@ import { ServiceConfigError } from "../../adapters/config/service-config.js";
 import { createLogger } from "../../adapters/logging/logger.js";
 import { AuditKeyError } from "../../adapters/audit/audit-keys.js";
 import { AuditLogConfigError } from "../../adapters/audit/audit-log-writer.js";
+import { TlsFileError } from "../../adapters/grpc/tls-file-set.js";
 import { parseCommandArgs, withUsage } from "../options.js";
 import { resolveServeSettings } from "../serve/settings.js";
 import { runSingleProcess } from "../serve/single-process.js";
@@ -34,8 +35,30 @@ Options (each also settable as HOPWARDEN_<OPTION>, e.g. HOPWARDEN_ADMIN_LISTEN):
                            auto = the cores available)
   --audit-log <file>       append-only, hash-chained, signed audit log
   --audit-key <file>       Ed25519 private key (PEM, PKCS#8) that signs it
+  --tls-cert <file>        serve the gRPC port over TLS with this certificate
+                           (PEM: the leaf, then any intermediates)
+  --tls-key <file>         its private key (PEM, unencrypted); goes with --tls-cert
+  --tls-client-ca <file>   also require a client certificate issued by this CA
+                           (PEM bundle): mutual TLS; needs --tls-cert/--tls-key
   --log-level <level>      debug (one line per decision), info, warn, error
   -h, --help               show this help
+
+What TLS protects: --tls-cert/--tls-key encrypt the gRPC port and prove
+hopwarden's identity to Envoy, but anything that reaches --listen can still
+ask for decisions under any source.principal, and its allows are written to
+the audit log. --tls-client-ca closes that: a connection without a
+certificate from that CA is refused in the TLS handshake, so no Check is
+read and nothing is decided or recorded. Give it a CA that issues only to
+your Envoys (not the agents' CA), and have Envoy's ext_authz cluster present
+one (UpstreamTlsContext; envoy/README.md, HOPWARDEN_MTLS=true). Health and
+reflection sit behind the same handshake:
+  grpc-health-probe -addr <host:port> -tls -tls-ca-cert <ca> -tls-server-name <name> \\
+    -tls-client-cert <envoy.crt> -tls-client-key <envoy.key>
+The files are re-read when they change (cert-manager and SPIRE rotations:
+renames, Kubernetes ..data symlink swaps, in-place writes): new handshakes get
+the new certificate, open connections stay up. A new set that is not usable
+(half written, key and certificate out of step) is refused and logged, and the
+last good one stays in force. Unusable files at start: exit 1, naming the file.
 
 Tracing: decision spans go to the OTLP endpoint the standard OTEL_* variables
 name (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL=grpc|http/protobuf,
@@ -57,6 +80,9 @@ const FLAGS = {
   workers: { type: "string" },
   "audit-log": { type: "string" },
   "audit-key": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-client-ca": { type: "string" },
   "log-level": { type: "string" },
 } as const;
 
@@ -98,6 +124,10 @@ async function runServe(run: () => Promise<number>): Promise<number> {
   } catch (err) {
     if (err instanceof WorkerStartError) {
       process.stderr.write(`hopwarden serve: cannot start: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof TlsFileError) {
+      process.stderr.write(`hopwarden serve: cannot start: the TLS file ${err.file} is not usable: ${err.problem}\n`);
       return 1;
     }
     if (err instanceof AuditKeyError || err instanceof AuditLogConfigError) {

@@ -19,6 +19,7 @@ import type { ServeSettings } from "./settings.js";
 import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
 import { openAuditWriter, relayWorker, workerAuditSink } from "./audit-wiring.js";
+import { loadTlsFileSet } from "../../adapters/grpc/tls-file-set.js";
 import { mergePrometheusTexts } from "../../adapters/telemetry/prometheus-merge.js";
 
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" } | { type: "metrics"; id: number };
@@ -50,6 +51,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     },
   });
   for (const warning of await policies.loadInitial()) logger.warn("policy warning", { warning });
+  // Checked here too, so that unusable TLS files are one clear start-up error rather than N failed workers.
+  if (settings.tls !== undefined) await loadTlsFileSet(settings.tls);
 
   // One writer in the primary keeps the audit log a single chain.
   const auditWriter = await openAuditWriter(settings, logger);
@@ -164,7 +167,7 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   policies.watch();
   onReloadSignal(() => void policies.reload("SIGHUP"));
   const grpc = [...readyAddresses.values()][0] ?? settings.listen;
-  process.stdout.write(readyLine({ grpc, admin: admin?.address, policy: settings.policyFile, version: policies.current()?.version ?? "", workers: settings.workers }));
+  process.stdout.write(readyLine({ grpc, admin: admin?.address, policy: settings.policyFile, version: policies.current()?.version ?? "", workers: settings.workers, tls: settings.tls }));
 
   await onShutdownSignal(async (signal) => {
     stopping = true;
@@ -217,6 +220,8 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
     headerNames: settings.config.headers,
     trustForwardedClientCert: settings.config.trustForwardedClientCert,
     watchPolicy: false,
+    // Each worker serves TLS itself, and watches the files itself.
+    tls: settings.tls,
   });
   running.hopwarden = hopwarden;
   if (stopping !== undefined) {

@@ -5,6 +5,7 @@ import { availableParallelism } from "node:os";
 import { DEFAULT_SERVICE_CONFIG, readServiceConfig, type ServiceConfig } from "../../adapters/config/service-config.js";
 import { isLogLevel, type LogLevel } from "../../adapters/logging/logger.js";
 import { splitHostPort } from "../../adapters/grpc/check-server.js";
+import type { TlsFiles } from "../../adapters/grpc/tls-file-set.js";
 import { fromEnv, UsageError } from "../options.js";
 
 export interface ServeSettings {
@@ -14,6 +15,8 @@ export interface ServeSettings {
   readonly workers: number;
   readonly auditLog: string | undefined;
   readonly auditKey: string | undefined;
+  /** TLS on the Check port; undefined: plaintext. */
+  readonly tls: TlsFiles | undefined;
   readonly logLevel: LogLevel;
   readonly config: ServiceConfig;
 }
@@ -26,6 +29,9 @@ export interface ServeFlags {
   readonly workers?: string | undefined;
   readonly "audit-log"?: string | undefined;
   readonly "audit-key"?: string | undefined;
+  readonly "tls-cert"?: string | undefined;
+  readonly "tls-key"?: string | undefined;
+  readonly "tls-client-ca"?: string | undefined;
   readonly "log-level"?: string | undefined;
 }
 
@@ -37,6 +43,18 @@ export function parseWorkers(value: string): number {
   if (value === "auto") return Math.max(1, availableParallelism());
   if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 256) throw new UsageError(`--workers ${JSON.stringify(value)} must be a whole number from 1 to 256, or "auto"`);
   return Number(value);
+}
+
+/** --tls-cert and --tls-key go together; --tls-client-ca adds client certificates to a TLS port, so it needs both. */
+function resolveTlsFiles(cert: string | undefined, key: string | undefined, clientCa: string | undefined): TlsFiles | undefined {
+  if (cert === undefined && key === undefined) {
+    if (clientCa !== undefined) throw new UsageError("--tls-client-ca needs --tls-cert and --tls-key: client certificates are asked for in a TLS handshake, so the port must serve TLS");
+    return undefined;
+  }
+  if (cert === undefined || key === undefined) {
+    throw new UsageError(`--tls-cert and --tls-key go together (${cert === undefined ? "--tls-key" : "--tls-cert"} was given without ${cert === undefined ? "--tls-cert" : "--tls-key"})`);
+  }
+  return { cert, key, ...(clientCa !== undefined && { clientCa }) };
 }
 
 export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSettings> {
@@ -60,6 +78,7 @@ export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSett
   const auditLog = pick("audit-log", config.auditLog);
   const auditKey = pick("audit-key", config.auditKey);
   if ((auditLog === undefined) !== (auditKey === undefined)) throw new UsageError("--audit-log and --audit-key go together: the log is signed with the key");
+  const tls = resolveTlsFiles(pick("tls-cert", config.tlsCert), pick("tls-key", config.tlsKey), pick("tls-client-ca", config.tlsClientCa));
   return {
     policyFile,
     listen,
@@ -67,6 +86,7 @@ export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSett
     workers: parseWorkers(pick("workers", config.workers) ?? "1"),
     auditLog,
     auditKey,
+    tls,
     logLevel,
     config,
   };

@@ -6,8 +6,11 @@ import type { ServeSettings } from "./settings.js";
 import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
 import { openAuditSink } from "./audit-wiring.js";
+import { loadTlsFileSet } from "../../adapters/grpc/tls-file-set.js";
 
 export async function runSingleProcess(settings: ServeSettings, logger: Logger): Promise<number> {
+  // Unusable TLS files stop the start before the audit log is opened.
+  if (settings.tls !== undefined) await loadTlsFileSet(settings.tls);
   const audit = await openAuditSink(settings, logger);
   const hopwarden = await startHopwarden({
     policyFile: settings.policyFile,
@@ -16,6 +19,7 @@ export async function runSingleProcess(settings: ServeSettings, logger: Logger):
     logger,
     headerNames: settings.config.headers,
     trustForwardedClientCert: settings.config.trustForwardedClientCert,
+    tls: settings.tls,
     ...(settings.config.hopCacheSize !== undefined && { hopCacheSize: settings.config.hopCacheSize }),
     ...(settings.config.hopCacheBytes !== undefined && { hopCacheBytes: settings.config.hopCacheBytes }),
     ...(settings.config.certificateCacheSize !== undefined && { certificateCacheSize: settings.config.certificateCacheSize }),
@@ -24,7 +28,7 @@ export async function runSingleProcess(settings: ServeSettings, logger: Logger):
   });
   onReloadSignal(() => void hopwarden.reload("SIGHUP"));
   process.stdout.write(
-    readyLine({ grpc: hopwarden.grpcAddress, admin: hopwarden.adminAddress, policy: settings.policyFile, version: hopwarden.policies.current()?.version ?? "", workers: 1 }),
+    readyLine({ grpc: hopwarden.grpcAddress, admin: hopwarden.adminAddress, policy: settings.policyFile, version: hopwarden.policies.current()?.version ?? "", workers: 1, tls: settings.tls }),
   );
   const signal = await onShutdownSignal(async (sig) => {
     logger.info("shutting down: draining in-flight Checks", { signal: sig });
