@@ -19,6 +19,8 @@ import { createDecisionTracing, exporterFromEnvironment, type DecisionTracing } 
 import { HopwardenMetrics } from "./adapters/telemetry/metrics.js";
 import type { Logger } from "./adapters/logging/logger.js";
 import type { AuditLogStats } from "./adapters/audit/audit-record-target.js";
+import { ReplayMemory } from "./adapters/tokens/replay-memory.js";
+import type { ReplayStore } from "./adapters/tokens/replay-store.js";
 
 export interface HopwardenOptions {
   readonly policyFile: string;
@@ -46,6 +48,8 @@ export interface HopwardenOptions {
   readonly admit?: () => boolean | Promise<boolean>;
   /** Extra metric sources (the audit log's counters). */
   readonly auditStats?: () => AuditLogStats;
+  /** Where `tokens.singleUse` records first uses (SPEC 5); default a ReplayMemory of this process. Closed by shutdown(). */
+  readonly replayStore?: ReplayStore;
 }
 
 export interface Hopwarden {
@@ -94,6 +98,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
   const hopCache = new LruHopDecisionCache(options.hopCacheSize);
   const clock = options.clock ?? systemClock;
   const jwksRefreshes = { ok: 0, failed: 0 };
+  const replay = options.replayStore ?? new ReplayMemory();
   // One verifier per process: its key sources and verified-token cache outlive policy reloads.
   const pipeline = new CheckPipeline({
     policies,
@@ -101,7 +106,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     clock,
     ids: new UlidGenerator(),
     hopCache,
-    tokens: options.tokens ?? tokenVerifierFor(options.policyFile, logger, jwksRefreshes),
+    tokens: options.tokens ?? tokenVerifierFor(options.policyFile, logger, jwksRefreshes, replay),
     ...(options.headerNames !== undefined && { headerNames: options.headerNames }),
     trustForwardedClientCert: options.trustForwardedClientCert ?? false,
   });
@@ -133,6 +138,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     ...(tracing !== undefined && { spans: tracing.stats }),
     ...(options.auditStats !== undefined && { audit: options.auditStats }),
     jwksRefreshes,
+    replay: () => replay.stats(),
   });
 
   policyEvents.onReload = (outcome) => metrics.recordReload(outcome.ok);
@@ -175,6 +181,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
       stopping ??= (async () => {
         policies.close();
         await check.shutdown(deadlineMs);
+        await replay.close();
         await admin?.close();
         // A collector that is down must not hold the exit for the exporter's full time-out.
         if (tracing !== undefined) {

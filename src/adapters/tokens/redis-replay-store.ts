@@ -16,9 +16,8 @@
 import { Redis } from "ioredis";
 import type { Logger } from "../logging/logger.js";
 import type { RedisAddress } from "./redis-url.js";
-import { emptyFailures, ReplayStoreUnavailable, type ReplayStore, type ReplayStoreStats, type ReplayVerdict } from "./replay-store.js";
+import { DEFAULT_REPLAY_TIMEOUT_MS, emptyFailures, ReplayStoreUnavailable, type ReplayStore, type ReplayStoreStats, type ReplayVerdict } from "./replay-store.js";
 
-export const DEFAULT_REPLAY_TIMEOUT_MS = 50;
 export const REPLAY_KEY_PREFIX = "hopwarden:jti:";
 
 export interface RedisReplayStoreOptions {

@@ -6,6 +6,9 @@
 
 import { createHash } from "node:crypto";
 
+/** How long a Check waits for a store that is not this process's memory (SPEC 5). */
+export const DEFAULT_REPLAY_TIMEOUT_MS = 50;
+
 /**
  * "first": recorded now, the token may pass; "replayed": seen before;
  * "full": the memory holds only unexpired entries and cannot take this one,

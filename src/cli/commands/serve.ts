@@ -33,6 +33,12 @@ Options (each also settable as HOPWARDEN_<OPTION>, e.g. HOPWARDEN_ADMIN_LISTEN):
   --audit-log <file>       append-only, hash-chained, signed audit log
   --audit-key <file>       Ed25519 private key (PEM, PKCS#8) that signs it
   --log-level <level>      debug (one line per decision), info, warn, error
+  --replay-store <url>     redis://[user:password@]host:port[/db] (rediss:// for
+                           TLS): the Redis or Valkey that every worker and
+                           replica shares for tokens.singleUse; a store that
+                           does not answer within replay.timeout (--config,
+                           default 50ms) denies single-use tokens
+                           (internal_error). Default: this host's memory
   -h, --help               show this help
 
 Tracing: decision spans go to the OTLP endpoint the standard OTEL_* variables
@@ -56,6 +62,7 @@ const FLAGS = {
   "audit-log": { type: "string" },
   "audit-key": { type: "string" },
   "log-level": { type: "string" },
+  "replay-store": { type: "string" },
 } as const;
 
 export const serveCommand: Command = {

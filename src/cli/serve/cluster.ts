@@ -20,6 +20,7 @@ import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
 import { openAuditWriter, relayWorker, workerAuditSink } from "./audit-wiring.js";
 import { mergePrometheusTexts } from "../../adapters/telemetry/prometheus-merge.js";
+import { openReplayStore, primaryReplayMemory, serveReplayQuestions } from "./replay-wiring.js";
 
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" } | { type: "metrics"; id: number };
 type WorkerMessage =
@@ -53,6 +54,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
 
   // One writer in the primary keeps the audit log a single chain.
   const auditWriter = await openAuditWriter(settings, logger);
+  // Without a shared store, the workers' single-use memory is this one (asked over IPC).
+  const replayMemory = primaryReplayMemory(settings.replay);
   let stopping = false;
   let started = false;
   const readyAddresses = new Map<number, string>();
@@ -67,6 +70,7 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   const fork = (): Worker => {
     const worker = cluster.fork();
     if (auditWriter !== undefined) relayWorker(worker, auditWriter, logger);
+    serveReplayQuestions(worker, replayMemory);
     worker.on("message", (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       if (message.type === "ready") {
@@ -208,7 +212,9 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
   });
   // A signal sent to the whole process group (Ctrl-C) reaches workers directly and drains them too.
   void onShutdownSignal(stop).then(() => process.exit(0));
+  const replayStore = await openReplayStore(settings.replay, "worker", logger);
   const hopwarden = await startHopwarden({
+    replayStore,
     ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
     policyFile: settings.policyFile,
     listen: settings.listen,

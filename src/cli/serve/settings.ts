@@ -5,6 +5,9 @@ import { availableParallelism } from "node:os";
 import { DEFAULT_SERVICE_CONFIG, readServiceConfig, type ServiceConfig } from "../../adapters/config/service-config.js";
 import { isLogLevel, type LogLevel } from "../../adapters/logging/logger.js";
 import { splitHostPort } from "../../adapters/grpc/check-server.js";
+import { parseRedisUrl, type RedisAddress } from "../../adapters/tokens/redis-url.js";
+import { DEFAULT_REPLAY_CAPACITY } from "../../adapters/tokens/replay-memory.js";
+import { DEFAULT_REPLAY_TIMEOUT_MS } from "../../adapters/tokens/replay-store.js";
 import { fromEnv, UsageError } from "../options.js";
 
 export interface ServeSettings {
@@ -15,7 +18,17 @@ export interface ServeSettings {
   readonly auditLog: string | undefined;
   readonly auditKey: string | undefined;
   readonly logLevel: LogLevel;
+  readonly replay: ReplaySettings;
   readonly config: ServiceConfig;
+}
+
+/** Where `tokens.singleUse` records first uses (SPEC 5). */
+export interface ReplaySettings {
+  /** The shared Redis-compatible store; undefined: the process's own memory (the primary's with --workers). */
+  readonly store: RedisAddress | undefined;
+  readonly timeoutMs: number;
+  /** Capacity of the in-process memory. */
+  readonly capacity: number;
 }
 
 export interface ServeFlags {
@@ -27,6 +40,7 @@ export interface ServeFlags {
   readonly "audit-log"?: string | undefined;
   readonly "audit-key"?: string | undefined;
   readonly "log-level"?: string | undefined;
+  readonly "replay-store"?: string | undefined;
 }
 
 export const DEFAULT_LISTEN = "0.0.0.0:9191";
@@ -60,6 +74,7 @@ export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSett
   const auditKey = pick("audit-key", config.auditKey);
   if ((auditLog === undefined) !== (auditKey === undefined)) throw new UsageError("--audit-log and --audit-key go together: the log is signed with the key");
   return {
+    replay: resolveReplay(pick("replay-store", undefined), config),
     policyFile,
     listen,
     adminListen: adminRaw === "off" ? undefined : adminRaw,
@@ -69,4 +84,16 @@ export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSett
     logLevel,
     config,
   };
+}
+
+function resolveReplay(flagOrEnv: string | undefined, config: ServiceConfig): ReplaySettings {
+  let store: RedisAddress | undefined;
+  const url = flagOrEnv ?? config.replay?.store;
+  if (url !== undefined) {
+    const parsed = parseRedisUrl(url);
+    // The --config value was checked when the file was read; a problem here is the flag's or HOPWARDEN_REPLAY_STORE's.
+    if (!parsed.ok) throw new UsageError(`--replay-store (or HOPWARDEN_REPLAY_STORE) ${parsed.problem}`);
+    store = parsed.address;
+  }
+  return { store, timeoutMs: config.replay?.timeoutMs ?? DEFAULT_REPLAY_TIMEOUT_MS, capacity: config.replay?.capacity ?? DEFAULT_REPLAY_CAPACITY };
 }

@@ -6,10 +6,13 @@ import type { ServeSettings } from "./settings.js";
 import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
 import { openAuditSink } from "./audit-wiring.js";
+import { openReplayStore } from "./replay-wiring.js";
 
 export async function runSingleProcess(settings: ServeSettings, logger: Logger): Promise<number> {
   const audit = await openAuditSink(settings, logger);
+  const replayStore = await openReplayStore(settings.replay, "single", logger);
   const hopwarden = await startHopwarden({
+    replayStore,
     policyFile: settings.policyFile,
     listen: settings.listen,
     adminListen: settings.adminListen,
@@ -19,6 +22,10 @@ export async function runSingleProcess(settings: ServeSettings, logger: Logger):
     ...(settings.config.hopCacheSize !== undefined && { hopCacheSize: settings.config.hopCacheSize }),
     ...(settings.config.certificateCacheSize !== undefined && { certificateCacheSize: settings.config.certificateCacheSize }),
     ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
+  }).catch(async (err: unknown) => {
+    // Its connection would keep the process from exiting.
+    await replayStore.close();
+    throw err;
   });
   onReloadSignal(() => void hopwarden.reload("SIGHUP"));
   process.stdout.write(
