@@ -18,7 +18,7 @@ import { checkRequest, outcome } from "./support/check-client.js";
 import { eventually, killAllServes, requireBuiltCli, startServe, stopServe, type ServeProcess } from "./support/cli-process.js";
 import { createSigningKey, jwksOf, signToken, type TestSigningKey } from "./support/delegation-tokens.js";
 import { OwnConnectionCheckClient } from "./support/hop-requests.js";
-import { createTestPki, spiffe, type TestPki } from "./support/pki.js";
+import { createTestPki, spiffe, writePki, type TestPki } from "./support/pki.js";
 import { testPolicyYaml } from "./support/policies.js";
 import { startRedis, stopAllRedis, type RedisProcess } from "./support/redis.js";
 
@@ -209,6 +209,7 @@ describe("without a shared store", () => {
       for (let i = 0; i < 2; i++) expect(await decisionOf(local, a)).toBe("token_replayed");
       expect(await decisionOf(local, undefined)).toBe("allow");
       expect(await metricsOf(local)).toMatch(/hopwarden_replay_full_refusals_total(\{[^}]*\})? 4/);
+      expect(await metricsOf(local)).toMatch(/\nhopwarden_replay_memory_entries 3\n/);
     } finally {
       await stopServe(local);
     }
@@ -225,6 +226,30 @@ describe("without a shared store", () => {
       expect(await metricsOf(local)).toMatch(/hopwarden_replay_memory_entries(\{[^}]*\})? 3/);
     } finally {
       await stopServe(local);
+    }
+  }, 30_000);
+});
+
+describe("rediss:// with a password in the URL", () => {
+  it("uses TLS (CAs from NODE_EXTRA_CA_CERTS) and AUTH; a wrong password is a deny, never an accept", async () => {
+    const files = await writePki(pki, join(dir, "pki"));
+    const secure = await startRedis({ tls: { cert: files["server"]!.cert, key: files["server"]!.key }, password: "s3cret" });
+    const policy = await writePolicy("tls.yaml");
+    const env = { NODE_EXTRA_CA_CERTS: files.ca.cert };
+    const good = await startServe(["--policy", policy, ...COMMON, "--replay-store", `rediss://:s3cret@localhost:${secure.tlsPort}/1`], { env });
+    const bad = await startServe(["--policy", policy, ...COMMON, "--replay-store", `rediss://:wrong@localhost:${secure.tlsPort}/1`], { env });
+    try {
+      const token = await singleUseToken();
+      expect(await decisionOf(good, token)).toBe("allow");
+      expect(await decisionOf(good, token)).toBe("token_replayed");
+      expect(await decisionOf(bad, await singleUseToken())).toBe("internal_error");
+      expect(await decisionOf(bad, undefined)).toBe("allow");
+      // The password never reaches a log line.
+      expect(bad.stderr()).toContain("rediss://:***@localhost");
+      expect(bad.stderr() + good.stderr()).not.toMatch(/s3cret|:wrong@/);
+    } finally {
+      await Promise.all([stopServe(good), stopServe(bad)]);
+      await secure.stop();
     }
   }, 30_000);
 });

@@ -11,7 +11,10 @@ import { connect } from "node:net";
 import { freePort } from "./envoy.js";
 
 export interface RedisProcess {
+  /** The plain-text port (the suites' own commands use it). */
   readonly port: number;
+  /** The TLS port, when started with `tls`. */
+  readonly tlsPort: number | undefined;
   /** redis://127.0.0.1:PORT/0 */
   readonly url: string;
   readonly pid: number;
@@ -37,13 +40,27 @@ export function requireRedisServer(): void {
   if (probe.status !== 0) throw new Error("redis-server is not installed: run scripts/install-test-tools.sh redis (apt-get install redis-server); the README's test command does");
 }
 
-/** Starts redis-server on `port` (default: a free one). */
-export async function startRedis(options: { port?: number; readyTimeoutMs?: number } = {}): Promise<RedisProcess> {
+export interface StartRedisOptions {
+  /** Default: a free one. */
+  readonly port?: number;
+  /** Also serve TLS on a free port with this certificate and key (PEM files); clients need no certificate. */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /** requirepass: clients must AUTH with it. */
+  readonly password?: string;
+  readonly readyTimeoutMs?: number;
+}
+
+/** Starts redis-server on loopback, without persistence. */
+export async function startRedis(options: StartRedisOptions = {}): Promise<RedisProcess> {
   requireRedisServer();
   const port = options.port ?? (await freePort());
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const tlsPort = options.tls === undefined ? undefined : await freePort();
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"];
+  if (options.tls !== undefined) {
+    args.push("--tls-port", String(tlsPort), "--tls-cert-file", options.tls.cert, "--tls-key-file", options.tls.key, "--tls-auth-clients", "no");
+  }
+  if (options.password !== undefined) args.push("--requirepass", options.password);
+  const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   let output = "";
   child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -67,6 +84,7 @@ export async function startRedis(options: { port?: number; readyTimeoutMs?: numb
   };
   const redis: RedisProcess = {
     port,
+    tlsPort,
     url: `redis://127.0.0.1:${port}/0`,
     pid: child.pid!,
     output: () => output,
@@ -82,7 +100,8 @@ export async function startRedis(options: { port?: number; readyTimeoutMs?: numb
       await stop();
       throw new Error(`redis-server exited (${child.exitCode ?? child.signalCode}) before it was ready on port ${port}:\n${output}`);
     }
-    if ((await sendCommand(port, ["PING"], 500).catch(() => "")) === "+PONG\r\n") return redis;
+    // With requirepass, PING is refused with NOAUTH: that answer shows it is ready too.
+    if (/^(\+PONG|-NOAUTH)/.test(await sendCommand(port, ["PING"], 500).catch(() => ""))) return redis;
     await new Promise((r) => setTimeout(r, 50));
   }
   await stop(500);

@@ -20,7 +20,7 @@ import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
 import { openAuditWriter, relayWorker, workerAuditSink } from "./audit-wiring.js";
 import { mergePrometheusTexts } from "../../adapters/telemetry/prometheus-merge.js";
-import { openReplayStore, primaryReplayMemory, serveReplayQuestions } from "./replay-wiring.js";
+import { openReplayStore, primaryReplayMemory, replayMemoryMetrics, serveReplayQuestions } from "./replay-wiring.js";
 
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" } | { type: "metrics"; id: number };
 type WorkerMessage =
@@ -102,7 +102,7 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
           }),
       ),
     );
-    return mergePrometheusTexts(texts.filter((t) => t.length > 0));
+    return mergePrometheusTexts([...texts.filter((t) => t.length > 0), ...(replayMemory === undefined ? [] : [replayMemoryMetrics(replayMemory)])]);
   };
   cluster.on("exit", (worker, code, signal) => {
     readyAddresses.delete(worker.id);

@@ -55,3 +55,11 @@ export function serveReplayQuestions(worker: Worker, memory: ReplayMemory | unde
   const stop = answerWorkerReplayQuestions(worker, memory);
   worker.once("exit", stop);
 }
+
+/** The primary's memory in Prometheus text, merged into /metrics beside the workers' numbers. */
+export function replayMemoryMetrics(memory: ReplayMemory): string {
+  return `# HELP hopwarden_replay_memory_entries jti entries held by the replay memory (the primary's, shared by the workers)
+# TYPE hopwarden_replay_memory_entries gauge
+hopwarden_replay_memory_entries ${memory.size}
+`;
+}
