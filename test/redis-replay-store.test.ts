@@ -65,6 +65,15 @@ describe("RedisReplayStore on a real redis-server", () => {
     expect(REPLAY_KEY_PREFIX + key).toHaveLength("hopwarden:jti:".length + 43);
   });
 
+  it("takes an answer that arrived while this process's event loop was stalled past the time-out as the answer, not as silence", async () => {
+    const store = await openStore({ timeoutMs: 50 });
+    const now = Date.now();
+    const verdict = store.firstUse(replayKey("iss", `stall-${now}`), now + 10_000, now);
+    const until = performance.now() + 150;
+    while (performance.now() < until); // a GC pause or a busy CPU: Redis answers meanwhile
+    expect(await verdict).toBe("first");
+  });
+
   it("lets exactly one of many concurrent first uses win, across two clients", async () => {
     const [a, b] = [await openStore(), await openStore()];
     const key = replayKey("iss", `race-${Date.now()}`);

@@ -84,10 +84,15 @@ export class ClusterReplayStore implements ReplayStore {
     if (this.waiting.size >= this.maxPending) return Promise.reject(this.fail("overloaded", `${this.waiting.size} single-use questions already wait for the primary process`));
     const id = (this.nextId = (this.nextId + 1) % Number.MAX_SAFE_INTEGER);
     return new Promise<ReplayVerdict>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        reject(this.fail("timeout", `the primary process's single-use memory did not answer within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
+      // Checked after the next poll phase, so that an answer already delivered during an event-loop stall is read first.
+      const timer = setTimeout(
+        () =>
+          setImmediate(() => {
+            if (!this.waiting.delete(id)) return;
+            reject(this.fail("timeout", `the primary process's single-use memory did not answer within ${this.timeoutMs} ms`));
+          }),
+        this.timeoutMs,
+      );
       this.waiting.set(id, { resolve, reject, timer });
       try {
         this.primary.send({ tag: REPLAY_IPC_TAG, id, key, untilMs, nowMs } satisfies ReplayQuestion);

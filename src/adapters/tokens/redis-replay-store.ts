@@ -114,10 +114,17 @@ export class RedisReplayStore implements ReplayStore {
     reply.then(release, release);
     return new Promise<ReplayVerdict>((resolve, reject) => {
       let settled = false;
-      const timer = setTimeout(() => {
-        settled = true;
-        reject(this.fail("timeout", `the replay store ${this.display} did not answer within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
+      // The time-out is checked after the event loop's next poll phase: when the loop itself was stalled
+      // (GC, a busy CPU), an answer already in the socket is read first instead of being taken for silence.
+      const timer = setTimeout(
+        () =>
+          setImmediate(() => {
+            if (settled) return;
+            settled = true;
+            reject(this.fail("timeout", `the replay store ${this.display} did not answer within ${this.timeoutMs} ms`));
+          }),
+        this.timeoutMs,
+      );
       reply.then(
         (answer) => {
           if (settled) return;
