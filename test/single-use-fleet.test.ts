@@ -247,6 +247,12 @@ describe("rediss:// with a password in the URL", () => {
       // The password never reaches a log line.
       expect(bad.stderr()).toContain("rediss://:***@localhost");
       expect(bad.stderr() + good.stderr()).not.toMatch(/s3cret|:wrong@/);
+      // Neither a live store connection nor one still retrying holds the process at SIGTERM.
+      const exits = await Promise.all([stopServe(good, 5_000), stopServe(bad, 5_000)]);
+      expect(exits).toEqual([
+        { code: 0, signal: null },
+        { code: 0, signal: null },
+      ]);
     } finally {
       await Promise.all([stopServe(good), stopServe(bad)]);
       await secure.stop();

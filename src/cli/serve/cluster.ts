@@ -168,9 +168,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   policies.watch();
   onReloadSignal(() => void policies.reload("SIGHUP"));
   const grpc = [...readyAddresses.values()][0] ?? settings.listen;
-  process.stdout.write(readyLine({ grpc, admin: admin?.address, policy: settings.policyFile, version: policies.current()?.version ?? "", workers: settings.workers }));
-
-  await onShutdownSignal(async (signal) => {
+  // Handlers first: a SIGTERM sent as soon as the ready line is read must drain, not kill.
+  const stopped = onShutdownSignal(async (signal) => {
     stopping = true;
     logger.info("shutting down workers: draining in-flight Checks", { signal });
     await stopWorkers();
@@ -178,6 +177,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     await admin?.close();
     await auditWriter?.close();
   });
+  process.stdout.write(readyLine({ grpc, admin: admin?.address, policy: settings.policyFile, version: policies.current()?.version ?? "", workers: settings.workers }));
+  await stopped;
   return 0;
 }
 

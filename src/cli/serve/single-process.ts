@@ -28,14 +28,16 @@ export async function runSingleProcess(settings: ServeSettings, logger: Logger):
     throw err;
   });
   onReloadSignal(() => void hopwarden.reload("SIGHUP"));
-  process.stdout.write(
-    readyLine({ grpc: hopwarden.grpcAddress, admin: hopwarden.adminAddress, policy: settings.policyFile, version: hopwarden.policies.current()?.version ?? "", workers: 1 }),
-  );
-  const signal = await onShutdownSignal(async (sig) => {
+  // Handlers first: a SIGTERM sent as soon as the ready line is read must drain, not kill.
+  const stopped = onShutdownSignal(async (sig) => {
     logger.info("shutting down: draining in-flight Checks", { signal: sig });
     await hopwarden.shutdown();
     await audit?.close();
   });
+  process.stdout.write(
+    readyLine({ grpc: hopwarden.grpcAddress, admin: hopwarden.adminAddress, policy: settings.policyFile, version: hopwarden.policies.current()?.version ?? "", workers: 1 }),
+  );
+  const signal = await stopped;
   logger.info("stopped", { signal });
   return 0;
 }
