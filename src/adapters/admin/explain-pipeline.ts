@@ -11,6 +11,7 @@ import type { PolicyStore } from "../config/policy-store.js";
 import type { Logger } from "../logging/logger.js";
 import { UlidGenerator } from "../ids/ulid.js";
 import { JwksDelegationTokenVerifier } from "../tokens/delegation-token-verifier.js";
+import type { ReplayStore } from "../tokens/replay-store.js";
 import { CachingCertificateParser } from "../x509/certificate-parser.js";
 
 const systemClock: Clock = { nowMs: () => Date.now() };
@@ -35,10 +36,11 @@ export function createExplainPipeline(
   });
 }
 
-/** The delegation-token verifier for a policy file (relative JWKS paths resolve beside it). */
-export function tokenVerifierFor(policyFile: string, logger: Logger | undefined, jwksRefreshes?: { ok: number; failed: number }): JwksDelegationTokenVerifier {
+/** The delegation-token verifier for a policy file (relative JWKS paths resolve beside it); `replay` is its single-use store (default: its own memory). */
+export function tokenVerifierFor(policyFile: string, logger: Logger | undefined, jwksRefreshes?: { ok: number; failed: number }, replay?: ReplayStore): JwksDelegationTokenVerifier {
   return new JwksDelegationTokenVerifier({
     baseDir: dirname(resolve(policyFile)),
+    ...(replay !== undefined && { replay }),
     ...(logger !== undefined && { onKeySourceError: (message: string) => logger.warn("delegation token keys", { problem: message }) }),
     ...(jwksRefreshes !== undefined && { jwks: { onRefresh: (result: "ok" | "failed") => void (jwksRefreshes[result] += 1) } }),
   });

@@ -85,3 +85,25 @@ describe("the audit section", () => {
     );
   });
 });
+
+describe("the replay section (SPEC 5: where single-use tokens are remembered)", () => {
+  it("reads the shared store's URL, its time-out and the in-process memory's capacity", () => {
+    const config = parseServiceConfig("replay:\n  store: redis://redis.hopwarden.svc:6379/0\n  timeout: 80ms\n  capacity: 5000\n", "hopwarden.yaml");
+    expect(config.replay).toEqual({ store: "redis://redis.hopwarden.svc:6379/0", timeoutMs: 80, capacity: 5000 });
+    expect(parseServiceConfig("replay:\n  store: rediss://user:secret@redis:6380/2\n", "hopwarden.yaml").replay).toEqual({ store: "rediss://user:secret@redis:6380/2" });
+  });
+
+  it("names the field and the problem of a bad URL, time-out, capacity or unknown key", () => {
+    expect(() => parseServiceConfig("replay:\n  store: memcached://cache:11211\n  timeout: 0s\n  capacity: 0\n  ttl: 1s\n", "hopwarden.yaml")).toThrowError(
+      new ServiceConfigError([
+        'hopwarden.yaml:5:3: replay.ttl: unknown key "ttl" (known keys: store, timeout, capacity)',
+        'hopwarden.yaml:2:10: replay.store: has the scheme "memcached"; only redis:// and rediss:// (TLS) are supported',
+        'hopwarden.yaml:3:12: replay.timeout: must be a duration such as "30s" or "250ms", more than 0 and at most 10s, not "0s"',
+        "hopwarden.yaml:4:13: replay.capacity: must be between 1 and 100000000, not 0",
+      ]),
+    );
+    expect(errorsOf("replay:\n  store: redis://cache:6379/zero\n")).toEqual([
+      'config.yaml:2:10: replay.store: has the path "/zero"; the path is a database number, e.g. /0',
+    ]);
+  });
+});

@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { LineCounter, parseDocument, type Pair } from "yaml";
 import { DEFAULT_HEADER_NAMES, type HeaderNames } from "../../core/decision/check-input.js";
 import { isLogLevel, type LogLevel } from "../logging/logger.js";
+import { parseRedisUrl } from "../tokens/redis-url.js";
 import { child, mapFields, readBoolean, readDurationMs, readInteger, readNonEmptyString, SchemaContext } from "./yaml-schema.js";
 
 export interface ServiceConfig {
@@ -25,6 +26,17 @@ export interface ServiceConfig {
   readonly certificateCacheSize?: number;
   readonly certificateCacheBytes?: number;
   readonly audit?: AuditConfig;
+  readonly replay?: ReplayConfig;
+}
+
+/** The `replay:` section: where `tokens.singleUse` records first uses (SPEC 5). */
+export interface ReplayConfig {
+  /** redis:// or rediss:// URL of the shared store; absent: the process's own memory. */
+  readonly store?: string;
+  /** How long a Check waits for the shared store (or the --workers primary). */
+  readonly timeoutMs?: number;
+  /** Unexpired jti values the in-process memory holds before it refuses new tokens. */
+  readonly capacity?: number;
 }
 
 /** The `audit:` section: tuning of the audit log writer (see docs/audit-log.md). */
@@ -39,7 +51,7 @@ export interface AuditConfig {
 
 export const DEFAULT_SERVICE_CONFIG: ServiceConfig = { headers: DEFAULT_HEADER_NAMES, trustForwardedClientCert: false };
 
-const TOP_KEYS = ["headers", "identity", "policy", "listen", "adminListen", "workers", "auditLog", "auditKey", "tlsCert", "tlsKey", "tlsClientCa", "logLevel", "cache", "audit"];
+const TOP_KEYS = ["headers", "identity", "policy", "listen", "adminListen", "workers", "auditLog", "auditKey", "tlsCert", "tlsKey", "tlsClientCa", "logLevel", "cache", "audit", "replay"];
 const HEADER_KEYS = ["subject", "onBehalfOf", "chain", "token"] as const;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
@@ -136,6 +148,29 @@ function readAudit(ctx: SchemaContext, top: Fields): AuditConfig | undefined {
   });
 }
 
+function readReplay(ctx: SchemaContext, top: Fields): ReplayConfig | undefined {
+  const re = child(top, "replay");
+  if (!re.present) return undefined;
+  const fields = mapFields(ctx, re.node, "replay", ["store", "timeout", "capacity"], re.key);
+  const st = child(fields, "store");
+  let store: string | undefined;
+  if (st.present) {
+    store = readNonEmptyString(ctx, st.node, "replay.store", st.key);
+    const parsed = store === undefined ? undefined : parseRedisUrl(store);
+    if (parsed !== undefined && !parsed.ok) {
+      ctx.error(st.node, "replay.store", parsed.problem);
+      store = undefined;
+    }
+  }
+  const to = child(fields, "timeout");
+  const cap = child(fields, "capacity");
+  return defined({
+    store,
+    timeoutMs: to.present ? readDurationMs(ctx, to.node, "replay.timeout", 10_000, to.key) : undefined,
+    capacity: cap.present ? readInteger(ctx, cap.node, "replay.capacity", 1, 100_000_000, cap.key) : undefined,
+  });
+}
+
 function readWorkers(ctx: SchemaContext, top: Fields): string | undefined {
   const w = child(top, "workers");
   if (!w.present) return undefined;
@@ -184,6 +219,7 @@ export function parseServiceConfig(text: string, file: string): ServiceConfig {
           tlsClientCa: str("tlsClientCa"),
           logLevel: readLogLevel(ctx, top),
           audit: readAudit(ctx, top),
+          replay: readReplay(ctx, top),
         }),
       };
     }

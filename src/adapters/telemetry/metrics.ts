@@ -12,6 +12,7 @@ import type { Decision } from "../../core/decision/decision.js";
 import { ALLOW_REASON } from "../../core/decision/decision.js";
 import type { DecisionContext, DecisionSink } from "../../core/ports.js";
 import type { AuditLogStats } from "../audit/audit-record-target.js";
+import type { ReplayStoreStats } from "../tokens/replay-store.js";
 
 export interface ObservedSources {
   readonly hopCache?: { hits: number; misses: number; size: number; bytes: number };
@@ -20,6 +21,7 @@ export interface ObservedSources {
   readonly spans?: { exportedSpans: number; lostSpans: number; failedExports: number; queuedSpans: number; queuedBytes: number };
   readonly audit?: () => AuditLogStats;
   readonly jwksRefreshes?: { readonly ok: number; readonly failed: number };
+  readonly replay?: () => ReplayStoreStats;
 }
 
 const ALLOW_KEY = `allow|${ALLOW_REASON}`;
@@ -94,6 +96,17 @@ export class HopwardenMetrics implements DecisionSink {
       observe("hopwarden_audit_blocked", "Checks that waited for room in the audit buffer", () => stats().blocked);
       observe("hopwarden_audit_refused", "Checks denied because the audit log could not take their record", () => stats().refused);
       observe("hopwarden_audit_write_errors", "Failed audit log writes", () => stats().writeErrors);
+    }
+    if (sources.replay) {
+      const replay = sources.replay;
+      this.meter
+        .createObservableCounter("hopwarden_replay_store_failures", { description: "Single-use Checks denied (internal_error) because the replay store did not answer, by cause" })
+        .addCallback((result) => {
+          const stats = replay();
+          for (const [failure, count] of Object.entries(stats.failures)) result.observe(count, { store: stats.kind, failure });
+        });
+      observe("hopwarden_replay_full_refusals", "Single-use tokens refused because the replay memory held only unexpired entries", () => replay().fullRefusals);
+      observe("hopwarden_replay_memory_entries", "jti entries held by this process's replay memory", () => replay().entries, false);
     }
     if (sources.policyVersion) {
       const read = sources.policyVersion;

@@ -22,6 +22,7 @@ import { nestActors } from "./delegation-token-format.js";
 import { JwksDelegationTokenVerifier } from "./delegation-token-verifier.js";
 import { JwksKeySet } from "./jwks-key-set.js";
 import { StaticKeySource, type VerificationKeySource } from "./jwks-key-source.js";
+import { emptyFailures, ReplayStoreUnavailable, type ReplayStore } from "./replay-store.js";
 
 let es: TestSigningKey;
 let ed: TestSigningKey;
@@ -40,7 +41,7 @@ beforeAll(async () => {
 });
 
 /** A verifier whose `jwks.json` is the four trusted keys; counts key lookups. */
-function verifier(options: { lookups?: { n: number } } = {}): JwksDelegationTokenVerifier {
+function verifier(options: { lookups?: { n: number }; replayCapacity?: number; replay?: ReplayStore } = {}): JwksDelegationTokenVerifier {
   const source = new StaticKeySource(JwksKeySet.fromObject(jwksOf(es, ed, rs, ps)));
   const counting: VerificationKeySource = {
     lookup: (kid, alg, nowMs) => {
@@ -48,7 +49,12 @@ function verifier(options: { lookups?: { n: number } } = {}): JwksDelegationToke
       return source.lookup(kid, alg, nowMs);
     },
   };
-  return new JwksDelegationTokenVerifier({ baseDir: "/nonexistent", keySourceFor: () => counting });
+  return new JwksDelegationTokenVerifier({
+    baseDir: "/nonexistent",
+    keySourceFor: () => counting,
+    ...(options.replayCapacity !== undefined && { replayCapacity: options.replayCapacity }),
+    ...(options.replay !== undefined && { replay: options.replay }),
+  });
 }
 
 async function reasonOf(token: string, overrides: Parameters<typeof checkRequest>[1] = {}, v = verifier()): Promise<string> {
@@ -241,6 +247,58 @@ describe("token_replayed: a jti accepted once under tokens.singleUse", () => {
     const token = await signToken(es, validClaims());
     expect(await reasonOf(token, {}, v)).toBe("ok");
     expect(await reasonOf(token, {}, v)).toBe("ok");
+  });
+
+  it("finding 3: never forgets an unexpired jti, however many other tokens come after it; a full memory refuses", async () => {
+    const v = verifier({ replayCapacity: 3 });
+    const policy = tokenPolicy({ singleUse: true });
+    const a = await signToken(es, validClaims({ jti: "a" }));
+    expect(await reasonOf(a, { policy }, v)).toBe("ok");
+    const others = await Promise.all(Array.from({ length: 6 }, (_, i) => signToken(es, validClaims({ jti: `other-${i}` }))));
+    const outcomes = [];
+    for (const token of others) outcomes.push(await reasonOf(token, { policy }, v));
+    // Two more fit beside a; the rest are refused, not accepted at the price of forgetting a.
+    expect(outcomes).toEqual(["ok", "ok", "token_replayed", "token_replayed", "token_replayed", "token_replayed"]);
+    expect(await reasonOf(a, { policy }, v)).toBe("token_replayed");
+    // Once a's exp plus skew has passed its slot is free again (a itself is now expired).
+    const later = NOW_MS + (50 + 30) * 1000;
+    const fresh = await signToken(es, validClaims({ jti: "fresh", iat: later / 1000 - 5, exp: later / 1000 + 60 }));
+    expect(await reasonOf(a, { policy, nowMs: later }, v)).toBe("token_expired");
+    expect(await reasonOf(fresh, { policy, nowMs: later }, v)).toBe("ok");
+  });
+
+  it("denies with internal_error, not an accept, when the single-use store cannot answer", async () => {
+    const down: ReplayStore = {
+      firstUse: () => Promise.reject(new ReplayStoreUnavailable("timeout", "the replay store did not answer within 50 ms")),
+      close: () => Promise.resolve(),
+      stats: () => ({ kind: "test", fullRefusals: 0, failures: emptyFailures() }),
+    };
+    const v = verifier({ replay: down });
+    const result = await v.verify(checkRequest(await signToken(es, validClaims()), { policy: tokenPolicy({ singleUse: true }) }));
+    expect(result).toMatchObject({ ok: false, reason: "internal_error" });
+    expect(!result.ok && result.message).toMatch(/within 50 ms/);
+    // Without singleUse the store is never asked.
+    expect(await reasonOf(await signToken(es, validClaims()), {}, v)).toBe("ok");
+  });
+
+  it("asks the store last: a token refused for another reason never reaches it", async () => {
+    const asked: string[] = [];
+    const recording: ReplayStore = {
+      firstUse: (key) => {
+        asked.push(key);
+        return "first";
+      },
+      close: () => Promise.resolve(),
+      stats: () => ({ kind: "test", fullRefusals: 0, failures: emptyFailures() }),
+    };
+    const v = verifier({ replay: recording });
+    const policy = tokenPolicy({ singleUse: true });
+    expect(await reasonOf(await signToken(es, validClaims({ scope: "db:write" })), { policy }, v)).toBe("token_scope_exceeded");
+    expect(asked).toEqual([]);
+    expect(await reasonOf(await signToken(es, validClaims({ jti: "x".repeat(10_000) })), { policy }, v)).toBe("ok");
+    // Keys are a fixed-size digest, however long the jti.
+    expect(asked).toHaveLength(1);
+    expect(asked[0]).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
 });
 

@@ -2,7 +2,8 @@
 // JWKS. The signature and the claims' shapes are verified once per token and
 // cached by the token's SHA-256; the rules against the request (cnf, chain,
 // aud, sub, scope, replay) run on every call. Bad input never throws out of
-// verify: everything becomes a token_* result.
+// verify: everything becomes a token_* result, or internal_error when the
+// single-use store cannot answer.
 
 import { createHash } from "node:crypto";
 import type { TokenCheckRequest, TokenCheckResult } from "../../core/decision/token-check.js";
@@ -10,7 +11,8 @@ import type { DelegationTokenVerifier } from "../../core/ports.js";
 import { checkDelegationClaims } from "./delegation-claim-rules.js";
 import { DELEGATION_TOKEN_TYP, parseDelegationClaims, type DelegationClaims } from "./delegation-token-format.js";
 import { keySourceForJwks, type JwksRefreshOptions, type VerificationKeySource } from "./jwks-key-source.js";
-import { ReplayGuard } from "./replay-guard.js";
+import { ReplayMemory } from "./replay-memory.js";
+import { replayKey, type ReplayStore } from "./replay-store.js";
 import { readSignedToken } from "./signed-token-reader.js";
 import { VerifiedTokenCache } from "./verified-token-cache.js";
 
@@ -21,7 +23,9 @@ export interface DelegationTokenVerifierOptions {
   readonly jwks?: JwksRefreshOptions;
   /** Verified tokens kept (LRU). Default 10 000. */
   readonly cacheSize?: number;
-  /** jti values remembered for `tokens.singleUse` (LRU). Default 100 000. */
+  /** Where `tokens.singleUse` records first uses; default a ReplayMemory of this process. */
+  readonly replay?: ReplayStore;
+  /** Capacity of the default ReplayMemory (unexpired jti values held). */
   readonly replayCapacity?: number;
   /** Told about JWKS load failures (the last good keys keep working meanwhile). */
   readonly onKeySourceError?: (message: string) => void;
@@ -36,11 +40,11 @@ const invalid = (message: string): Failure => ({ ok: false, reason: "token_inval
 export class JwksDelegationTokenVerifier implements DelegationTokenVerifier {
   private readonly keySources = new Map<string, VerificationKeySource>();
   private readonly verified: VerifiedTokenCache;
-  private readonly replay: ReplayGuard;
+  private readonly replay: ReplayStore;
 
   constructor(private readonly options: DelegationTokenVerifierOptions) {
     this.verified = new VerifiedTokenCache(options.cacheSize);
-    this.replay = new ReplayGuard(options.replayCapacity);
+    this.replay = options.replay ?? new ReplayMemory(options.replayCapacity);
   }
 
   async verify(request: TokenCheckRequest): Promise<TokenCheckResult> {
@@ -81,9 +85,31 @@ export class JwksDelegationTokenVerifier implements DelegationTokenVerifier {
     }
     const failure = checkDelegationClaims(claims, request);
     if (failure !== undefined) return { ok: false, reason: failure.reason, message: failure.message };
-    if (policy.singleUse && !this.replay.firstUse(claims.iss, claims.jti, (claims.exp + policy.clockSkewSeconds) * 1000, nowMs)) {
-      return { ok: false, reason: "token_replayed", message: `the token's jti ${JSON.stringify(claims.jti)} was already used, and the policy allows each token once` };
+    // Last of SPEC 5's order: a jti is spent only by a token that passed everything else.
+    if (policy.singleUse) {
+      const replayed = await this.recordFirstUse(claims, policy.clockSkewSeconds, nowMs);
+      if (replayed !== undefined) return replayed;
     }
     return { ok: true, jti: claims.jti, scope: claims.scope, issuer: claims.iss, tokenSha256 };
   }
+
+  private async recordFirstUse(claims: DelegationClaims, clockSkewSeconds: number, nowMs: number): Promise<Failure | undefined> {
+    let verdict;
+    try {
+      verdict = await this.replay.firstUse(replayKey(claims.iss, claims.jti), (claims.exp + clockSkewSeconds) * 1000, nowMs);
+    } catch (err) {
+      // Not knowing whether the token was used is a deny, never an accept.
+      return { ok: false, reason: "internal_error", message: `single use of the token cannot be checked: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    if (verdict === "first") return undefined;
+    if (verdict === "full") {
+      return { ok: false, reason: "token_replayed", message: "the single-use memory is full of unexpired tokens, and refuses new ones rather than forget old ones (see replay.capacity)" };
+    }
+    return { ok: false, reason: "token_replayed", message: `the token's jti ${JSON.stringify(shorten(claims.jti))} was already used, and the policy allows each token once` };
+  }
+}
+
+/** A claim quoted in a message: bounded, since the issuer decides its length. */
+function shorten(value: string, max = 64): string {
+  return value.length <= max ? value : `${value.slice(0, max)}…`;
 }

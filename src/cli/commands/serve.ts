@@ -41,6 +41,12 @@ Options (each also settable as HOPWARDEN_<OPTION>, e.g. HOPWARDEN_ADMIN_LISTEN):
   --tls-client-ca <file>   also require a client certificate issued by this CA
                            (PEM bundle): mutual TLS; needs --tls-cert/--tls-key
   --log-level <level>      debug (one line per decision), info, warn, error
+  --replay-store <url>     redis://[user:password@]host:port[/db] (rediss:// for
+                           TLS): the Redis or Valkey that every worker and
+                           replica shares for tokens.singleUse; a store that
+                           does not answer within replay.timeout (--config,
+                           default 50ms) denies single-use tokens
+                           (internal_error). Default: this host's memory
   -h, --help               show this help
 
 What TLS protects: --tls-cert/--tls-key encrypt the gRPC port and prove
@@ -84,6 +90,7 @@ const FLAGS = {
   "tls-key": { type: "string" },
   "tls-client-ca": { type: "string" },
   "log-level": { type: "string" },
+  "replay-store": { type: "string" },
 } as const;
 
 export const serveCommand: Command = {

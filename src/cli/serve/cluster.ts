@@ -21,6 +21,7 @@ import { readyLine } from "./ready-line.js";
 import { openAuditWriter, relayWorker, workerAuditSink } from "./audit-wiring.js";
 import { loadTlsFileSet } from "../../adapters/grpc/tls-file-set.js";
 import { mergePrometheusTexts } from "../../adapters/telemetry/prometheus-merge.js";
+import { openReplayStore, primaryReplayMemory, replayMemoryMetrics, serveReplayQuestions } from "./replay-wiring.js";
 
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" } | { type: "metrics"; id: number };
 type WorkerMessage =
@@ -56,6 +57,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
 
   // One writer in the primary keeps the audit log a single chain.
   const auditWriter = await openAuditWriter(settings, logger);
+  // Without a shared store, the workers' single-use memory is this one (asked over IPC).
+  const replayMemory = primaryReplayMemory(settings.replay);
   let stopping = false;
   let started = false;
   const readyAddresses = new Map<number, string>();
@@ -70,6 +73,7 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   const fork = (): Worker => {
     const worker = cluster.fork();
     if (auditWriter !== undefined) relayWorker(worker, auditWriter, logger);
+    serveReplayQuestions(worker, replayMemory);
     worker.on("message", (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       if (message.type === "ready") {
@@ -101,7 +105,7 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
           }),
       ),
     );
-    return mergePrometheusTexts(texts.filter((t) => t.length > 0));
+    return mergePrometheusTexts([...texts.filter((t) => t.length > 0), ...(replayMemory === undefined ? [] : [replayMemoryMetrics(replayMemory)])]);
   };
   cluster.on("exit", (worker, code, signal) => {
     readyAddresses.delete(worker.id);
@@ -167,9 +171,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   policies.watch();
   onReloadSignal(() => void policies.reload("SIGHUP"));
   const grpc = [...readyAddresses.values()][0] ?? settings.listen;
-  process.stdout.write(readyLine({ grpc, admin: admin?.address, policy: settings.policyFile, version: policies.current()?.version ?? "", workers: settings.workers, tls: settings.tls }));
-
-  await onShutdownSignal(async (signal) => {
+  // Handlers first: a SIGTERM sent as soon as the ready line is read must drain, not kill.
+  const stopped = onShutdownSignal(async (signal) => {
     stopping = true;
     logger.info("shutting down workers: draining in-flight Checks", { signal });
     await stopWorkers();
@@ -177,6 +180,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     await admin?.close();
     await auditWriter?.close();
   });
+  process.stdout.write(readyLine({ grpc, admin: admin?.address, policy: settings.policyFile, version: policies.current()?.version ?? "", workers: settings.workers, tls: settings.tls }));
+  await stopped;
   return 0;
 }
 
@@ -211,7 +216,9 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
   });
   // A signal sent to the whole process group (Ctrl-C) reaches workers directly and drains them too.
   void onShutdownSignal(stop).then(() => process.exit(0));
+  const replayStore = await openReplayStore(settings.replay, "worker", logger);
   const hopwarden = await startHopwarden({
+    replayStore,
     ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
     policyFile: settings.policyFile,
     listen: settings.listen,

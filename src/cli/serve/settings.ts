@@ -6,6 +6,9 @@ import { DEFAULT_SERVICE_CONFIG, readServiceConfig, type ServiceConfig } from ".
 import { isLogLevel, type LogLevel } from "../../adapters/logging/logger.js";
 import { splitHostPort } from "../../adapters/grpc/check-server.js";
 import type { TlsFiles } from "../../adapters/grpc/tls-file-set.js";
+import { parseRedisUrl, type RedisAddress } from "../../adapters/tokens/redis-url.js";
+import { DEFAULT_REPLAY_CAPACITY } from "../../adapters/tokens/replay-memory.js";
+import { DEFAULT_REPLAY_TIMEOUT_MS } from "../../adapters/tokens/replay-store.js";
 import { fromEnv, UsageError } from "../options.js";
 
 export interface ServeSettings {
@@ -18,7 +21,17 @@ export interface ServeSettings {
   /** TLS on the Check port; undefined: plaintext. */
   readonly tls: TlsFiles | undefined;
   readonly logLevel: LogLevel;
+  readonly replay: ReplaySettings;
   readonly config: ServiceConfig;
+}
+
+/** Where `tokens.singleUse` records first uses (SPEC 5). */
+export interface ReplaySettings {
+  /** The shared Redis-compatible store; undefined: the process's own memory (the primary's with --workers). */
+  readonly store: RedisAddress | undefined;
+  readonly timeoutMs: number;
+  /** Capacity of the in-process memory. */
+  readonly capacity: number;
 }
 
 export interface ServeFlags {
@@ -33,6 +46,7 @@ export interface ServeFlags {
   readonly "tls-key"?: string | undefined;
   readonly "tls-client-ca"?: string | undefined;
   readonly "log-level"?: string | undefined;
+  readonly "replay-store"?: string | undefined;
 }
 
 export const DEFAULT_LISTEN = "0.0.0.0:9191";
@@ -80,6 +94,7 @@ export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSett
   if ((auditLog === undefined) !== (auditKey === undefined)) throw new UsageError("--audit-log and --audit-key go together: the log is signed with the key");
   const tls = resolveTlsFiles(pick("tls-cert", config.tlsCert), pick("tls-key", config.tlsKey), pick("tls-client-ca", config.tlsClientCa));
   return {
+    replay: resolveReplay(pick("replay-store", undefined), config),
     policyFile,
     listen,
     adminListen: adminRaw === "off" ? undefined : adminRaw,
@@ -90,4 +105,16 @@ export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSett
     logLevel,
     config,
   };
+}
+
+function resolveReplay(flagOrEnv: string | undefined, config: ServiceConfig): ReplaySettings {
+  let store: RedisAddress | undefined;
+  const url = flagOrEnv ?? config.replay?.store;
+  if (url !== undefined) {
+    const parsed = parseRedisUrl(url);
+    // The --config value was checked when the file was read; a problem here is the flag's or HOPWARDEN_REPLAY_STORE's.
+    if (!parsed.ok) throw new UsageError(`--replay-store (or HOPWARDEN_REPLAY_STORE) ${parsed.problem}`);
+    store = parsed.address;
+  }
+  return { store, timeoutMs: config.replay?.timeoutMs ?? DEFAULT_REPLAY_TIMEOUT_MS, capacity: config.replay?.capacity ?? DEFAULT_REPLAY_CAPACITY };
 }

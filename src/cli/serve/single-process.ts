@@ -7,12 +7,15 @@ import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
 import { openAuditSink } from "./audit-wiring.js";
 import { loadTlsFileSet } from "../../adapters/grpc/tls-file-set.js";
+import { openReplayStore } from "./replay-wiring.js";
 
 export async function runSingleProcess(settings: ServeSettings, logger: Logger): Promise<number> {
   // Unusable TLS files stop the start before the audit log is opened.
   if (settings.tls !== undefined) await loadTlsFileSet(settings.tls);
   const audit = await openAuditSink(settings, logger);
+  const replayStore = await openReplayStore(settings.replay, "single", logger);
   const hopwarden = await startHopwarden({
+    replayStore,
     policyFile: settings.policyFile,
     listen: settings.listen,
     adminListen: settings.adminListen,
@@ -25,16 +28,22 @@ export async function runSingleProcess(settings: ServeSettings, logger: Logger):
     ...(settings.config.certificateCacheSize !== undefined && { certificateCacheSize: settings.config.certificateCacheSize }),
     ...(settings.config.certificateCacheBytes !== undefined && { certificateCacheBytes: settings.config.certificateCacheBytes }),
     ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
+  }).catch(async (err: unknown) => {
+    // Its connection would keep the process from exiting.
+    await replayStore.close();
+    throw err;
   });
   onReloadSignal(() => void hopwarden.reload("SIGHUP"));
-  process.stdout.write(
-    readyLine({ grpc: hopwarden.grpcAddress, admin: hopwarden.adminAddress, policy: settings.policyFile, version: hopwarden.policies.current()?.version ?? "", workers: 1, tls: settings.tls }),
-  );
-  const signal = await onShutdownSignal(async (sig) => {
+  // Handlers first: a SIGTERM sent as soon as the ready line is read must drain, not kill.
+  const stopped = onShutdownSignal(async (sig) => {
     logger.info("shutting down: draining in-flight Checks", { signal: sig });
     await hopwarden.shutdown();
     await audit?.close();
   });
+  process.stdout.write(
+    readyLine({ grpc: hopwarden.grpcAddress, admin: hopwarden.adminAddress, policy: settings.policyFile, version: hopwarden.policies.current()?.version ?? "", workers: 1, tls: settings.tls }),
+  );
+  const signal = await stopped;
   logger.info("stopped", { signal });
   return 0;
 }

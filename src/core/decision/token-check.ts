@@ -21,4 +21,5 @@ export interface TokenCheckRequest {
 
 export type TokenCheckResult =
   | { readonly ok: true; readonly jti: string; readonly scope: readonly string[]; readonly issuer: string; readonly tokenSha256: string }
-  | { readonly ok: false; readonly reason: Extract<DenialReason, `token_${string}`>; readonly message: string };
+  // internal_error: the token could not be judged (its single-use store did not answer), which is a deny too.
+  | { readonly ok: false; readonly reason: Extract<DenialReason, `token_${string}` | "internal_error">; readonly message: string };
