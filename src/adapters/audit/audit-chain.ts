@@ -32,11 +32,15 @@ export function hashLine(line: string | Uint8Array): string {
 
 /** A decision line, chained to `head`. The chain fields come first so that a reader sees them before the payload. */
 export function formatDecisionLine(record: AuditRecord, head: ChainHead): string {
+  return formatSerializedDecisionLine(JSON.stringify(record), head);
+}
+
+/** formatDecisionLine for a record already serialized with JSON.stringify (the writer sizes records when they are queued). */
+export function formatSerializedDecisionLine(recordJson: string, head: ChainHead): string {
   // Byte for byte what JSON.stringify({ type, seq, prev, ...record }) gives
   // (the hash is hex, so it needs no escaping), without copying the record
   // into a new object first: this runs once per decision.
-  const body = JSON.stringify(record);
-  return `{"type":"decision","seq":${head.seq + 1},"prev":"${head.hash}"${body.length > 2 ? "," : ""}${body.slice(1)}`;
+  return `{"type":"decision","seq":${head.seq + 1},"prev":"${head.hash}"${recordJson.length > 2 ? "," : ""}${recordJson.slice(1)}`;
 }
 
 /** Short, stable id of a signing key (hex SHA-256 of its SPKI DER, first 16 digits), so verify can say which key signed. */

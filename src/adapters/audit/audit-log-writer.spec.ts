@@ -151,6 +151,26 @@ describe("AuditLogWriter: a full buffer is never silent", () => {
     expect(writer.stats()).toMatchObject({ depth: 0, written: 3 });
   });
 
+  it("finding 9: bounds the buffer in bytes as well as records: large records fill it long before the record bound", async () => {
+    const log = captureLogger();
+    const writer = await openWriter({ bufferRecords: 10_000, bufferBytes: 4096, overflow: "deny", flushDelayMs: 10_000, logger: log.logger });
+    const large = () => buildAuditRecord(sampleDecision({ path: `/${"p".repeat(1000)}`, onBehalfOf: `${"o".repeat(1000)}@example.com` }), { latencyMs: 1 });
+    let admitted = 0;
+    while (writer.admit() === true) {
+      writer.append(large());
+      admitted++;
+      expect(admitted).toBeLessThan(10);
+    }
+    expect(admitted).toBeGreaterThanOrEqual(1);
+    expect(writer.stats()).toMatchObject({ depth: admitted, refused: 1 });
+    expect(log.events("audit_buffer_full")[0]).toMatchObject({ buffer_bytes: 4096, buffer_records: 10_000 });
+    // Past twice the byte bound, a record of an admitted Check is dropped and counted.
+    for (let i = 0; i < 10; i++) writer.append(large());
+    expect(writer.stats().dropped).toBeGreaterThan(0);
+    await writer.close();
+    expect(writer.stats().written).toBe(writer.stats().depth + admitted + 10 - writer.stats().dropped);
+  });
+
   it("keeps decisions already admitted up to twice the bound, then drops and counts the rest", async () => {
     const log = captureLogger();
     const writer = await openWriter({ bufferRecords: 2, flushDelayMs: 10_000, logger: log.logger });

@@ -12,7 +12,7 @@ import { silentLogger, type Logger } from "../logging/logger.js";
 import {
   auditKeyId,
   formatCheckpointLine,
-  formatDecisionLine,
+  formatSerializedDecisionLine,
   GENESIS_HEAD,
   hashLine,
   type ChainHead,
@@ -37,6 +37,8 @@ export interface AuditLogWriterOptions {
   readonly flushDelayMs?: number;
   /** Records the buffer holds before admit() says no. Default 10 000. */
   readonly bufferRecords?: number;
+  /** Bytes (serialized records) the buffer holds before admit() says no, whichever bound is reached first. Default 16 MiB. */
+  readonly bufferBytes?: number;
   /** What admit() does when the buffer is full: "deny" answers false at once, "block" waits up to blockTimeoutMs. Default "deny". */
   readonly overflow?: AuditOverflowMode;
   /** The bounded wait of overflow "block". Default 250 ms. */
@@ -70,6 +72,7 @@ interface ResolvedOptions {
   readonly checkpointEveryMs: number;
   readonly flushDelayMs: number;
   readonly bufferRecords: number;
+  readonly bufferBytes: number;
   readonly overflow: AuditOverflowMode;
   readonly blockTimeoutMs: number;
   readonly retryDelayMs: number;
@@ -84,6 +87,8 @@ interface Chunk {
   readonly text: string;
   readonly bytes: number;
   readonly records: number;
+  /** The serialized size of its records, as counted in the buffer. */
+  readonly recordBytes: number;
   readonly checkpoints: number;
   readonly rotate: boolean;
   readonly final: boolean;
@@ -94,8 +99,15 @@ interface Waiter {
   readonly timer: NodeJS.Timeout;
 }
 
-/** Records per write: bounds the memory of one chunk and lets blocked Checks go as soon as part of a backlog is written. */
+/** Records and bytes per write: bound the memory of one chunk and let blocked Checks go as soon as part of a backlog is written. */
 const MAX_RECORDS_PER_CHUNK = 1000;
+const MAX_BYTES_PER_CHUNK = 1024 * 1024;
+
+/** A record serialized when it is queued, so that the buffer is bounded in bytes as well as records. */
+interface QueuedRecord {
+  readonly json: string;
+  readonly bytes: number;
+}
 
 interface ChainPosition {
   readonly head: ChainHead;
@@ -112,7 +124,8 @@ export class AuditLogWriter implements AuditRecordTarget {
   private readonly keyId: string;
   private readonly log: Logger;
 
-  private readonly queue: AuditRecord[] = [];
+  private readonly queue: QueuedRecord[] = [];
+  private queuedBytes = 0;
   private pendingChunk: Chunk | undefined;
   /** The chain as far as it was serialized (equal to the file once pendingChunk is written). */
   private tail: ChainHead;
@@ -200,20 +213,23 @@ export class AuditLogWriter implements AuditRecordTarget {
       this.drop("audit log is closed");
       return;
     }
-    // Admitted Checks may overshoot bufferRecords by their concurrency; the
+    const json = JSON.stringify(record);
+    const bytes = Buffer.byteLength(json);
+    // Admitted Checks may overshoot the bounds by their concurrency; the
     // hard limit leaves them room so an admitted decision is not lost.
-    if (this.depth() >= this.options.bufferRecords * 2) {
+    if (this.depth() >= this.options.bufferRecords * 2 || this.depthBytes() + bytes > this.options.bufferBytes * 2) {
       this.noteOverflow();
       this.drop("audit buffer hard limit reached");
       return;
     }
-    this.queue.push(record);
+    this.queue.push({ json, bytes });
+    this.queuedBytes += bytes;
     this.notifyAccepting();
     this.scheduleFlush(this.options.flushDelayMs);
   }
 
   accepting(): boolean {
-    return !this.closing && this.depth() < this.options.bufferRecords;
+    return !this.closing && this.depth() < this.options.bufferRecords && this.depthBytes() < this.options.bufferBytes;
   }
 
   healthy(): boolean {
@@ -244,6 +260,10 @@ export class AuditLogWriter implements AuditRecordTarget {
 
   private depth(): number {
     return this.queue.length + (this.pendingChunk?.records ?? 0);
+  }
+
+  private depthBytes(): number {
+    return this.queuedBytes + (this.pendingChunk?.recordBytes ?? 0);
   }
 
   private scheduleFlush(delayMs: number): void {
@@ -289,6 +309,7 @@ export class AuditLogWriter implements AuditRecordTarget {
     const lines: string[] = [];
     let bytes = 0;
     let records = 0;
+    let recordBytes = 0;
     let checkpoints = 0;
     let rotate = false;
     let final = false;
@@ -315,10 +336,12 @@ export class AuditLogWriter implements AuditRecordTarget {
 
     const take = Math.min(this.queue.length, MAX_RECORDS_PER_CHUNK);
     let used = 0;
-    while (used < take) {
-      push(formatDecisionLine(this.queue[used]!, this.tail));
+    while (used < take && (used === 0 || bytes < MAX_BYTES_PER_CHUNK)) {
+      const queued = this.queue[used]!;
+      push(formatSerializedDecisionLine(queued.json, this.tail));
       used++;
       records++;
+      recordBytes += queued.bytes;
       this.sinceCheckpoint++;
       this.startCheckpointClock();
       if (this.sinceCheckpoint >= this.options.checkpointEveryRecords) checkpoint("interval");
@@ -329,6 +352,7 @@ export class AuditLogWriter implements AuditRecordTarget {
       }
     }
     this.queue.splice(0, used);
+    this.queuedBytes -= recordBytes;
 
     const overdue = this.unsignedSinceMs !== undefined && this.options.clock.nowMs() - this.unsignedSinceMs >= this.options.checkpointEveryMs;
     // A file about to be renamed ends with its rotation checkpoint; anything else goes into the next file.
@@ -353,7 +377,7 @@ export class AuditLogWriter implements AuditRecordTarget {
       bytes += 1;
       this.needsNewline = false;
     }
-    return { text, bytes, records, checkpoints, rotate, final };
+    return { text, bytes, records, recordBytes, checkpoints, rotate, final };
   }
 
   private rotationDue(pendingBytes: number): boolean {
@@ -485,7 +509,9 @@ export class AuditLogWriter implements AuditRecordTarget {
       event: "audit_buffer_full",
       path: this.options.path,
       depth: this.depth(),
+      depth_bytes: this.depthBytes(),
       buffer_records: this.options.bufferRecords,
+      buffer_bytes: this.options.bufferBytes,
       overflow: this.options.overflow,
       healthy: this.healthy(),
     });
@@ -572,6 +598,7 @@ function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
     checkpointEveryMs: integer("checkpointEveryMs", options.checkpointEveryMs, 1000, 1),
     flushDelayMs: integer("flushDelayMs", options.flushDelayMs, 5, 0),
     bufferRecords: integer("bufferRecords", options.bufferRecords, 10_000, 1),
+    bufferBytes: integer("bufferBytes", options.bufferBytes, 16 * 1024 * 1024, 1),
     overflow,
     blockTimeoutMs: integer("blockTimeoutMs", options.blockTimeoutMs, 250, 0),
     retryDelayMs: integer("retryDelayMs", options.retryDelayMs, 100, 1),
