@@ -222,21 +222,36 @@ describe("audit verify: a log whose writer crashed or is still writing", () => {
     expect(result.err).toContain("are not covered by a checkpoint signature");
   });
 
-  it("passes with --allow-open-end, reporting the unsigned records as a warning", async () => {
+  it("with --allow-open-end, exits 2 naming the records no signature covers (SPEC 6: 0 only when every line is covered)", async () => {
     const file = files.at(-1)!;
     await edit(file, (lines) => lines.slice(0, -1));
+    const lastSigned = (await linesWhere(file, (r) => r.type === "checkpoint")).at(-1)!;
+    const last = (await readLines(file)).length;
     const result = await verify("--allow-open-end");
-    expect(result.code).toBe(0);
-    expect(result.err).toContain("are not covered by a checkpoint signature");
-    expect(result.err).toContain("(warning)");
+    expect(result.code).toBe(2);
+    const range = last === lastSigned + 1 ? `${last}` : `${lastSigned + 1}-${last}`;
+    expect(result.err).toContain(`${file}:${range}: not covered by any signature`);
+    expect(result.out).toContain("audit log intact in what is signed, not fully covered");
   });
 
-  it("passes with --allow-open-end when a line is still being written", async () => {
+  it("with --allow-open-end, a line still being written is not covered either (exit 2), and without it the log is not intact (exit 1)", async () => {
     const file = files.at(-1)!;
     const text = await readFile(file, "utf8");
     await writeFile(file, `${text}{"type":"decision","seq":9`);
     expect((await verify()).code).toBe(1);
-    expect((await verify("--allow-open-end")).code).toBe(0);
+    const open = await verify("--allow-open-end");
+    expect(open.code).toBe(2);
+    expect(open.err).toContain(`${file}:${(await readLines(file)).length}: not covered by any signature`);
+  });
+
+  it("with --allow-open-end, an end at an interval checkpoint is only a warning: every line is covered (exit 0)", async () => {
+    const file = files.at(-1)!;
+    const checkpoint = (await linesWhere(file, isInterval)).at(-1)!;
+    await edit(file, (lines) => lines.slice(0, checkpoint));
+    const result = await verify("--allow-open-end");
+    expect(result.code).toBe(0);
+    expect(result.err).toContain("not a shutdown checkpoint");
+    expect(result.err).toContain("(warning)");
   });
 
   it("still fails with --allow-open-end when a rotated file was cut short", async () => {
@@ -247,20 +262,20 @@ describe("audit verify: a log whose writer crashed or is still writing", () => {
   });
 });
 
-describe("audit CLI usage", () => {
-  it("exits 2 without --public-key, without files, or with an unknown flag", async () => {
-    expect((await cli("verify", ...files)).code).toBe(2);
-    expect((await cli("verify", "--public-key", `${keyPrefix}.pub`)).code).toBe(2);
+describe("audit CLI usage (exit 3: never 2, which means a verified log with uncovered lines)", () => {
+  it("exits 3 without --public-key, without files, or with an unknown flag", async () => {
+    expect((await cli("verify", ...files)).code).toBe(3);
+    expect((await cli("verify", "--public-key", `${keyPrefix}.pub`)).code).toBe(3);
     const unknown = await cli("verify", "--public-key", `${keyPrefix}.pub`, "--fast", ...files);
-    expect(unknown.code).toBe(2);
+    expect(unknown.code).toBe(3);
     expect(unknown.err).toContain("--fast");
-    expect((await cli("rotate")).code).toBe(2);
-    expect((await cli()).code).toBe(2);
+    expect((await cli("rotate")).code).toBe(3);
+    expect((await cli()).code).toBe(3);
   });
 
-  it("exits 2 when the public key is not an Ed25519 SPKI PEM, naming the file", async () => {
+  it("exits 3 when the public key is not an Ed25519 SPKI PEM, naming the file", async () => {
     const result = await cli("verify", "--public-key", `${keyPrefix}.key`, ...files);
-    expect(result.code).toBe(2);
+    expect(result.code).toBe(3);
     expect(result.err).toContain(`${keyPrefix}.key: not a PEM SubjectPublicKeyInfo public key`);
   });
 
@@ -277,7 +292,7 @@ describe("audit CLI usage", () => {
     expect(made.out).toContain(`${prefix}.key`);
     expect(made.out).toContain(`${prefix}.pub`);
     const again = await cli("keygen", "--out", prefix);
-    expect(again.code).toBe(2);
+    expect(again.code).toBe(3);
     expect(again.err).toContain("already exists");
   });
 });

@@ -1,8 +1,9 @@
 // The one writer of an audit log: it owns the hash chain, appends JSON lines
 // off the hot path, signs the running hash in checkpoints (every N records or
 // T ms, at rotation and at shutdown), rotates by size and survives a failing
-// disk by buffering and retrying. In a cluster only the primary runs one
-// (docs/audit-log.md).
+// disk by buffering and retrying. On start it resumes an existing log only
+// from the last line its key signed (audit-log-resume.ts). In a cluster only
+// the primary runs one (docs/audit-log.md).
 
 import type { KeyObject } from "node:crypto";
 import { access, mkdir, open, rename, stat, truncate } from "node:fs/promises";
@@ -12,13 +13,15 @@ import { silentLogger, type Logger } from "../logging/logger.js";
 import {
   auditKeyId,
   formatCheckpointLine,
+  formatRecoveryLine,
   formatSerializedDecisionLine,
-  GENESIS_HEAD,
   hashLine,
   type ChainHead,
   type CheckpointReason,
+  type RecoveryFields,
 } from "./audit-chain.js";
-import { listRotatedFiles, readFileEnds, rotatedFileName } from "./audit-log-files.js";
+import { rotatedFileName } from "./audit-log-files.js";
+import { planResume, type ResumePlan } from "./audit-log-resume.js";
 import type { AuditRecord } from "./audit-record.js";
 import type { AuditLogStats, AuditOverflowMode, AuditRecordTarget } from "./audit-record-target.js";
 
@@ -90,6 +93,8 @@ interface Chunk {
   /** The serialized size of its records, as counted in the buffer. */
   readonly recordBytes: number;
   readonly checkpoints: number;
+  /** It starts with the signed recovery record. */
+  readonly recovery: boolean;
   readonly rotate: boolean;
   readonly final: boolean;
 }
@@ -109,16 +114,6 @@ interface QueuedRecord {
   readonly bytes: number;
 }
 
-interface ChainPosition {
-  readonly head: ChainHead;
-  /** Bytes already in the active file. */
-  readonly size: number;
-  /** The seq the active file's first line has (or will have). */
-  readonly fileFirstSeq: number;
-  /** A crash left a line fragment without a newline at the end of the active file. */
-  readonly endsInFragment: boolean;
-}
-
 export class AuditLogWriter implements AuditRecordTarget {
   private readonly options: ResolvedOptions;
   private readonly keyId: string;
@@ -135,6 +130,8 @@ export class AuditLogWriter implements AuditRecordTarget {
   private sinceCheckpoint = 0;
   private unsignedSinceMs: number | undefined;
   private checkpointDue = false;
+  /** The signed recovery record still to be written first, when the log did not end with a shutdown checkpoint. */
+  private pendingRecovery: Omit<RecoveryFields, "time" | "keyId"> | undefined;
 
   private flushTimer: NodeJS.Timeout | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
@@ -158,27 +155,49 @@ export class AuditLogWriter implements AuditRecordTarget {
 
   private counters = { dropped: 0, blocked: 0, refused: 0, written: 0, checkpoints: 0, writeErrors: 0, rotations: 0 };
 
-  private constructor(options: ResolvedOptions, position: ChainPosition) {
+  private constructor(options: ResolvedOptions, plan: ResumePlan) {
     this.options = options;
     this.log = options.logger;
     this.keyId = auditKeyId(options.privateKey);
-    this.tail = position.head;
-    this.size = position.size;
-    this.fileFirstSeq = position.fileFirstSeq;
-    this.needsNewline = position.endsInFragment;
+    this.tail = plan.head;
+    this.size = plan.size;
+    this.fileFirstSeq = plan.fileFirstSeq;
+    this.needsNewline = plan.endsInFragment;
+    this.pendingRecovery = plan.recovery;
     this.retryDelayMs = options.retryDelayMs;
   }
 
-  /** Opens (or resumes) the log at `options.path`, continuing the chain from the last line already written. */
+  /**
+   * Opens the log at `options.path`, or resumes it from the last line signed
+   * by this key; when it did not end with this key's shutdown checkpoint, the
+   * first line written is a signed recovery record (SPEC 6).
+   */
   static async open(options: AuditLogWriterOptions): Promise<AuditLogWriter> {
     const resolved = resolveOptions(options);
-    const position = await findChainPosition(resolved.path, resolved.logger);
-    const writer = new AuditLogWriter(resolved, position);
-    resolved.logger.info("audit log open", {
+    const plan = await readChainEnd(resolved.path, resolved.privateKey);
+    const writer = new AuditLogWriter(resolved, plan);
+    const log = resolved.logger;
+    for (const problem of plan.historyProblems) {
+      log.error("audit log does not verify before the point it resumes from (audit verify will report it)", {
+        event: "audit_history_broken",
+        file: problem.file,
+        line: problem.line,
+        problem: problem.message,
+      });
+    }
+    if (plan.recovery !== undefined) {
+      const r = plan.recovery;
+      const fields = { event: "audit_recovery", path: resolved.path, reason: r.reason, resumed_after: r.resumedAfter, unverified: r.unverified, problem: r.problem };
+      if (r.unverified.length > 0) log.error("audit log resumed after lines it cannot verify; a signed recovery record names them and no new signature covers them", fields);
+      else log.warn("audit log did not end with a shutdown checkpoint (a crash, or records removed); a signed recovery record says so", fields);
+      // Written now, not with the first decision.
+      writer.scheduleFlush(0);
+    }
+    log.info("audit log open", {
       path: resolved.path,
-      next_seq: position.head.seq + 1,
+      next_seq: plan.head.seq + 1,
       key_id: writer.keyId,
-      resumed: position.head.seq > 0,
+      resumed: plan.head.seq > 0,
     });
     return writer;
   }
@@ -306,6 +325,8 @@ export class AuditLogWriter implements AuditRecordTarget {
   }
 
   private buildChunk(): Chunk | undefined {
+    // Nothing follows the shutdown checkpoint: a log that ends otherwise looks like a crash.
+    if (this.finalWritten) return undefined;
     const lines: string[] = [];
     let bytes = 0;
     let records = 0;
@@ -313,6 +334,7 @@ export class AuditLogWriter implements AuditRecordTarget {
     let checkpoints = 0;
     let rotate = false;
     let final = false;
+    let recovery = false;
     const push = (line: string): void => {
       lines.push(line, "\n");
       bytes += Buffer.byteLength(line) + 1;
@@ -333,6 +355,13 @@ export class AuditLogWriter implements AuditRecordTarget {
       clearTimeout(this.checkpointTimer);
       this.checkpointTimer = undefined;
     };
+
+    if (this.pendingRecovery !== undefined) {
+      // First, before anything else is chained: what this writer could not verify, signed.
+      push(formatRecoveryLine(this.tail, { ...this.pendingRecovery, time: new Date(this.options.clock.nowMs()).toISOString(), keyId: this.keyId }, this.options.privateKey));
+      this.pendingRecovery = undefined;
+      recovery = true;
+    }
 
     const take = Math.min(this.queue.length, MAX_RECORDS_PER_CHUNK);
     let used = 0;
@@ -377,7 +406,7 @@ export class AuditLogWriter implements AuditRecordTarget {
       bytes += 1;
       this.needsNewline = false;
     }
-    return { text, bytes, records, recordBytes, checkpoints, rotate, final };
+    return { text, bytes, records, recordBytes, checkpoints, recovery, rotate, final };
   }
 
   private rotationDue(pendingBytes: number): boolean {
@@ -407,7 +436,7 @@ export class AuditLogWriter implements AuditRecordTarget {
       const handle = await open(path, "a");
       try {
         await handle.appendFile(chunk.text);
-        if (chunk.checkpoints > 0) await handle.sync();
+        if (chunk.checkpoints > 0 || chunk.recovery) await handle.sync();
         const after = (await handle.stat()).size;
         if (after !== sizeBefore + chunk.bytes) {
           this.log.error("audit log file changed outside hopwarden", {
@@ -609,52 +638,17 @@ function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
   };
 }
 
-/** Where the chain stands on disk: the active file's last line, else the newest rotated file's, else genesis. */
-async function findChainPosition(path: string, logger: Logger): Promise<ChainPosition> {
+/** Checks the path, then reads where the chain on disk may be continued; refuses a log it cannot continue. */
+async function readChainEnd(path: string, privateKey: KeyObject): Promise<ResumePlan> {
   await mkdir(dirname(path), { recursive: true });
   const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return undefined;
     throw new AuditLogConfigError("path", `${path}: cannot stat (${error.code ?? error.message})`);
   });
   if (info !== undefined && !info.isFile()) throw new AuditLogConfigError("path", `${path}: is not a regular file`);
-
-  const active = await readFileEnds(path);
-  const endsInFragment = active !== undefined && !active.endsWithNewline;
-  if (endsInFragment) {
-    logger.error("audit log ends in an incomplete line (a write was cut short); it stays as evidence and the chain continues after it", {
-      event: "audit_incomplete_line",
-      path,
-    });
-  }
-  if (active?.lastLine !== undefined) {
-    const head = { seq: lineSeq(active.lastLine, path), hash: hashLine(active.lastLine) };
-    const firstSeq = active.firstLine === undefined ? head.seq : lineSeq(active.firstLine, path);
-    return { head, size: active.size, fileFirstSeq: firstSeq, endsInFragment };
-  }
-  const rotated = await listRotatedFiles(path);
-  const newest = rotated.at(-1);
-  if (newest !== undefined) {
-    const ends = await readFileEnds(newest.path);
-    if (ends?.lastLine !== undefined) {
-      const head = { seq: lineSeq(ends.lastLine, newest.path), hash: hashLine(ends.lastLine) };
-      return { head, size: active?.size ?? 0, fileFirstSeq: head.seq + 1, endsInFragment };
-    }
-  }
-  return { head: GENESIS_HEAD, size: active?.size ?? 0, fileFirstSeq: 1, endsInFragment };
-}
-
-function lineSeq(line: Buffer, file: string): number {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(line.toString("utf8"));
-  } catch {
-    throw new AuditLogConfigError("path", `${file}: a line is not JSON, so the chain cannot be continued; move the file aside to start a new log`);
-  }
-  const seq = (parsed as { seq?: unknown } | null)?.seq;
-  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) {
-    throw new AuditLogConfigError("path", `${file}: seq: missing or not a positive integer, so the chain cannot be continued; move the file aside to start a new log`);
-  }
-  return seq;
+  const plan = await planResume(path, privateKey);
+  if (plan.refusal !== undefined) throw new AuditLogConfigError("path", plan.refusal);
+  return plan;
 }
 
 async function exists(path: string): Promise<boolean> {
