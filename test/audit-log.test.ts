@@ -3,13 +3,15 @@
 // and names the file and line of the first bad record for each kind of
 // tampering.
 
+import { generateKeyPairSync } from "node:crypto";
 import { cp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { hashLine } from "../src/adapters/audit/audit-chain.js";
+import { formatCheckpointLine, formatRecoveryLine, hashLine } from "../src/adapters/audit/audit-chain.js";
 import { loadAuditPrivateKey } from "../src/adapters/audit/audit-keys.js";
 import { AuditLogSink } from "../src/adapters/audit/audit-log-sink.js";
 import { AuditLogWriter } from "../src/adapters/audit/audit-log-writer.js";
+import { buildAuditRecord } from "../src/adapters/audit/audit-record.js";
 import { runAudit } from "../src/cli/commands/audit.js";
 import { readLines, sampleDecision, tempDir, type TempDir } from "./support/audit-fixtures.js";
 
@@ -258,6 +260,76 @@ describe("audit verify: a log whose writer crashed or is still writing", () => {
     const file = files[1]!;
     await truncate(file, (await readFile(file)).length - 5);
     const result = await verify("--allow-open-end");
+    expect(result.code).toBe(1);
+  });
+});
+
+describe("audit verify after a restart (SPEC 6: exit 2 names what no signature covers)", () => {
+  const active = () => files.at(-1)!;
+  const restart = async (records: number) => {
+    const writer = await AuditLogWriter.open({ path: active(), privateKey: await loadAuditPrivateKey(`${keyPrefix}.key`), flushDelayMs: 1 });
+    for (let i = 0; i < records; i++) writer.append(buildAuditRecord(sampleDecision(), { latencyMs: 1 }));
+    await writer.close();
+  };
+
+  it("a crash tail: exit 2 naming the file and line range, and what was written after the restart is covered", async () => {
+    await edit(active(), (lines) => lines.slice(0, -1)); // the shutdown checkpoint never made it to disk
+    const lastSigned = (await linesWhere(active(), (r) => r.type === "checkpoint")).at(-1)!;
+    const tailEnd = (await readLines(active())).length;
+    await restart(2);
+    const result = await verify();
+    expect(result.code).toBe(2);
+    const range = tailEnd === lastSigned + 1 ? `${tailEnd}` : `${lastSigned + 1}-${tailEnd}`;
+    expect(result.err).toContain(`${active()}:${range}: not covered by any signature: the writer could not verify these lines when it restarted (recovery record at ${active()}:${tailEnd + 1}`);
+    expect(result.err).toContain("audit log NOT fully covered");
+    expect(result.out).toContain("1 recovery record(s)");
+    expect(JSON.parse((await readLines(active())).at(-1)!)).toMatchObject({ type: "checkpoint", reason: "shutdown" });
+  });
+
+  it("an end without a shutdown checkpoint: exit 2, records after it may be missing", async () => {
+    const checkpoint = (await linesWhere(active(), isInterval)).at(-1)!;
+    await edit(active(), (lines) => lines.slice(0, checkpoint));
+    await restart(1);
+    const result = await verify();
+    expect(result.code).toBe(2);
+    expect(result.err).toContain(`${active()}:${checkpoint + 1}: recovery record: the writer restarted after the interval checkpoint`);
+    expect(result.err).toContain("records written after it may be missing");
+  });
+
+  it("a recovery record forged without the key: exit 1 at that record", async () => {
+    await edit(active(), (lines) => lines.slice(0, -1));
+    const lines = await readLines(active());
+    const last = lines.at(-1)!;
+    const head = { seq: (JSON.parse(last) as { seq: number }).seq, hash: hashLine(last) };
+    // Signed with a key of the forger's own, under the real key's id.
+    const forger = generateKeyPairSync("ed25519").privateKey;
+    const { key_id: keyId } = JSON.parse(lines.find((l) => l.includes('"type":"checkpoint"'))!) as { key_id: string };
+    const time = new Date().toISOString();
+    const forged = formatRecoveryLine(head, { time, reason: "no_shutdown_checkpoint", resumedAfter: null, unverified: [], problem: null, keyId }, forger);
+    const shutdown = formatCheckpointLine({ seq: head.seq + 1, hash: hashLine(forged) }, { time, reason: "shutdown", keyId }, forger);
+    await writeFile(active(), [...lines, forged, shutdown].map((l) => `${l}\n`).join(""));
+    for (const extra of [[], ["--allow-open-end"]]) {
+      const result = await verify(...extra);
+      expect(result.code).toBe(1);
+      expect(result.err).toContain(`${active()}:${lines.length + 1}: signature: recovery record seq ${head.seq + 1} does not verify: it was forged or altered`);
+    }
+  });
+
+  it("a genuine recovery record copied to another place: exit 1", async () => {
+    await edit(active(), (lines) => lines.slice(0, -1));
+    await restart(1);
+    const lines = await readLines(active());
+    const recovery = lines.find((l) => l.startsWith('{"type":"recovery"'))!;
+    await writeFile(active(), [...lines.slice(0, -1), recovery, lines.at(-1)!].map((l) => `${l}\n`).join(""));
+    const result = await verify();
+    expect(result.code).toBe(1);
+    expect(result.err).toContain(`${active()}:${lines.length}:`);
+  });
+
+  it("an old file swapped in for the active file while stopped: the restart does not make it pass", async () => {
+    await cp(files[0]!, active());
+    await restart(1);
+    const result = await verify();
     expect(result.code).toBe(1);
   });
 });
