@@ -51,13 +51,13 @@ afterAll(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
-async function serve(): Promise<ServeProcess> {
-  return startServe(["--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--audit-log", log, "--audit-key", key]);
+async function serve(extra: readonly string[] = []): Promise<ServeProcess> {
+  return startServe(["--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--audit-log", log, "--audit-key", key, ...extra]);
 }
 
 /** Runs the service, makes `checks` allowed Checks, stops it cleanly; returns their decision ids. */
-async function serveAndStop(checks: number): Promise<{ ids: string[]; stderr: string }> {
-  const service = await serve();
+async function serveAndStop(checks: number, extra: readonly string[] = []): Promise<{ ids: string[]; stderr: string }> {
+  const service = await serve(extra);
   const client = new CheckClient(service.grpc);
   clients.push(client);
   const ids: string[] = [];
@@ -114,15 +114,18 @@ describe("finding 2: audit log laundering across a restart (SPEC 6: a restart ne
     expect(records.slice(4).every((r) => !forged.map((f) => hashLine(f)).includes(r.prev))).toBe(true);
   });
 
-  it("records appended while stopped: the restart names them in a signed recovery record, verify exits 2", async () => {
-    await serveAndStop(2);
+  it.each([
+    ["one process", []],
+    ["--workers 2 (the primary writes the log)", ["--workers", "2"]],
+  ])("records appended while stopped: the restart names them in a signed recovery record, verify exits 2 (%s)", async (_name, extra) => {
+    await serveAndStop(2, extra);
     const genuine = await lines();
     const last = genuine.at(-1)!;
     const head = { seq: (JSON.parse(last) as { seq: number }).seq, hash: hashLine(last) };
     await appendFile(log, forgedRecords(head, 2, genuine[0]!).map((l) => `${l}\n`).join(""));
     const first = genuine.length + 1;
 
-    await serveAndStop(1);
+    await serveAndStop(1, extra);
     const result = await verify();
     expect(result.code, result.stdout + result.stderr).toBe(2);
     expect(result.stderr).toContain(`${log}:${first}-${first + 1}: not covered by any signature`);
