@@ -68,6 +68,10 @@ describe("the audit section", () => {
     expect(config.audit).toEqual({ rotateBytes: 1048576, checkpointEveryRecords: 50, checkpointEveryMs: 500, bufferRecords: 2000, bufferBytes: 8388608, overflow: "block", blockTimeoutMs: 100 });
   });
 
+  it("refuses a byte bound too small for one record", () => {
+    expect(() => parseServiceConfig("audit:\n  bufferBytes: 1000\n", "hopwarden.yaml")).toThrowError(/^hopwarden\.yaml:2:16: audit\.bufferBytes: /);
+  });
+
   it("names the field and the problem of a bad overflow mode, duration or unknown key", () => {
     expect(() => parseServiceConfig("audit:\n  overflow: drop\n  blockTimeout: soon\n  rotate: 1\n", "hopwarden.yaml")).toThrowError(
       new ServiceConfigError([
