@@ -3,13 +3,15 @@
 // and names the file and line of the first bad record for each kind of
 // tampering.
 
+import { generateKeyPairSync } from "node:crypto";
 import { cp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { hashLine } from "../src/adapters/audit/audit-chain.js";
+import { formatCheckpointLine, formatRecoveryLine, hashLine } from "../src/adapters/audit/audit-chain.js";
 import { loadAuditPrivateKey } from "../src/adapters/audit/audit-keys.js";
 import { AuditLogSink } from "../src/adapters/audit/audit-log-sink.js";
 import { AuditLogWriter } from "../src/adapters/audit/audit-log-writer.js";
+import { buildAuditRecord } from "../src/adapters/audit/audit-record.js";
 import { runAudit } from "../src/cli/commands/audit.js";
 import { readLines, sampleDecision, tempDir, type TempDir } from "./support/audit-fixtures.js";
 
@@ -222,21 +224,36 @@ describe("audit verify: a log whose writer crashed or is still writing", () => {
     expect(result.err).toContain("are not covered by a checkpoint signature");
   });
 
-  it("passes with --allow-open-end, reporting the unsigned records as a warning", async () => {
+  it("with --allow-open-end, exits 2 naming the records no signature covers (SPEC 6: 0 only when every line is covered)", async () => {
     const file = files.at(-1)!;
     await edit(file, (lines) => lines.slice(0, -1));
+    const lastSigned = (await linesWhere(file, (r) => r.type === "checkpoint")).at(-1)!;
+    const last = (await readLines(file)).length;
     const result = await verify("--allow-open-end");
-    expect(result.code).toBe(0);
-    expect(result.err).toContain("are not covered by a checkpoint signature");
-    expect(result.err).toContain("(warning)");
+    expect(result.code).toBe(2);
+    const range = last === lastSigned + 1 ? `${last}` : `${lastSigned + 1}-${last}`;
+    expect(result.err).toContain(`${file}:${range}: not covered by any signature`);
+    expect(result.out).toContain("audit log intact in what is signed, not fully covered");
   });
 
-  it("passes with --allow-open-end when a line is still being written", async () => {
+  it("with --allow-open-end, a line still being written is not covered either (exit 2), and without it the log is not intact (exit 1)", async () => {
     const file = files.at(-1)!;
     const text = await readFile(file, "utf8");
     await writeFile(file, `${text}{"type":"decision","seq":9`);
     expect((await verify()).code).toBe(1);
-    expect((await verify("--allow-open-end")).code).toBe(0);
+    const open = await verify("--allow-open-end");
+    expect(open.code).toBe(2);
+    expect(open.err).toContain(`${file}:${(await readLines(file)).length}: not covered by any signature`);
+  });
+
+  it("with --allow-open-end, an end at an interval checkpoint is only a warning: every line is covered (exit 0)", async () => {
+    const file = files.at(-1)!;
+    const checkpoint = (await linesWhere(file, isInterval)).at(-1)!;
+    await edit(file, (lines) => lines.slice(0, checkpoint));
+    const result = await verify("--allow-open-end");
+    expect(result.code).toBe(0);
+    expect(result.err).toContain("not a shutdown checkpoint");
+    expect(result.err).toContain("(warning)");
   });
 
   it("still fails with --allow-open-end when a rotated file was cut short", async () => {
@@ -247,20 +264,90 @@ describe("audit verify: a log whose writer crashed or is still writing", () => {
   });
 });
 
-describe("audit CLI usage", () => {
-  it("exits 2 without --public-key, without files, or with an unknown flag", async () => {
-    expect((await cli("verify", ...files)).code).toBe(2);
-    expect((await cli("verify", "--public-key", `${keyPrefix}.pub`)).code).toBe(2);
-    const unknown = await cli("verify", "--public-key", `${keyPrefix}.pub`, "--fast", ...files);
-    expect(unknown.code).toBe(2);
-    expect(unknown.err).toContain("--fast");
-    expect((await cli("rotate")).code).toBe(2);
-    expect((await cli()).code).toBe(2);
+describe("audit verify after a restart (SPEC 6: exit 2 names what no signature covers)", () => {
+  const active = () => files.at(-1)!;
+  const restart = async (records: number) => {
+    const writer = await AuditLogWriter.open({ path: active(), privateKey: await loadAuditPrivateKey(`${keyPrefix}.key`), flushDelayMs: 1 });
+    for (let i = 0; i < records; i++) writer.append(buildAuditRecord(sampleDecision(), { latencyMs: 1 }));
+    await writer.close();
+  };
+
+  it("a crash tail: exit 2 naming the file and line range, and what was written after the restart is covered", async () => {
+    await edit(active(), (lines) => lines.slice(0, -1)); // the shutdown checkpoint never made it to disk
+    const lastSigned = (await linesWhere(active(), (r) => r.type === "checkpoint")).at(-1)!;
+    const tailEnd = (await readLines(active())).length;
+    await restart(2);
+    const result = await verify();
+    expect(result.code).toBe(2);
+    const range = tailEnd === lastSigned + 1 ? `${tailEnd}` : `${lastSigned + 1}-${tailEnd}`;
+    expect(result.err).toContain(`${active()}:${range}: not covered by any signature: the writer could not verify these lines when it restarted (recovery record at ${active()}:${tailEnd + 1}`);
+    expect(result.err).toContain("audit log NOT fully covered");
+    expect(result.out).toContain("1 recovery record(s)");
+    expect(JSON.parse((await readLines(active())).at(-1)!)).toMatchObject({ type: "checkpoint", reason: "shutdown" });
   });
 
-  it("exits 2 when the public key is not an Ed25519 SPKI PEM, naming the file", async () => {
-    const result = await cli("verify", "--public-key", `${keyPrefix}.key`, ...files);
+  it("an end without a shutdown checkpoint: exit 2, records after it may be missing", async () => {
+    const checkpoint = (await linesWhere(active(), isInterval)).at(-1)!;
+    await edit(active(), (lines) => lines.slice(0, checkpoint));
+    await restart(1);
+    const result = await verify();
     expect(result.code).toBe(2);
+    expect(result.err).toContain(`${active()}:${checkpoint + 1}: recovery record: the writer restarted after the interval checkpoint`);
+    expect(result.err).toContain("records written after it may be missing");
+  });
+
+  it("a recovery record forged without the key: exit 1 at that record", async () => {
+    await edit(active(), (lines) => lines.slice(0, -1));
+    const lines = await readLines(active());
+    const last = lines.at(-1)!;
+    const head = { seq: (JSON.parse(last) as { seq: number }).seq, hash: hashLine(last) };
+    // Signed with a key of the forger's own, under the real key's id.
+    const forger = generateKeyPairSync("ed25519").privateKey;
+    const { key_id: keyId } = JSON.parse(lines.find((l) => l.includes('"type":"checkpoint"'))!) as { key_id: string };
+    const time = new Date().toISOString();
+    const forged = formatRecoveryLine(head, { time, reason: "no_shutdown_checkpoint", resumedAfter: null, unverified: [], problem: null, keyId }, forger);
+    const shutdown = formatCheckpointLine({ seq: head.seq + 1, hash: hashLine(forged) }, { time, reason: "shutdown", keyId }, forger);
+    await writeFile(active(), [...lines, forged, shutdown].map((l) => `${l}\n`).join(""));
+    for (const extra of [[], ["--allow-open-end"]]) {
+      const result = await verify(...extra);
+      expect(result.code).toBe(1);
+      expect(result.err).toContain(`${active()}:${lines.length + 1}: signature: recovery record seq ${head.seq + 1} does not verify: it was forged or altered`);
+    }
+  });
+
+  it("a genuine recovery record copied to another place: exit 1", async () => {
+    await edit(active(), (lines) => lines.slice(0, -1));
+    await restart(1);
+    const lines = await readLines(active());
+    const recovery = lines.find((l) => l.startsWith('{"type":"recovery"'))!;
+    await writeFile(active(), [...lines.slice(0, -1), recovery, lines.at(-1)!].map((l) => `${l}\n`).join(""));
+    const result = await verify();
+    expect(result.code).toBe(1);
+    expect(result.err).toContain(`${active()}:${lines.length}:`);
+  });
+
+  it("an old file swapped in for the active file while stopped: the restart does not make it pass", async () => {
+    await cp(files[0]!, active());
+    await restart(1);
+    const result = await verify();
+    expect(result.code).toBe(1);
+  });
+});
+
+describe("audit CLI usage (exit 3: never 2, which means a verified log with uncovered lines)", () => {
+  it("exits 3 without --public-key, without files, or with an unknown flag", async () => {
+    expect((await cli("verify", ...files)).code).toBe(3);
+    expect((await cli("verify", "--public-key", `${keyPrefix}.pub`)).code).toBe(3);
+    const unknown = await cli("verify", "--public-key", `${keyPrefix}.pub`, "--fast", ...files);
+    expect(unknown.code).toBe(3);
+    expect(unknown.err).toContain("--fast");
+    expect((await cli("rotate")).code).toBe(3);
+    expect((await cli()).code).toBe(3);
+  });
+
+  it("exits 3 when the public key is not an Ed25519 SPKI PEM, naming the file", async () => {
+    const result = await cli("verify", "--public-key", `${keyPrefix}.key`, ...files);
+    expect(result.code).toBe(3);
     expect(result.err).toContain(`${keyPrefix}.key: not a PEM SubjectPublicKeyInfo public key`);
   });
 
@@ -277,7 +364,7 @@ describe("audit CLI usage", () => {
     expect(made.out).toContain(`${prefix}.key`);
     expect(made.out).toContain(`${prefix}.pub`);
     const again = await cli("keygen", "--out", prefix);
-    expect(again.code).toBe(2);
+    expect(again.code).toBe(3);
     expect(again.err).toContain("already exists");
   });
 });

@@ -2,7 +2,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { sampleDecision } from "../../../test/support/audit-fixtures.js";
-import { auditKeyId, checkpointSignatureValid, formatCheckpointLine, formatDecisionLine, GENESIS_HEAD, hashLine } from "./audit-chain.js";
+import { auditKeyId, signedLineValid, formatCheckpointLine, formatDecisionLine, GENESIS_HEAD, hashLine } from "./audit-chain.js";
 import { buildAuditRecord } from "./audit-record.js";
 
 const { privateKey, publicKey } = generateKeyPairSync("ed25519");
@@ -31,11 +31,11 @@ describe("checkpoint signatures", () => {
 
   it("signs the running hash and verifies with the public key", () => {
     expect(JSON.parse(line)).toMatchObject({ type: "checkpoint", seq: 42, prev: head.hash, reason: "interval", key_id: fields.keyId });
-    expect(checkpointSignatureValid(line, publicKey)).toBe(true);
+    expect(signedLineValid(line, publicKey)).toBe(true);
   });
 
   it("fails with another key", () => {
-    expect(checkpointSignatureValid(line, generateKeyPairSync("ed25519").publicKey)).toBe(false);
+    expect(signedLineValid(line, generateKeyPairSync("ed25519").publicKey)).toBe(false);
   });
 
   it.each([
@@ -48,7 +48,7 @@ describe("checkpoint signatures", () => {
     ["a removed signature", line.replace(/,"signature":"[^"]*"/, "")],
   ])("fails when %s is changed", (_what, tampered) => {
     expect(tampered).not.toBe(line);
-    expect(checkpointSignatureValid(tampered, publicKey)).toBe(false);
+    expect(signedLineValid(tampered, publicKey)).toBe(false);
   });
 
   it("identifies the key by a stable id shared by its private and public halves", () => {

@@ -1,7 +1,7 @@
-// The audit log's hash chain and checkpoint signatures: how a line is hashed,
-// how a decision line and a signed checkpoint line are laid out, and how a
-// checkpoint's signature is checked. Shared by the writer and `audit verify`,
-// so both agree byte for byte (docs/audit-log.md).
+// The audit log's hash chain and signed lines: how a line is hashed, how a
+// decision line, a signed checkpoint and a signed recovery record are laid
+// out, and how a signature is checked. Shared by the writer and `audit
+// verify`, so both agree byte for byte (docs/audit-log.md).
 
 import { createHash, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import type { AuditRecord } from "./audit-record.js";
@@ -9,9 +9,14 @@ import type { AuditRecord } from "./audit-record.js";
 /** The `prev` of the very first record of a log: no record came before it. */
 export const GENESIS_HASH = "0".repeat(64);
 
-/** Prepended to every signed message so a checkpoint signature can never be replayed as any other Ed25519 signature made with the same key. */
-const SIGNATURE_CONTEXT = "hopwarden-audit-checkpoint-v1\n";
+/**
+ * Prepended to every signed message so a signature can never be replayed as
+ * any other Ed25519 signature made with the same key. Checkpoints and
+ * recovery records share it: the signed body starts with its `type`.
+ */
+const SIGNATURE_CONTEXT = Buffer.from("hopwarden-audit-checkpoint-v1\n", "utf8");
 
+/** Matched against the line's bytes read as latin1 (one character per byte), so offsets are byte offsets. */
 const SIGNATURE_SUFFIX = /,"signature":"([A-Za-z0-9+/]+={0,2})"\}$/;
 
 export type CheckpointReason = "interval" | "rotation" | "shutdown";
@@ -32,11 +37,15 @@ export function hashLine(line: string | Uint8Array): string {
 
 /** A decision line, chained to `head`. The chain fields come first so that a reader sees them before the payload. */
 export function formatDecisionLine(record: AuditRecord, head: ChainHead): string {
+  return formatSerializedDecisionLine(JSON.stringify(record), head);
+}
+
+/** formatDecisionLine for a record already serialized with JSON.stringify (the writer sizes records when they are queued). */
+export function formatSerializedDecisionLine(recordJson: string, head: ChainHead): string {
   // Byte for byte what JSON.stringify({ type, seq, prev, ...record }) gives
   // (the hash is hex, so it needs no escaping), without copying the record
   // into a new object first: this runs once per decision.
-  const body = JSON.stringify(record);
-  return `{"type":"decision","seq":${head.seq + 1},"prev":"${head.hash}"${body.length > 2 ? "," : ""}${body.slice(1)}`;
+  return `{"type":"decision","seq":${head.seq + 1},"prev":"${head.hash}"${recordJson.length > 2 ? "," : ""}${recordJson.slice(1)}`;
 }
 
 /** Short, stable id of a signing key (hex SHA-256 of its SPKI DER, first 16 digits), so verify can say which key signed. */
@@ -58,25 +67,83 @@ export interface CheckpointFields {
  * changed without the key.
  */
 export function formatCheckpointLine(head: ChainHead, fields: CheckpointFields, privateKey: KeyObject): string {
-  const body = JSON.stringify({
-    type: "checkpoint",
-    seq: head.seq + 1,
-    prev: head.hash,
-    time: fields.time,
-    reason: fields.reason,
-    key_id: fields.keyId,
-  });
-  const signature = sign(null, Buffer.from(SIGNATURE_CONTEXT + body, "utf8"), privateKey).toString("base64");
+  return signBody(
+    JSON.stringify({
+      type: "checkpoint",
+      seq: head.seq + 1,
+      prev: head.hash,
+      time: fields.time,
+      reason: fields.reason,
+      key_id: fields.keyId,
+    }),
+    privateKey,
+  );
+}
+
+/** Lines after a resume point that a restarted writer could not verify, in one file. */
+export interface UnverifiedRange {
+  /** The file's name (without its directory) when the writer read it. */
+  readonly file: string;
+  readonly firstLine: number;
+  readonly lastLine: number;
+  /** Their length in bytes, each line with its newline. */
+  readonly bytes: number;
+  /** Hex SHA-256 over the lines' own hex SHA-256 hashes, each followed by "\n" (see linesDigest). */
+  readonly linesSha256: string;
+}
+
+export type RecoveryReason = "unverified_lines" | "no_shutdown_checkpoint";
+
+export interface RecoveryFields {
+  readonly time: string;
+  readonly reason: RecoveryReason;
+  /** The signed line the new segment chains from; null when it starts over from the genesis hash. */
+  readonly resumedAfter: { readonly seq: number; readonly file: string; readonly line: number | null } | null;
+  readonly unverified: readonly UnverifiedRange[];
+  /** Why the lines could not be verified, for people. */
+  readonly problem: string | null;
+  readonly keyId: string;
+}
+
+/**
+ * The first line a writer writes when it resumes a log that did not end with
+ * its shutdown checkpoint (SPEC 6): chained to the last line it could verify,
+ * naming what it could not, and signed so that neither can be forged.
+ */
+export function formatRecoveryLine(head: ChainHead, fields: RecoveryFields, privateKey: KeyObject): string {
+  return signBody(
+    JSON.stringify({
+      type: "recovery",
+      seq: head.seq + 1,
+      prev: head.hash,
+      time: fields.time,
+      reason: fields.reason,
+      resumed_after: fields.resumedAfter,
+      unverified: fields.unverified.map((r) => ({ file: r.file, first_line: r.firstLine, last_line: r.lastLine, bytes: r.bytes, lines_sha256: r.linesSha256 })),
+      problem: fields.problem,
+      key_id: fields.keyId,
+    }),
+    privateKey,
+  );
+}
+
+function signBody(body: string, privateKey: KeyObject): string {
+  const signature = sign(null, Buffer.concat([SIGNATURE_CONTEXT, Buffer.from(body, "utf8")]), privateKey).toString("base64");
   return `${body.slice(0, -1)},"signature":"${signature}"}`;
 }
 
-/** True when the checkpoint line's signature is valid for `publicKey`. */
-export function checkpointSignatureValid(line: string, publicKey: KeyObject): boolean {
-  const match = SIGNATURE_SUFFIX.exec(line);
+/**
+ * True when a signed line's (checkpoint or recovery record) signature is valid
+ * for `publicKey`. Checked over the line's exact bytes, never over a decoded
+ * string, so the bytes that are hashed into the chain are the bytes that were signed.
+ */
+export function signedLineValid(line: string | Buffer, publicKey: KeyObject): boolean {
+  const bytes = typeof line === "string" ? Buffer.from(line, "utf8") : line;
+  const match = SIGNATURE_SUFFIX.exec(bytes.toString("latin1"));
   if (!match) return false;
-  const body = `${line.slice(0, match.index)}}`;
+  const body = Buffer.concat([SIGNATURE_CONTEXT, bytes.subarray(0, match.index), Buffer.from("}")]);
   try {
-    return verify(null, Buffer.from(SIGNATURE_CONTEXT + body, "utf8"), publicKey, Buffer.from(match[1]!, "base64"));
+    return verify(null, body, publicKey, Buffer.from(match[1]!, "base64"));
   } catch {
     return false;
   }

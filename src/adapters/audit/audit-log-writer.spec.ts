@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { auditKeyPair, captureLogger, readLines, sampleDecision, tempDir, waitFor, type TempDir } from "../../../test/support/audit-fixtures.js";
@@ -81,8 +81,8 @@ describe("AuditLogWriter: rotation by size", () => {
   });
 });
 
-describe("AuditLogWriter: resuming after a restart", () => {
-  it("continues the chain of the existing file", async () => {
+describe("AuditLogWriter: opening (resuming an existing log: audit-log-resume.spec.ts)", () => {
+  it("continues the chain of a log that ended with its shutdown checkpoint, with no recovery record", async () => {
     const first = await openWriter();
     first.append(record());
     await first.close();
@@ -90,43 +90,22 @@ describe("AuditLogWriter: resuming after a restart", () => {
     second.append(record());
     await second.close();
     expect(await types()).toEqual(["d", "cp:shutdown", "d", "cp:shutdown"]);
-    expect(await verifyAuditLog([file], publicKey)).toMatchObject({ ok: true, lastSeq: 4 });
+    expect(await verifyAuditLog([file], publicKey)).toMatchObject({ ok: true, uncovered: [], lastSeq: 4 });
   });
 
-  it("continues from the newest rotated file when the active file is empty", async () => {
-    const first = await openWriter({ rotateBytes: 1 });
-    first.append(record());
-    await first.close();
-    const second = await openWriter({ rotateBytes: 0 });
-    second.append(record());
-    await second.close();
-    const files = (await readdir(dir.path)).map((n) => join(dir.path, n));
-    expect(await verifyAuditLog(files, publicKey)).toMatchObject({ ok: true, records: 2 });
-  });
-
-  it("keeps a fragment left by a crash as its own line, which verify reports", async () => {
-    const first = await openWriter();
-    first.append(record());
-    await first.close();
-    await appendFile(file, '{"type":"decision","seq":3,"pr');
-    const log = captureLogger();
-    const second = await openWriter({ logger: log.logger });
-    second.append(record());
-    await second.close();
-    expect(log.events("audit_incomplete_line")).toHaveLength(1);
-    const report = await verifyAuditLog([file], publicKey);
-    expect(report.problem).toEqual({ file, line: 3, message: "not a JSON record" });
+  it("ends a clean stop with its shutdown checkpoint even when that fills the file to the rotation size", async () => {
+    const writer = await openWriter({ rotateBytes: 1 });
+    writer.append(record());
+    await writer.close();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await types()).toEqual(["cp:shutdown"]);
+    expect(writer.stats().rotations).toBe(1);
   });
 
   it("refuses to start on a path that is a directory, naming it", async () => {
     await mkdir(file);
     await expect(openWriter()).rejects.toThrow(AuditLogConfigError);
     await expect(openWriter()).rejects.toThrow(`${file}: is not a regular file`);
-  });
-
-  it("refuses to continue a file whose last line is not a record", async () => {
-    await writeFile(file, "hello\n");
-    await expect(openWriter()).rejects.toThrow("a line is not JSON");
   });
 
   it("names the option that is out of range", async () => {
@@ -149,6 +128,26 @@ describe("AuditLogWriter: a full buffer is never silent", () => {
     expect(log.events("audit_buffer_full")).toHaveLength(1);
     await writer.close();
     expect(writer.stats()).toMatchObject({ depth: 0, written: 3 });
+  });
+
+  it("finding 9: bounds the buffer in bytes as well as records: large records fill it long before the record bound", async () => {
+    const log = captureLogger();
+    const writer = await openWriter({ bufferRecords: 10_000, bufferBytes: 4096, overflow: "deny", flushDelayMs: 10_000, logger: log.logger });
+    const large = () => buildAuditRecord(sampleDecision({ path: `/${"p".repeat(1000)}`, onBehalfOf: `${"o".repeat(1000)}@example.com` }), { latencyMs: 1 });
+    let admitted = 0;
+    while (writer.admit() === true) {
+      writer.append(large());
+      admitted++;
+      expect(admitted).toBeLessThan(10);
+    }
+    expect(admitted).toBeGreaterThanOrEqual(1);
+    expect(writer.stats()).toMatchObject({ depth: admitted, refused: 1 });
+    expect(log.events("audit_buffer_full")[0]).toMatchObject({ buffer_bytes: 4096, buffer_records: 10_000 });
+    // Past twice the byte bound, a record of an admitted Check is dropped and counted.
+    for (let i = 0; i < 10; i++) writer.append(large());
+    expect(writer.stats().dropped).toBeGreaterThan(0);
+    await writer.close();
+    expect(writer.stats().written).toBe(writer.stats().depth + admitted + 10 - writer.stats().dropped);
   });
 
   it("keeps decisions already admitted up to twice the bound, then drops and counts the rest", async () => {

@@ -1,8 +1,9 @@
 // The one writer of an audit log: it owns the hash chain, appends JSON lines
 // off the hot path, signs the running hash in checkpoints (every N records or
 // T ms, at rotation and at shutdown), rotates by size and survives a failing
-// disk by buffering and retrying. In a cluster only the primary runs one
-// (docs/audit-log.md).
+// disk by buffering and retrying. On start it resumes an existing log only
+// from the last line its key signed (audit-log-resume.ts). In a cluster only
+// the primary runs one (docs/audit-log.md).
 
 import type { KeyObject } from "node:crypto";
 import { access, mkdir, open, rename, stat, truncate } from "node:fs/promises";
@@ -12,13 +13,15 @@ import { silentLogger, type Logger } from "../logging/logger.js";
 import {
   auditKeyId,
   formatCheckpointLine,
-  formatDecisionLine,
-  GENESIS_HEAD,
+  formatRecoveryLine,
+  formatSerializedDecisionLine,
   hashLine,
   type ChainHead,
   type CheckpointReason,
+  type RecoveryFields,
 } from "./audit-chain.js";
-import { listRotatedFiles, readFileEnds, rotatedFileName } from "./audit-log-files.js";
+import { rotatedFileName } from "./audit-log-files.js";
+import { planResume, type ResumePlan } from "./audit-log-resume.js";
 import type { AuditRecord } from "./audit-record.js";
 import type { AuditLogStats, AuditOverflowMode, AuditRecordTarget } from "./audit-record-target.js";
 
@@ -37,6 +40,8 @@ export interface AuditLogWriterOptions {
   readonly flushDelayMs?: number;
   /** Records the buffer holds before admit() says no. Default 10 000. */
   readonly bufferRecords?: number;
+  /** Bytes (serialized records) the buffer holds before admit() says no, whichever bound is reached first. Default 16 MiB. */
+  readonly bufferBytes?: number;
   /** What admit() does when the buffer is full: "deny" answers false at once, "block" waits up to blockTimeoutMs. Default "deny". */
   readonly overflow?: AuditOverflowMode;
   /** The bounded wait of overflow "block". Default 250 ms. */
@@ -70,6 +75,7 @@ interface ResolvedOptions {
   readonly checkpointEveryMs: number;
   readonly flushDelayMs: number;
   readonly bufferRecords: number;
+  readonly bufferBytes: number;
   readonly overflow: AuditOverflowMode;
   readonly blockTimeoutMs: number;
   readonly retryDelayMs: number;
@@ -84,7 +90,11 @@ interface Chunk {
   readonly text: string;
   readonly bytes: number;
   readonly records: number;
+  /** The serialized size of its records, as counted in the buffer. */
+  readonly recordBytes: number;
   readonly checkpoints: number;
+  /** It starts with the signed recovery record. */
+  readonly recovery: boolean;
   readonly rotate: boolean;
   readonly final: boolean;
 }
@@ -94,17 +104,14 @@ interface Waiter {
   readonly timer: NodeJS.Timeout;
 }
 
-/** Records per write: bounds the memory of one chunk and lets blocked Checks go as soon as part of a backlog is written. */
+/** Records and bytes per write: bound the memory of one chunk and let blocked Checks go as soon as part of a backlog is written. */
 const MAX_RECORDS_PER_CHUNK = 1000;
+const MAX_BYTES_PER_CHUNK = 1024 * 1024;
 
-interface ChainPosition {
-  readonly head: ChainHead;
-  /** Bytes already in the active file. */
-  readonly size: number;
-  /** The seq the active file's first line has (or will have). */
-  readonly fileFirstSeq: number;
-  /** A crash left a line fragment without a newline at the end of the active file. */
-  readonly endsInFragment: boolean;
+/** A record serialized when it is queued, so that the buffer is bounded in bytes as well as records. */
+interface QueuedRecord {
+  readonly json: string;
+  readonly bytes: number;
 }
 
 export class AuditLogWriter implements AuditRecordTarget {
@@ -112,7 +119,8 @@ export class AuditLogWriter implements AuditRecordTarget {
   private readonly keyId: string;
   private readonly log: Logger;
 
-  private readonly queue: AuditRecord[] = [];
+  private readonly queue: QueuedRecord[] = [];
+  private queuedBytes = 0;
   private pendingChunk: Chunk | undefined;
   /** The chain as far as it was serialized (equal to the file once pendingChunk is written). */
   private tail: ChainHead;
@@ -122,6 +130,8 @@ export class AuditLogWriter implements AuditRecordTarget {
   private sinceCheckpoint = 0;
   private unsignedSinceMs: number | undefined;
   private checkpointDue = false;
+  /** The signed recovery record still to be written first, when the log did not end with a shutdown checkpoint. */
+  private pendingRecovery: Omit<RecoveryFields, "time" | "keyId"> | undefined;
 
   private flushTimer: NodeJS.Timeout | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
@@ -145,27 +155,49 @@ export class AuditLogWriter implements AuditRecordTarget {
 
   private counters = { dropped: 0, blocked: 0, refused: 0, written: 0, checkpoints: 0, writeErrors: 0, rotations: 0 };
 
-  private constructor(options: ResolvedOptions, position: ChainPosition) {
+  private constructor(options: ResolvedOptions, plan: ResumePlan) {
     this.options = options;
     this.log = options.logger;
     this.keyId = auditKeyId(options.privateKey);
-    this.tail = position.head;
-    this.size = position.size;
-    this.fileFirstSeq = position.fileFirstSeq;
-    this.needsNewline = position.endsInFragment;
+    this.tail = plan.head;
+    this.size = plan.size;
+    this.fileFirstSeq = plan.fileFirstSeq;
+    this.needsNewline = plan.endsInFragment;
+    this.pendingRecovery = plan.recovery;
     this.retryDelayMs = options.retryDelayMs;
   }
 
-  /** Opens (or resumes) the log at `options.path`, continuing the chain from the last line already written. */
+  /**
+   * Opens the log at `options.path`, or resumes it from the last line signed
+   * by this key; when it did not end with this key's shutdown checkpoint, the
+   * first line written is a signed recovery record (SPEC 6).
+   */
   static async open(options: AuditLogWriterOptions): Promise<AuditLogWriter> {
     const resolved = resolveOptions(options);
-    const position = await findChainPosition(resolved.path, resolved.logger);
-    const writer = new AuditLogWriter(resolved, position);
-    resolved.logger.info("audit log open", {
+    const plan = await readChainEnd(resolved.path, resolved.privateKey);
+    const writer = new AuditLogWriter(resolved, plan);
+    const log = resolved.logger;
+    for (const problem of plan.historyProblems) {
+      log.error("audit log does not verify before the point it resumes from (audit verify will report it)", {
+        event: "audit_history_broken",
+        file: problem.file,
+        line: problem.line,
+        problem: problem.message,
+      });
+    }
+    if (plan.recovery !== undefined) {
+      const r = plan.recovery;
+      const fields = { event: "audit_recovery", path: resolved.path, reason: r.reason, resumed_after: r.resumedAfter, unverified: r.unverified, problem: r.problem };
+      if (r.unverified.length > 0) log.error("audit log resumed after lines it cannot verify; a signed recovery record names them and no new signature covers them", fields);
+      else log.warn("audit log did not end with a shutdown checkpoint (a crash, or records removed); a signed recovery record says so", fields);
+      // Written now, not with the first decision.
+      writer.scheduleFlush(0);
+    }
+    log.info("audit log open", {
       path: resolved.path,
-      next_seq: position.head.seq + 1,
+      next_seq: plan.head.seq + 1,
       key_id: writer.keyId,
-      resumed: position.head.seq > 0,
+      resumed: plan.head.seq > 0,
     });
     return writer;
   }
@@ -200,20 +232,23 @@ export class AuditLogWriter implements AuditRecordTarget {
       this.drop("audit log is closed");
       return;
     }
-    // Admitted Checks may overshoot bufferRecords by their concurrency; the
+    const json = JSON.stringify(record);
+    const bytes = Buffer.byteLength(json);
+    // Admitted Checks may overshoot the bounds by their concurrency; the
     // hard limit leaves them room so an admitted decision is not lost.
-    if (this.depth() >= this.options.bufferRecords * 2) {
+    if (this.depth() >= this.options.bufferRecords * 2 || this.depthBytes() + bytes > this.options.bufferBytes * 2) {
       this.noteOverflow();
       this.drop("audit buffer hard limit reached");
       return;
     }
-    this.queue.push(record);
+    this.queue.push({ json, bytes });
+    this.queuedBytes += bytes;
     this.notifyAccepting();
     this.scheduleFlush(this.options.flushDelayMs);
   }
 
   accepting(): boolean {
-    return !this.closing && this.depth() < this.options.bufferRecords;
+    return !this.closing && this.depth() < this.options.bufferRecords && this.depthBytes() < this.options.bufferBytes;
   }
 
   healthy(): boolean {
@@ -244,6 +279,10 @@ export class AuditLogWriter implements AuditRecordTarget {
 
   private depth(): number {
     return this.queue.length + (this.pendingChunk?.records ?? 0);
+  }
+
+  private depthBytes(): number {
+    return this.queuedBytes + (this.pendingChunk?.recordBytes ?? 0);
   }
 
   private scheduleFlush(delayMs: number): void {
@@ -286,12 +325,16 @@ export class AuditLogWriter implements AuditRecordTarget {
   }
 
   private buildChunk(): Chunk | undefined {
+    // Nothing follows the shutdown checkpoint: a log that ends otherwise looks like a crash.
+    if (this.finalWritten) return undefined;
     const lines: string[] = [];
     let bytes = 0;
     let records = 0;
+    let recordBytes = 0;
     let checkpoints = 0;
     let rotate = false;
     let final = false;
+    let recovery = false;
     const push = (line: string): void => {
       lines.push(line, "\n");
       bytes += Buffer.byteLength(line) + 1;
@@ -313,12 +356,21 @@ export class AuditLogWriter implements AuditRecordTarget {
       this.checkpointTimer = undefined;
     };
 
+    if (this.pendingRecovery !== undefined) {
+      // First, before anything else is chained: what this writer could not verify, signed.
+      push(formatRecoveryLine(this.tail, { ...this.pendingRecovery, time: new Date(this.options.clock.nowMs()).toISOString(), keyId: this.keyId }, this.options.privateKey));
+      this.pendingRecovery = undefined;
+      recovery = true;
+    }
+
     const take = Math.min(this.queue.length, MAX_RECORDS_PER_CHUNK);
     let used = 0;
-    while (used < take) {
-      push(formatDecisionLine(this.queue[used]!, this.tail));
+    while (used < take && (used === 0 || bytes < MAX_BYTES_PER_CHUNK)) {
+      const queued = this.queue[used]!;
+      push(formatSerializedDecisionLine(queued.json, this.tail));
       used++;
       records++;
+      recordBytes += queued.bytes;
       this.sinceCheckpoint++;
       this.startCheckpointClock();
       if (this.sinceCheckpoint >= this.options.checkpointEveryRecords) checkpoint("interval");
@@ -329,6 +381,7 @@ export class AuditLogWriter implements AuditRecordTarget {
       }
     }
     this.queue.splice(0, used);
+    this.queuedBytes -= recordBytes;
 
     const overdue = this.unsignedSinceMs !== undefined && this.options.clock.nowMs() - this.unsignedSinceMs >= this.options.checkpointEveryMs;
     // A file about to be renamed ends with its rotation checkpoint; anything else goes into the next file.
@@ -353,7 +406,7 @@ export class AuditLogWriter implements AuditRecordTarget {
       bytes += 1;
       this.needsNewline = false;
     }
-    return { text, bytes, records, checkpoints, rotate, final };
+    return { text, bytes, records, recordBytes, checkpoints, recovery, rotate, final };
   }
 
   private rotationDue(pendingBytes: number): boolean {
@@ -383,7 +436,7 @@ export class AuditLogWriter implements AuditRecordTarget {
       const handle = await open(path, "a");
       try {
         await handle.appendFile(chunk.text);
-        if (chunk.checkpoints > 0) await handle.sync();
+        if (chunk.checkpoints > 0 || chunk.recovery) await handle.sync();
         const after = (await handle.stat()).size;
         if (after !== sizeBefore + chunk.bytes) {
           this.log.error("audit log file changed outside hopwarden", {
@@ -485,7 +538,9 @@ export class AuditLogWriter implements AuditRecordTarget {
       event: "audit_buffer_full",
       path: this.options.path,
       depth: this.depth(),
+      depth_bytes: this.depthBytes(),
       buffer_records: this.options.bufferRecords,
+      buffer_bytes: this.options.bufferBytes,
       overflow: this.options.overflow,
       healthy: this.healthy(),
     });
@@ -572,6 +627,7 @@ function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
     checkpointEveryMs: integer("checkpointEveryMs", options.checkpointEveryMs, 1000, 1),
     flushDelayMs: integer("flushDelayMs", options.flushDelayMs, 5, 0),
     bufferRecords: integer("bufferRecords", options.bufferRecords, 10_000, 1),
+    bufferBytes: integer("bufferBytes", options.bufferBytes, 16 * 1024 * 1024, 1),
     overflow,
     blockTimeoutMs: integer("blockTimeoutMs", options.blockTimeoutMs, 250, 0),
     retryDelayMs: integer("retryDelayMs", options.retryDelayMs, 100, 1),
@@ -582,52 +638,17 @@ function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
   };
 }
 
-/** Where the chain stands on disk: the active file's last line, else the newest rotated file's, else genesis. */
-async function findChainPosition(path: string, logger: Logger): Promise<ChainPosition> {
+/** Checks the path, then reads where the chain on disk may be continued; refuses a log it cannot continue. */
+async function readChainEnd(path: string, privateKey: KeyObject): Promise<ResumePlan> {
   await mkdir(dirname(path), { recursive: true });
   const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return undefined;
     throw new AuditLogConfigError("path", `${path}: cannot stat (${error.code ?? error.message})`);
   });
   if (info !== undefined && !info.isFile()) throw new AuditLogConfigError("path", `${path}: is not a regular file`);
-
-  const active = await readFileEnds(path);
-  const endsInFragment = active !== undefined && !active.endsWithNewline;
-  if (endsInFragment) {
-    logger.error("audit log ends in an incomplete line (a write was cut short); it stays as evidence and the chain continues after it", {
-      event: "audit_incomplete_line",
-      path,
-    });
-  }
-  if (active?.lastLine !== undefined) {
-    const head = { seq: lineSeq(active.lastLine, path), hash: hashLine(active.lastLine) };
-    const firstSeq = active.firstLine === undefined ? head.seq : lineSeq(active.firstLine, path);
-    return { head, size: active.size, fileFirstSeq: firstSeq, endsInFragment };
-  }
-  const rotated = await listRotatedFiles(path);
-  const newest = rotated.at(-1);
-  if (newest !== undefined) {
-    const ends = await readFileEnds(newest.path);
-    if (ends?.lastLine !== undefined) {
-      const head = { seq: lineSeq(ends.lastLine, newest.path), hash: hashLine(ends.lastLine) };
-      return { head, size: active?.size ?? 0, fileFirstSeq: head.seq + 1, endsInFragment };
-    }
-  }
-  return { head: GENESIS_HEAD, size: active?.size ?? 0, fileFirstSeq: 1, endsInFragment };
-}
-
-function lineSeq(line: Buffer, file: string): number {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(line.toString("utf8"));
-  } catch {
-    throw new AuditLogConfigError("path", `${file}: a line is not JSON, so the chain cannot be continued; move the file aside to start a new log`);
-  }
-  const seq = (parsed as { seq?: unknown } | null)?.seq;
-  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) {
-    throw new AuditLogConfigError("path", `${file}: seq: missing or not a positive integer, so the chain cannot be continued; move the file aside to start a new log`);
-  }
-  return seq;
+  const plan = await planResume(path, privateKey);
+  if (plan.refusal !== undefined) throw new AuditLogConfigError("path", plan.refusal);
+  return plan;
 }
 
 async function exists(path: string): Promise<boolean> {

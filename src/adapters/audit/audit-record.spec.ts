@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { sampleDecision } from "../../../test/support/audit-fixtures.js";
-import { AuditRecordError, buildAuditRecord, parseAuditRecord } from "./audit-record.js";
+import { createHash } from "node:crypto";
+import { AUDIT_CHAIN_BOUNDS, AuditRecordError, buildAuditRecord, parseAuditRecord } from "./audit-record.js";
 
 describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
   it("records an allow with reason 'allowed' and every field of the contract", () => {
@@ -51,6 +52,33 @@ describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
       span_id: null,
       token_id: null,
     });
+  });
+
+  it("finding 9: two 60 KiB headers no longer make a ~120 KiB record", () => {
+    const onBehalfOf = `${"m".repeat(60 * 1024)}@example.com`;
+    const path = `/reports/${"p".repeat(60 * 1024)}`;
+    const record = buildAuditRecord(
+      sampleDecision({ allowed: false, reason: "on_behalf_of_not_allowed", message: `the policy does not allow acting on behalf of ${JSON.stringify(onBehalfOf)}`, onBehalfOf, path }),
+      { latencyMs: 1 },
+    );
+    const bytes = Buffer.byteLength(JSON.stringify(record));
+    expect(bytes).toBeLessThan(5 * 1024);
+    const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+    expect(record.on_behalf_of).toBe(`${onBehalfOf.slice(0, 1024)}…[truncated: ${Buffer.byteLength(onBehalfOf)} bytes, sha256=${sha(onBehalfOf)}]`);
+    expect(record.path).toBe(`${path.slice(0, 1024)}…[truncated: ${path.length} bytes, sha256=${sha(path)}]`);
+    expect(record.message).toMatch(/…\[truncated: \d+ bytes, sha256=[0-9a-f]{64}\]$/);
+  });
+
+  it("finding 9: a chain of thousands of entries keeps its first entries, a marker and its true depth", () => {
+    const chain = Array.from({ length: 5000 }, (_, i) => `spiffe://example.org/agent/a${i}`);
+    const hops = chain.map((from, i) => ({ from, to: chain[i + 1] ?? "spiffe://example.org/agent/db", rule: `hops[${i}]`, result: "allow" as const, cached: false, detail: "" }));
+    const record = buildAuditRecord(sampleDecision({ chain, hops: [...hops.slice(0, -1), { ...hops.at(-1)!, result: "deny", rule: "" }] }), { latencyMs: 1 });
+    expect(record.chain_depth).toBe(5000);
+    expect(record.chain.length).toBeLessThanOrEqual(AUDIT_CHAIN_BOUNDS.maxItems + 1);
+    expect(record.chain.at(-1)).toMatch(/^…\[truncated: 5000 items, \d+ bytes, sha256=[0-9a-f]{64}\]$/);
+    expect(record.hops.at(-1)).toMatchObject({ from: chain.at(-1), result: "deny" });
+    expect(record.hops.at(-2)).toMatchObject({ from: expect.stringMatching(/^…\[truncated: \d+ hops of 5000\]$/) as unknown, result: "allow" });
+    expect(Buffer.byteLength(JSON.stringify(record))).toBeLessThan(16 * 1024);
   });
 
   it("is plain JSON: a record survives the IPC round trip unchanged", () => {

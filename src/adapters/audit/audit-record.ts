@@ -2,9 +2,20 @@
 // from a Decision and its context. It carries no sequence number or hash: the
 // one writer that keeps the chain adds those, so a worker process can build a
 // record and hand it to the primary over IPC (see cluster-forwarding.ts).
+// Every string that came from the request is bounded (SPEC 6, finding 9 of
+// issue 10), so a large request cannot make a large record.
 
-import { ALLOW_REASON, type Decision } from "../../core/decision/decision.js";
+import { ALLOW_REASON, type Decision, type HopRecord } from "../../core/decision/decision.js";
 import type { DecisionContext } from "../../core/ports.js";
+import { boundText, boundTextList } from "../text/bounded-text.js";
+
+/**
+ * The chain is kept up to 64 entries (the longest chain a policy may allow)
+ * and 4 KiB; the hops up to 65 (that chain and the callee) and 8 KiB. Past
+ * either bound the list ends in one marker (docs/audit-log.md).
+ */
+export const AUDIT_CHAIN_BOUNDS = { maxItems: 64, maxBytes: 4 * 1024 } as const;
+export const AUDIT_HOPS_BOUNDS = { maxItems: 65, maxBytes: 8 * 1024 } as const;
 
 export interface AuditHop {
   readonly from: string;
@@ -46,23 +57,51 @@ export function buildAuditRecord(decision: Decision, context: DecisionContext): 
     time: new Date(decision.decidedAtMs).toISOString(),
     decision: decision.allowed ? "allow" : "deny",
     reason: decision.allowed ? ALLOW_REASON : (decision.reason ?? "internal_error"),
-    message: decision.message,
+    // Messages quote the input ("… on behalf of \"<header>\"").
+    message: boundText(decision.message),
     policy_version: decision.policyVersion,
-    caller: decision.caller ?? null,
-    callee: decision.callee ?? null,
-    on_behalf_of: decision.onBehalfOf ?? null,
-    chain: [...decision.chain],
+    caller: boundNullable(decision.caller),
+    callee: boundNullable(decision.callee),
+    on_behalf_of: boundNullable(decision.onBehalfOf),
+    chain: boundTextList(decision.chain, AUDIT_CHAIN_BOUNDS),
+    // The full length, even when the list was cut.
     chain_depth: decision.chain.length,
-    hops: decision.hops.map((hop) => ({ from: hop.from, to: hop.to, rule: hop.rule, result: hop.result })),
+    hops: boundHops(decision.hops),
     tls_client_hash_sha256: decision.peerCertificateSha256 ?? null,
-    method: decision.method,
-    path: decision.path,
-    trace_id: context.traceId ?? null,
-    span_id: context.spanId ?? null,
+    method: boundText(decision.method),
+    path: boundText(decision.path),
+    trace_id: boundNullable(context.traceId),
+    span_id: boundNullable(context.spanId),
     // Microseconds are enough; more digits only lengthen every line.
     latency_ms: Math.round(context.latencyMs * 1000) / 1000,
-    token_id: decision.tokenId ?? null,
+    token_id: boundNullable(decision.tokenId),
   };
+}
+
+function boundNullable(value: string | undefined): string | null {
+  return value === undefined ? null : boundText(value);
+}
+
+/**
+ * Hops past the bound are replaced by one marker hop; the last hop (the one
+ * that decided) is always kept. Every hop before the last was an allow: the
+ * walk stops at the first deny, so the marker's result is "allow".
+ */
+function boundHops(hops: readonly HopRecord[]): AuditHop[] {
+  const bounded = hops.map((hop) => ({ from: boundText(hop.from), to: boundText(hop.to), rule: boundText(hop.rule), result: hop.result }));
+  const size = (hop: AuditHop) => Buffer.byteLength(hop.from) + Buffer.byteLength(hop.to) + Buffer.byteLength(hop.rule);
+  const total = bounded.reduce((sum, hop) => sum + size(hop), 0);
+  if (bounded.length <= AUDIT_HOPS_BOUNDS.maxItems && total <= AUDIT_HOPS_BOUNDS.maxBytes) return bounded;
+  const last = bounded.at(-1)!;
+  const kept: AuditHop[] = [];
+  let used = size(last);
+  for (const hop of bounded.slice(0, -1)) {
+    if (kept.length + 2 >= AUDIT_HOPS_BOUNDS.maxItems || used + size(hop) > AUDIT_HOPS_BOUNDS.maxBytes) break;
+    kept.push(hop);
+    used += size(hop);
+  }
+  const omitted = bounded.length - 1 - kept.length;
+  return [...kept, { from: `…[truncated: ${omitted} hops of ${hops.length}]`, to: "", rule: "", result: "allow" }, last];
 }
 
 export class AuditRecordError extends Error {

@@ -69,16 +69,20 @@ describe("the service config", () => {
 describe("the audit section", () => {
   it("reads rotation, checkpoint cadence, buffer bound and overflow behaviour", () => {
     const config = parseServiceConfig(
-      "audit:\n  rotateBytes: 1048576\n  checkpointEvery: { records: 50, interval: 500ms }\n  bufferRecords: 2000\n  overflow: block\n  blockTimeout: 100ms\n",
+      "audit:\n  rotateBytes: 1048576\n  checkpointEvery: { records: 50, interval: 500ms }\n  bufferRecords: 2000\n  bufferBytes: 8388608\n  overflow: block\n  blockTimeout: 100ms\n",
       "hopwarden.yaml",
     );
-    expect(config.audit).toEqual({ rotateBytes: 1048576, checkpointEveryRecords: 50, checkpointEveryMs: 500, bufferRecords: 2000, overflow: "block", blockTimeoutMs: 100 });
+    expect(config.audit).toEqual({ rotateBytes: 1048576, checkpointEveryRecords: 50, checkpointEveryMs: 500, bufferRecords: 2000, bufferBytes: 8388608, overflow: "block", blockTimeoutMs: 100 });
+  });
+
+  it("refuses a byte bound too small for one record", () => {
+    expect(() => parseServiceConfig("audit:\n  bufferBytes: 1000\n", "hopwarden.yaml")).toThrowError(/^hopwarden\.yaml:2:16: audit\.bufferBytes: /);
   });
 
   it("names the field and the problem of a bad overflow mode, duration or unknown key", () => {
     expect(() => parseServiceConfig("audit:\n  overflow: drop\n  blockTimeout: soon\n  rotate: 1\n", "hopwarden.yaml")).toThrowError(
       new ServiceConfigError([
-        'hopwarden.yaml:4:3: audit.rotate: unknown key "rotate" (known keys: rotateBytes, checkpointEvery, bufferRecords, overflow, blockTimeout)',
+        'hopwarden.yaml:4:3: audit.rotate: unknown key "rotate" (known keys: rotateBytes, checkpointEvery, bufferRecords, bufferBytes, overflow, blockTimeout)',
         'hopwarden.yaml:2:13: audit.overflow: "drop" is not "deny" (refuse new Checks) or "block" (wait, bounded)',
         'hopwarden.yaml:3:17: audit.blockTimeout: must be a duration such as "30s" or "250ms", more than 0 and at most 60s, not "soon"',
       ]),

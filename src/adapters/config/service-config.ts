@@ -45,6 +45,7 @@ export interface AuditConfig {
   readonly checkpointEveryRecords?: number;
   readonly checkpointEveryMs?: number;
   readonly bufferRecords?: number;
+  readonly bufferBytes?: number;
   readonly overflow?: "deny" | "block";
   readonly blockTimeoutMs?: number;
 }
@@ -115,7 +116,7 @@ function readCache(ctx: SchemaContext, top: Fields): CacheConfig {
 function readAudit(ctx: SchemaContext, top: Fields): AuditConfig | undefined {
   const au = child(top, "audit");
   if (!au.present) return undefined;
-  const fields = mapFields(ctx, au.node, "audit", ["rotateBytes", "checkpointEvery", "bufferRecords", "overflow", "blockTimeout"], au.key);
+  const fields = mapFields(ctx, au.node, "audit", ["rotateBytes", "checkpointEvery", "bufferRecords", "bufferBytes", "overflow", "blockTimeout"], au.key);
   const int = (name: string, min: number, max: number) => {
     const c = child(fields, name);
     return c.present ? readInteger(ctx, c.node, `audit.${name}`, min, max, c.key) : undefined;
@@ -141,6 +142,8 @@ function readAudit(ctx: SchemaContext, top: Fields): AuditConfig | undefined {
   return defined({
     rotateBytes: int("rotateBytes", 0, Number.MAX_SAFE_INTEGER),
     bufferRecords: int("bufferRecords", 1, 10_000_000),
+    // At least room for one record of the largest bounded size.
+    bufferBytes: int("bufferBytes", 65_536, Number.MAX_SAFE_INTEGER),
     checkpointEveryRecords,
     checkpointEveryMs,
     overflow,

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { boundText, DEFAULT_TEXT_LIMIT_BYTES, TRUNCATION_MARKER, truncationMarker } from "./bounded-text.js";
+import { boundText, boundTextList, DEFAULT_TEXT_LIMIT_BYTES, TRUNCATION_MARKER, truncationMarker } from "./bounded-text.js";
 
 const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
 const utf8Bytes = (text: string) => Buffer.byteLength(text, "utf8");
@@ -58,5 +58,29 @@ describe("boundText (SPEC 6: attacker strings are kept up to 1,024 bytes, then c
       }),
       { seed: 20261101, numRuns: 500 },
     );
+  });
+});
+
+describe("boundTextList (a chain from a request, bounded in count and bytes)", () => {
+  const bounds = { maxItems: 4, maxBytes: 100 };
+
+  it("keeps a list that fits whole", () => {
+    expect(boundTextList(["a", "b", "c"], bounds)).toEqual(["a", "b", "c"]);
+    expect(boundTextList([], bounds)).toEqual([]);
+  });
+
+  it("keeps the first items that fit, then one marker with the original count, length and SHA-256", () => {
+    const values = ["a", "b", "c", "d", "e", "f"];
+    expect(boundTextList(values, bounds)).toEqual(["a", "b", "c", "d", `…[truncated: 6 items, 11 bytes, sha256=${sha256("a,b,c,d,e,f")}]`]);
+  });
+
+  it("stops at the byte budget, and bounds each item on its own", () => {
+    const big = "y".repeat(5000);
+    const list = boundTextList(["spiffe://a/b", big, "spiffe://a/c"], { maxItems: 10, maxBytes: 1140, itemLimitBytes: 1024 });
+    expect(list).toHaveLength(3);
+    expect(list[1]).toBe(boundText(big));
+    expect(list[2]).toMatch(/^…\[truncated: 3 items, 5026 bytes, sha256=[0-9a-f]{64}\]$/);
+    const tight = boundTextList(["spiffe://a/b", big], { maxItems: 10, maxBytes: 100 });
+    expect(tight).toEqual(["spiffe://a/b", expect.stringMatching(/^…\[truncated: 2 items, 5013 bytes/) as unknown]);
   });
 });

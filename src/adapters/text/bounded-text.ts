@@ -38,3 +38,38 @@ export function boundText(value: string, limitBytes: number = DEFAULT_TEXT_LIMIT
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   return bytes.toString("utf8", 0, cut) + truncationMarker(bytes.length, sha256);
 }
+
+export interface TextListBounds {
+  /** Each item is bounded like boundText. Default 1,024. */
+  readonly itemLimitBytes?: number;
+  /** Items kept at most. */
+  readonly maxItems: number;
+  /** The kept items (after bounding each) take at most this many UTF-8 bytes in all. */
+  readonly maxBytes: number;
+}
+
+/**
+ * A list from a request (a delegation chain) bounded in count and bytes:
+ * each item as boundText; the items that fit within `maxItems` and `maxBytes`
+ * are kept; if any had to go, one marker item follows, giving the original
+ * count, and the length and SHA-256 of the items joined by "," (the header's
+ * form): `…[truncated: <n> items, <bytes> bytes, sha256=<hex>]`.
+ */
+export function boundTextList(values: readonly string[], bounds: TextListBounds): string[] {
+  const itemLimit = bounds.itemLimitBytes ?? DEFAULT_TEXT_LIMIT_BYTES;
+  const kept: string[] = [];
+  let used = 0;
+  for (const value of values) {
+    const item = boundText(value, itemLimit);
+    const bytes = Buffer.byteLength(item, "utf8");
+    if (kept.length >= bounds.maxItems || used + bytes > bounds.maxBytes) {
+      const joined = Buffer.from(values.join(","), "utf8");
+      const sha256 = createHash("sha256").update(joined).digest("hex");
+      kept.push(`…[truncated: ${values.length} items, ${joined.length} bytes, sha256=${sha256}]`);
+      return kept;
+    }
+    kept.push(item);
+    used += bytes;
+  }
+  return kept;
+}

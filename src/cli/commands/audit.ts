@@ -1,11 +1,14 @@
 // `hopwarden audit verify|keygen`: check a tamper-evident audit log offline,
-// and create the Ed25519 key pair that signs it. Exit codes: 0 intact (or
-// keys written), 1 the log is not intact, 2 usage or input errors.
+// and create the Ed25519 key pair that signs it. Exit codes (SPEC 6): 0 intact
+// and every line covered by a signature (or keys written), 1 the log is not
+// intact, 2 no tampering found in what is signed but some lines are not
+// covered by any signature, 3 usage or input errors (never 2: a script that
+// accepts 2 must not mistake a mistyped command for a verified log).
 
 import { access } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { AuditKeyError, loadAuditPublicKey, writeAuditKeyPair } from "../../adapters/audit/audit-keys.js";
-import { verifyAuditLog, type VerifyFinding } from "../../adapters/audit/audit-log-verifier.js";
+import { verifyAuditLog, type CoverageGap, type VerifyFinding } from "../../adapters/audit/audit-log-verifier.js";
 import type { Command } from "./index.js";
 
 export interface CommandOutput {
@@ -32,17 +35,22 @@ verify
 
     hopwarden audit verify --public-key audit.pub /var/log/hopwarden/audit.log*
 
-  Exit 0 when intact. Exit 1 when a record was edited, deleted, duplicated or
-  reordered, a checkpoint signature fails, or the log does not end with the
-  shutdown checkpoint a clean stop writes; the first bad record is printed as
-  file:line: problem.
+  Exit 0 when intact and every line is covered by a signature. Exit 1 when a
+  record was edited, deleted, duplicated or reordered, a signature fails, or
+  the log does not end with the shutdown checkpoint a clean stop writes; the
+  first bad record is printed as file:line: problem. Exit 2 when nothing
+  signed was tampered with, but some lines are not covered by any signature:
+  a restarted writer found lines it could not verify (a crash tail, or lines
+  someone added) and named them in a signed recovery record, or it restarted
+  after an end without a shutdown checkpoint; each is printed as
+  file:first-last: why.
 
   --public-key <file>  the Ed25519 public key, PEM SubjectPublicKeyInfo
                        ("-----BEGIN PUBLIC KEY-----"), e.g. from keygen
   --allow-open-end     the log is still being written, or its writer crashed:
-                       accept an end without a shutdown checkpoint and records
-                       not yet signed (reported as warnings; they are not
-                       protected until a checkpoint covers them)
+                       accept an end without a shutdown checkpoint (a
+                       warning), and records not yet signed or a half-written
+                       last line (not covered by any signature: exit 2)
 
 keygen
   Writes a new Ed25519 key pair: <prefix>.key (PKCS#8 PEM, mode 0600, for
@@ -51,9 +59,14 @@ keygen
 
   --out <prefix>       path prefix of the two files
 
-Exit codes: 0 intact / keys written, 1 not intact, 2 usage or input error.
+Exit codes: 0 intact and fully covered / keys written, 1 not intact,
+2 intact in what is signed but some lines not covered, 3 usage or input error.
 See docs/audit-log.md for the format and what verify proves.
 `;
+
+/** SPEC 6: intact in what is signed, but some lines are not covered by any signature. */
+const NOT_COVERED = 2;
+const USAGE_ERROR = 3;
 
 export const auditCommand: Command = {
   run: (argv) => runAudit(argv, processOutput),
@@ -64,7 +77,7 @@ export async function runAudit(argv: readonly string[], io: CommandOutput): Prom
   if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
     if (sub === undefined) {
       io.err(HELP);
-      return 2;
+      return USAGE_ERROR;
     }
     io.out(HELP);
     return 0;
@@ -120,11 +133,19 @@ async function verify(argv: readonly string[], io: CommandOutput): Promise<numbe
     return 1;
   }
   const last = report.lastCheckpoint;
-  io.out(
-    `audit log intact: ${report.files.length} file(s), ${report.records} record(s), ${report.checkpoints} checkpoint(s), seq 1..${report.lastSeq}` +
-      (last ? `; last checkpoint ${last.reason} at ${last.file}:${last.line}` : "") +
-      `\nrunning hash ${report.lastHash}\n`,
-  );
+  const summary =
+    `${report.files.length} file(s), ${report.records} record(s), ${report.checkpoints} checkpoint(s)` +
+    (report.recoveries > 0 ? `, ${report.recoveries} recovery record(s)` : "") +
+    `, last seq ${report.lastSeq}` +
+    (last ? `; last signed line: ${last.reason} at ${last.file}:${last.line}` : "") +
+    `\nrunning hash ${report.lastHash}\n`;
+  if (report.uncovered.length > 0) {
+    for (const gap of report.uncovered) io.err(`${formatGap(gap)}\n`);
+    io.err("audit log NOT fully covered: no tampering found in what is signed, but the lines named above are not covered by any signature\n");
+    io.out(`audit log intact in what is signed, not fully covered: ${summary}`);
+    return NOT_COVERED;
+  }
+  io.out(`audit log intact: ${summary}`);
   return 0;
 }
 
@@ -162,7 +183,12 @@ function formatFinding(finding: VerifyFinding): string {
   return `${finding.file}:${finding.line}: ${finding.message}`;
 }
 
+function formatGap(gap: CoverageGap): string {
+  const lines = gap.firstLine === gap.lastLine ? `${gap.firstLine}` : `${gap.firstLine}-${gap.lastLine}`;
+  return `${gap.file}:${lines}: ${gap.message}`;
+}
+
 function usage(io: CommandOutput, problem: string): number {
   io.err(`hopwarden audit: ${problem}\nRun "hopwarden audit --help" for usage.\n`);
-  return 2;
+  return USAGE_ERROR;
 }
