@@ -39,7 +39,7 @@ beforeAll(async () => {
 });
 
 function claims(overrides: Record<string, unknown> = {}): JWTPayload {
-  const base: Record<string, unknown> = {
+  const base: JWTPayload = {
     iss: TTS,
     sub: "alice@example.com",
     aud: "example.org",
@@ -53,7 +53,7 @@ function claims(overrides: Record<string, unknown> = {}): JWTPayload {
     ...overrides,
   };
   for (const [k, v] of Object.entries(base)) if (v === undefined) delete base[k];
-  return base as JWTPayload;
+  return base;
 }
 
 /** A Txn-Token signed by jose, typ txntoken+jwt unless `header` says otherwise. */
@@ -175,7 +175,9 @@ describe("token_invalid: not a trustworthy Txn-Token", () => {
 
   it("refuses a key set that cannot be read, without throwing", async () => {
     const broken = new JwksTxnTokenVerifier({ keySourceFor: () => ({ lookup: () => Promise.reject(new Error("disk on fire")) }) });
-    expect(await broken.verify(request(await jose(es)))).toMatchObject({ ok: false, reason: "token_invalid", message: expect.stringContaining("disk on fire") });
+    const result = await broken.verify(request(await jose(es)));
+    expect(result).toMatchObject({ ok: false, reason: "token_invalid" });
+    if (!result.ok) expect(result.message).toContain("disk on fire");
   });
 });
 
