@@ -22,6 +22,7 @@ import {
   envoyBinary,
   freePort,
   frontProxyValues,
+  mcpFrontProxyValues,
   mtlsRequest,
   renderEnvoyConfig,
   renderTemplate,
@@ -118,9 +119,11 @@ describe("template rendering", () => {
       agent: "research",
       agentPort: 2,
     });
+    const mcp = await mcpFrontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 1, researchPort: 2, dbPort: 3 });
     for (const [file, values] of [
       [ENVOY_TEMPLATES.frontProxy, front.values],
       [ENVOY_TEMPLATES.sidecarXfcc, sidecar.values],
+      [ENVOY_TEMPLATES.mcpFrontProxy, mcp.values],
     ] as const) {
       const names = [...templatePlaceholders(await readFile(file, "utf8")).keys()];
       expect(names.filter((name) => !(name in values))).toEqual([]);
@@ -197,6 +200,23 @@ describe("envoy --mode validate", () => {
     });
     const result = await validateEnvoyConfig(await renderEnvoyConfig(ENVOY_TEMPLATES.sidecarXfcc, values, dir));
     expect(result.ok, result.output).toBe(true);
+  });
+
+  it("accepts mcp-front-proxy.yaml rendered for loopback", async () => {
+    const { values } = await mcpFrontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 9191, researchPort: 8081, dbPort: 8082 });
+    const result = await validateEnvoyConfig(await renderEnvoyConfig(ENVOY_TEMPLATES.mcpFrontProxy, values, dir));
+    expect(result.ok, result.output).toBe(true);
+  });
+
+  it("mcp-front-proxy.yaml puts the MCP filter ahead of ext_authz, which forwards its namespace", async () => {
+    const { values } = await mcpFrontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 9191, researchPort: 8081, dbPort: 8082 });
+    const config = parseYaml(renderTemplate(await readFile(ENVOY_TEMPLATES.mcpFrontProxy, "utf8"), values)) as {
+      static_resources: { listeners: { filter_chains: { filters: { typed_config: { http_filters: { name: string; typed_config: Record<string, unknown> }[] } }[] }[] }[] };
+    };
+    const filters = config.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config.http_filters;
+    expect(filters.map((f) => f.name)).toEqual(["envoy.filters.http.mcp", "envoy.filters.http.ext_authz", "envoy.filters.http.router"]);
+    expect(filters[0]!.typed_config).toMatchObject({ traffic_mode: "PASS_THROUGH", reject_duplicate_keys: true });
+    expect(filters[1]!.typed_config).toMatchObject({ metadata_context_namespaces: ["envoy.filters.http.mcp"], include_peer_certificate: true, failure_mode_allow: false });
   });
 
   it("rejects a config whose ext_authz filter has an unknown field (validation is real)", async () => {

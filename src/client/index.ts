@@ -4,7 +4,9 @@
 // (over mutual TLS with the agent's own certificate: Node's global fetch
 // cannot present one, so this uses node:https), and produces the outgoing
 // headers: subject = this agent, on-behalf-of, chain = inbound chain + this
-// agent, and the new token.
+// agent, and the new token. A Transaction Token (the `txn-token` header) is
+// carried along unmodified, as draft-ietf-oauth-transaction-tokens asks; at
+// the first hop it comes from the token service, when that mints one.
 //
 //   const client = new DelegationClient({ tokenEndpoint: "https://sts:8443/token", cert, key, ca });
 //   const out = await client.continueChain({ inbound: req.headers, audience: "spiffe://example.org/agent/db", scope: "db:read" });
@@ -18,14 +20,17 @@ export interface DelegationHeaderNames {
   readonly onBehalfOf: string;
   readonly chain: string;
   readonly token: string;
+  /** SPEC 8's Transaction Token header. */
+  readonly txnToken: string;
 }
 
-/** The request headers of SPEC 1 (hopwarden's defaults). */
+/** The request headers of SPEC 1 and 8 (hopwarden's defaults). */
 export const DEFAULT_DELEGATION_HEADERS: DelegationHeaderNames = {
   subject: "x-agent-subject",
   onBehalfOf: "x-agent-on-behalf-of",
   chain: "x-agent-delegation-chain",
   token: "x-agent-delegation-token",
+  txnToken: "txn-token",
 };
 
 /** The headers hopwarden sets on an allowed request (SPEC 4). */
@@ -50,6 +55,8 @@ export interface InboundDelegation {
   readonly chain: readonly string[];
   /** The delegation token the caller presented (issued for this agent). */
   readonly token: string;
+  /** The Transaction Token the caller forwarded, when there is one. */
+  readonly txnToken?: string | undefined;
 }
 
 export class DelegationClientError extends Error {
@@ -72,7 +79,7 @@ function headerValue(headers: HeaderSource, name: string): string | undefined {
 }
 
 /** Reads what hopwarden verified on the inbound request; throws DelegationClientError when a header is missing. */
-export function readInboundDelegation(headers: HeaderSource, tokenHeader = DEFAULT_DELEGATION_HEADERS.token): InboundDelegation {
+export function readInboundDelegation(headers: HeaderSource, tokenHeader = DEFAULT_DELEGATION_HEADERS.token, txnTokenHeader = DEFAULT_DELEGATION_HEADERS.txnToken): InboundDelegation {
   const need = (name: string): string => {
     const v = headerValue(headers, name);
     if (v === undefined || v.length === 0) throw new DelegationClientError(`the inbound request has no ${name} header (is it routed through hopwarden?)`, "missing_header", undefined);
@@ -81,7 +88,14 @@ export function readInboundDelegation(headers: HeaderSource, tokenHeader = DEFAU
   const chain = need(VERIFIED_HEADERS.chain)
     .split(",")
     .map((s) => s.trim());
-  return { caller: need(VERIFIED_HEADERS.subject), onBehalfOf: need(VERIFIED_HEADERS.onBehalfOf), chain, token: need(tokenHeader) };
+  const txnToken = headerValue(headers, txnTokenHeader);
+  return {
+    caller: need(VERIFIED_HEADERS.subject),
+    onBehalfOf: need(VERIFIED_HEADERS.onBehalfOf),
+    chain,
+    token: need(tokenHeader),
+    ...(txnToken !== undefined && txnToken.length > 0 && { txnToken }),
+  };
 }
 
 /** Sets the headers on a fetch Headers object, a Node ClientRequest/OutgoingMessage, or a plain record. */
@@ -119,6 +133,17 @@ export interface OutgoingDelegation {
   readonly token: string;
   readonly scope: readonly string[];
   readonly expiresIn: number;
+  /** The Transaction Token sent along (minted at the first hop, or forwarded as received). */
+  readonly txnToken?: string | undefined;
+}
+
+/** What one exchange returns. */
+export interface ExchangedToken {
+  readonly token: string;
+  readonly scope: string[];
+  readonly expiresIn: number;
+  /** The token service's `txn_token`, at the first hop when it mints Transaction Tokens. */
+  readonly txnToken?: string | undefined;
 }
 
 function spiffeIdOf(certPem: string | Buffer): string {
@@ -153,34 +178,36 @@ export class DelegationClient {
     const issued = await this.exchange(request.personToken, request.audience, request.scope);
     const person = tokenSubject(issued.token);
     if (person === undefined) throw new DelegationClientError("the issued token has no sub", "bad_response", undefined);
-    return this.outgoing(issued, person, [this.selfId]);
+    return this.outgoing(issued, person, [this.selfId], issued.txnToken);
   }
 
   /** Later hops: this agent was called through hopwarden and calls `audience` next. */
   async continueChain(request: { inbound: HeaderSource | InboundDelegation; audience: string; scope?: string }): Promise<OutgoingDelegation> {
     const inbound = "token" in request.inbound && "chain" in request.inbound && Array.isArray(request.inbound.chain)
       ? (request.inbound as InboundDelegation)
-      : readInboundDelegation(request.inbound as HeaderSource, this.names.token);
+      : readInboundDelegation(request.inbound as HeaderSource, this.names.token, this.names.txnToken);
     const issued = await this.exchange(inbound.token, request.audience, request.scope);
-    return this.outgoing(issued, inbound.onBehalfOf, [...inbound.chain, this.selfId]);
+    return this.outgoing(issued, inbound.onBehalfOf, [...inbound.chain, this.selfId], inbound.txnToken);
   }
 
-  private outgoing(issued: { token: string; scope: string[]; expiresIn: number }, onBehalfOf: string, chain: readonly string[]): OutgoingDelegation {
+  private outgoing(issued: ExchangedToken, onBehalfOf: string, chain: readonly string[], txnToken: string | undefined): OutgoingDelegation {
     return {
       headers: {
         [this.names.subject]: this.selfId,
         [this.names.onBehalfOf]: onBehalfOf,
         [this.names.chain]: chain.join(","),
         [this.names.token]: issued.token,
+        ...(txnToken !== undefined && { [this.names.txnToken]: txnToken }),
       },
       token: issued.token,
       scope: issued.scope,
       expiresIn: issued.expiresIn,
+      ...(txnToken !== undefined && { txnToken }),
     };
   }
 
   /** One RFC 8693 exchange; rejects with DelegationClientError carrying the OAuth error code. */
-  exchange(subjectToken: string, audience: string, scope?: string): Promise<{ token: string; scope: string[]; expiresIn: number }> {
+  exchange(subjectToken: string, audience: string, scope?: string): Promise<ExchangedToken> {
     const form = new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, audience });
     if (scope !== undefined) form.set("scope", scope);
     const body = form.toString();
@@ -220,7 +247,13 @@ export class DelegationClient {
               return;
             }
             const granted = typeof json["scope"] === "string" && json["scope"].length > 0 ? json["scope"].split(" ") : [];
-            resolve({ token: json["access_token"], scope: granted, expiresIn: typeof json["expires_in"] === "number" ? json["expires_in"] : 0 });
+            const txnToken = typeof json["txn_token"] === "string" && json["txn_token"].length > 0 ? json["txn_token"] : undefined;
+            resolve({
+              token: json["access_token"],
+              scope: granted,
+              expiresIn: typeof json["expires_in"] === "number" ? json["expires_in"] : 0,
+              ...(txnToken !== undefined && { txnToken }),
+            });
           });
           res.on("error", reject);
         },

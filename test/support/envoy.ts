@@ -25,6 +25,7 @@ export const ENVOY_BIN = join(repoRoot, ".tools", "bin", "envoy");
 export const ENVOY_TEMPLATES = {
   frontProxy: join(repoRoot, "envoy", "front-proxy.yaml"),
   sidecarXfcc: join(repoRoot, "envoy", "sidecar-xfcc.yaml"),
+  mcpFrontProxy: join(repoRoot, "envoy", "mcp-front-proxy.yaml"),
 } as const;
 
 /** The Envoy binary, or an error that says how to install it. */
@@ -308,6 +309,22 @@ async function startRendered(
 /** Renders envoy/front-proxy.yaml for loopback and starts Envoy with it. */
 export async function startFrontProxy(options: FrontProxyOptions): Promise<RunningProxy> {
   return startRendered(ENVOY_TEMPLATES.frontProxy, await frontProxyValues(options), options);
+}
+
+export interface McpFrontProxyOptions extends FrontProxyOptions {
+  /** MCP_MAX_BODY_BYTES: the largest body the MCP filter parses whole (template default 65536). */
+  readonly mcpMaxBodyBytes?: number;
+}
+
+/** Values for envoy/mcp-front-proxy.yaml on loopback: the front proxy's, plus the MCP filter's body limit. */
+export async function mcpFrontProxyValues(options: McpFrontProxyOptions): Promise<{ values: Record<string, string | number>; port: number; adminPort: number }> {
+  const base = await frontProxyValues(options);
+  return { ...base, values: { ...base.values, SERVICE_NAME: "envoy-mcp-front-proxy", MCP_MAX_BODY_BYTES: options.mcpMaxBodyBytes ?? 65536 } };
+}
+
+/** Renders envoy/mcp-front-proxy.yaml (the MCP filter ahead of ext_authz) for loopback and starts Envoy with it. */
+export async function startMcpFrontProxy(options: McpFrontProxyOptions): Promise<RunningProxy> {
+  return startRendered(ENVOY_TEMPLATES.mcpFrontProxy, await mcpFrontProxyValues(options), options);
 }
 
 export interface SidecarXfccOptions {

@@ -3,7 +3,7 @@
 // `file:line:column: field: problem`, an unknown key naming the key.
 
 import { describe, expect, it } from "vitest";
-import { loadPolicyText, type PolicyLoadResult } from "./policy-file.js";
+import { loadPolicyText, readPolicyDocument, type PolicyLoadResult } from "./policy-file.js";
 
 const SPEC_EXAMPLE = `version: "2026-11-01.3"          # recorded in every decision
 trustDomains: [example.org]
@@ -223,5 +223,117 @@ hops:
       expect.stringMatching(/^policy\.yaml:8:5: hops\[1\]: repeats hops\[0\]/),
       expect.stringMatching(/^policy\.yaml:9:29: hops\[2\]\.paths: is an empty list/),
     ]);
+  });
+});
+
+// SPEC 8: `mcp:` on hop rules, `requireCertificate` (top level and per hop)
+// and `txnTokens:` are validated like the rest of the file.
+const AGENTS = `${HEAD}agents:\n  research: spiffe://example.org/agent/research\n  db: spiffe://example.org/agent/db\n`;
+
+function documentOf(text: string) {
+  const result = readPolicyDocument(text, "policy.yaml");
+  if (!result.ok) throw new Error(result.errors.join("\n"));
+  return result;
+}
+
+function documentErrorsOf(text: string): readonly string[] {
+  const result = readPolicyDocument(text, "policy.yaml");
+  if (result.ok) throw new Error("expected the policy to be refused");
+  return result.errors;
+}
+
+describe("mcp: on a hop rule", () => {
+  const rule = (mcp: string) => `${AGENTS}hops:\n  - from: research\n    to: db\n    mcp:\n${mcp}`;
+
+  it("keeps methods, tools and resources as written", () => {
+    const { document, warnings } = documentOf(rule(`      methods: ["tools/call", "resources/read"]\n      tools: ["search_*"]\n      resources: ["file:///docs/*"]\n`));
+    expect(document.hops?.[0]?.mcp).toEqual({ methods: ["tools/call", "resources/read"], tools: ["search_*"], resources: ["file:///docs/*"] });
+    expect(warnings).toEqual([]);
+  });
+
+  it("refuses an unknown key inside mcp:, naming it with its line and column", () => {
+    expect(documentErrorsOf(rule(`      methods: ["tools/call"]\n      tool: ["search_*"]\n`))).toEqual([
+      expect.stringMatching(/^policy\.yaml:11:7: hops\[0\]\.mcp\.tool: unknown key "tool" \(known keys: methods, tools, resources\)$/),
+    ]);
+  });
+
+  it("requires methods, so that a rule naming only tools cannot admit every other method", () => {
+    expect(documentErrorsOf(rule(`      tools: ["search_*"]\n`))).toEqual([expect.stringMatching(/^policy\.yaml:10:7: hops\[0\]\.mcp\.methods: is required/)]);
+    expect(documentErrorsOf(`${AGENTS}hops:\n  - from: research\n    to: db\n    mcp: {}\n`)).toEqual([expect.stringMatching(/^policy\.yaml:9:10: hops\[0\]\.mcp\.methods: is required/)]);
+  });
+
+  it.each([
+    ["mcp is not a map", `${AGENTS}hops:\n  - from: research\n    to: db\n    mcp: [tools/call]\n`, /^policy\.yaml:9:10: hops\[0\]\.mcp: must be a map, not a list/],
+    ["methods is not a list", rule(`      methods: tools/call\n`), /^policy\.yaml:10:16: hops\[0\]\.mcp\.methods: must be a list/],
+    ["a method with a space", rule(`      methods: ["tools/ call"]\n`), /^policy\.yaml:10:17: hops\[0\]\.mcp\.methods\[0\]: "tools\/ call" holds whitespace/],
+    ["a tool with a zero-width space", rule(`      methods: ["tools/call"]\n      tools: ["search\u200b_docs"]\n`), /^policy\.yaml:11:15: hops\[0\]\.mcp\.tools\[0\]: .* invisible character/],
+    ["a resource with **", rule(`      methods: ["resources/read"]\n      resources: ["file:///docs/**"]\n`), /^policy\.yaml:11:19: hops\[0\]\.mcp\.resources\[0\]: .*uses "\*\*"/],
+    ["an empty tool name", rule(`      methods: ["tools/call"]\n      tools: [""]\n`), /^policy\.yaml:11:15: hops\[0\]\.mcp\.tools\[0\]: must not be empty/],
+    ["a number as a tool name", rule(`      methods: ["tools/call"]\n      tools: [42]\n`), /^policy\.yaml:11:15: hops\[0\]\.mcp\.tools\[0\]: must be a string, not the number 42 \(quote it\)/],
+  ])("refuses %s", (_what, text, expected) => {
+    expect(documentErrorsOf(text)).toEqual([expect.stringMatching(expected)]);
+  });
+
+  it("warns about lists that cannot act: tools without tools/call, tools/call without tools, a lone '*'", () => {
+    const { warnings } = documentOf(rule(`      methods: ["*", "tools/*"]\n      resources: ["file:///a"]\n`));
+    expect(warnings).toEqual([
+      expect.stringMatching(/^policy\.yaml:10:16: hops\[0\]\.mcp\.methods\[0\]: a lone "\*" matches only methods without "\/"/),
+      expect.stringMatching(/^policy\.yaml:10:7: hops\[0\]\.mcp\.methods: admits tools\/call without hops\[0\]\.mcp\.tools, so every tool is admitted/),
+      expect.stringMatching(/^policy\.yaml:11:7: hops\[0\]\.mcp\.resources: applies only to resources\/read, which hops\[0\]\.mcp\.methods does not admit/),
+    ]);
+  });
+
+  it("counts mcp: in the duplicate-rule check", () => {
+    const a = `  - from: research\n    to: db\n    mcp: {methods: ["tools/list"]}\n`;
+    const b = `  - from: research\n    to: db\n    mcp: {methods: ["tools/call"], tools: [x]}\n`;
+    expect(documentOf(`${AGENTS}hops:\n${a}${b}`).warnings).toEqual([]);
+    expect(documentOf(`${AGENTS}hops:\n${a}${a}`).warnings).toEqual([expect.stringMatching(/hops\[1\]: repeats hops\[0\]/)]);
+  });
+});
+
+describe("requireCertificate, at the top level and on a hop rule", () => {
+  it("reads both as booleans", () => {
+    const { document } = documentOf(`${AGENTS}requireCertificate: true\nhops:\n  - from: research\n    to: db\n    requireCertificate: false\n`);
+    expect(document.requireCertificate).toBe(true);
+    expect(document.hops?.[0]?.requireCertificate).toBe(false);
+  });
+
+  it("refuses anything but true or false, naming the field", () => {
+    expect(documentErrorsOf(`${AGENTS}requireCertificate: "yes"\nhops:\n  - from: research\n    to: db\n    requireCertificate: 1\n`)).toEqual([
+      expect.stringMatching(/^policy\.yaml:10:25: hops\[0\]\.requireCertificate: must be true or false, not the number 1$/),
+      expect.stringMatching(/^policy\.yaml:6:21: requireCertificate: must be true or false, not the string "yes"$/),
+    ]);
+  });
+});
+
+describe("txnTokens", () => {
+  it("reads issuer, jwks, required and clockSkew", () => {
+    const { document } = documentOf(`${HEAD}txnTokens:\n  issuer: https://tts.example.org\n  jwks: tts-jwks.json\n  required: true\n  clockSkew: 10s\n`);
+    expect(document.txnTokens).toEqual({ issuer: "https://tts.example.org", jwks: "tts-jwks.json", required: true, clockSkew: 10 });
+  });
+
+  it.each([
+    ["singleUse (Txn-Tokens travel the whole chain)", `${HEAD}txnTokens:\n  issuer: x\n  jwks: j.json\n  singleUse: true\n`, /^policy\.yaml:6:3: txnTokens\.singleUse: unknown key "singleUse" \(known keys: issuer, jwks, required, clockSkew\)$/],
+    ["a missing jwks", `${HEAD}txnTokens:\n  issuer: x\n`, /^policy\.yaml:4:3: txnTokens\.jwks: is required$/],
+    ["a plain http:// JWKS off loopback", `${HEAD}txnTokens:\n  issuer: x\n  jwks: http://tts.example.org/jwks\n`, /^policy\.yaml:5:9: txnTokens\.jwks: /],
+    ["a skew over 5m", `${HEAD}txnTokens:\n  issuer: x\n  jwks: j.json\n  clockSkew: 6m\n`, /^policy\.yaml:6:14: txnTokens\.clockSkew: /],
+    ["a required that is not a boolean", `${HEAD}txnTokens:\n  issuer: x\n  jwks: j.json\n  required: "no"\n`, /^policy\.yaml:6:13: txnTokens\.required: must be true or false/],
+  ])("refuses %s", (_what, text, expected) => {
+    expect(documentErrorsOf(text)).toEqual([expect.stringMatching(expected)]);
+  });
+});
+
+describe("keys that validate but are not enforced yet refuse the policy (never a silently wider rule)", () => {
+  it.each([
+    ["mcp:", `${AGENTS}hops:\n  - from: research\n    to: db\n    mcp: {methods: ["tools/call"], tools: [search_docs]}\n`, /^policy\.yaml:9:5: hops\[0\]\.mcp: is valid, but this build of hopwarden does not enforce it yet/],
+    ["a hop's requireCertificate", `${AGENTS}hops:\n  - from: research\n    to: db\n    requireCertificate: true\n`, /^policy\.yaml:9:5: hops\[0\]\.requireCertificate: is valid, but/],
+    ["requireCertificate", `${HEAD}requireCertificate: true\n`, /^policy\.yaml:3:1: requireCertificate: is valid, but/],
+    ["txnTokens", `${HEAD}txnTokens:\n  issuer: x\n  jwks: j.json\n`, /^policy\.yaml:3:1: txnTokens: is valid, but/],
+  ])("%s", (_what, text, expected) => {
+    // Once compile.ts carries these keys (issue 12's integration), the guard lets them through.
+    const result = loadPolicyText(text, "policy.yaml");
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.errors).toEqual([expect.stringMatching(expected)]);
+    expect(readPolicyDocument(text, "policy.yaml").ok).toBe(true);
   });
 });

@@ -3,11 +3,20 @@
 // is refused whole; warnings (rules that can never match) do not refuse it.
 
 import { createHash } from "node:crypto";
-import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { parseSpiffeId } from "../../core/identity/spiffe-id.js";
 import { normalizeSerial } from "../../core/identity/certificate-serial.js";
 import { compilePolicy } from "../../core/policy/compile.js";
-import type { CompiledPolicy, HopRuleDocument, PolicyDocument, RequireViaDocument, TokenPolicyDocument } from "../../core/policy/model.js";
+import { compileGlob } from "../../core/policy/glob.js";
+import type {
+  CompiledPolicy,
+  HopRuleDocument,
+  McpRuleDocument,
+  PolicyDocument,
+  RequireViaDocument,
+  TokenPolicyDocument,
+  TxnTokenPolicyDocument,
+} from "../../core/policy/model.js";
 import { parseDuration } from "./duration.js";
 import {
   child,
@@ -26,8 +35,24 @@ export type PolicyLoadResult =
   | { readonly ok: true; readonly policy: CompiledPolicy; readonly document: PolicyDocument; readonly warnings: readonly string[] }
   | { readonly ok: false; readonly errors: readonly string[]; readonly warnings: readonly string[] };
 
-const TOP_KEYS = ["version", "trustDomains", "maxChainLength", "requireOnBehalfOf", "onBehalfOf", "agents", "hops", "requireVia", "revoked", "tokens"];
-const HOP_KEYS = ["from", "to", "onBehalfOf", "methods", "paths", "scopes", "requireToken"];
+const TOP_KEYS = [
+  "version",
+  "trustDomains",
+  "maxChainLength",
+  "requireOnBehalfOf",
+  "onBehalfOf",
+  "agents",
+  "hops",
+  "requireVia",
+  "revoked",
+  "tokens",
+  "requireCertificate",
+  "txnTokens",
+];
+const HOP_KEYS = ["from", "to", "onBehalfOf", "methods", "paths", "scopes", "requireToken", "mcp", "requireCertificate"];
+const MCP_KEYS = ["methods", "tools", "resources"];
+/** MCP method names, tool names and resource URIs: no whitespace, control or invisible format characters (they are compared exactly). */
+const MCP_VALUE = /^[^\s\p{Cc}\p{Cf}\p{Cs}]+$/u;
 const ALIAS = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 const TRUST_DOMAIN = /^[a-z0-9._-]+$/;
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -37,24 +62,61 @@ function format(file: string, p: SchemaProblem): string {
   return `${file}:${p.line}:${p.column}: ${p.field}: ${p.problem}`;
 }
 
-export function loadPolicyText(text: string, file: string): PolicyLoadResult {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
-  const ctx = new SchemaContext(lines);
-  for (const err of doc.errors) ctx.errorAtOffset(err.pos[0], "(yaml)", err.message.split("\n")[0] ?? err.message);
-  let document: PolicyDocument | undefined;
-  if (doc.errors.length === 0) document = readPolicy(ctx, doc.contents);
-  const warnings = ctx.warnings.map((w) => format(file, w));
-  if (ctx.errors.length > 0 || document === undefined) {
-    const errors = ctx.errors.map((e) => format(file, e));
-    if (errors.length === 0) errors.push(`${file}:1:1: (file): is not a valid policy`);
-    return { ok: false, errors, warnings };
-  }
-  const sha256 = createHash("sha256").update(text).digest("hex");
-  return { ok: true, policy: compilePolicy(document, sha256), document, warnings };
+export type PolicyDocumentResult =
+  | { readonly ok: true; readonly document: PolicyDocument; readonly warnings: readonly string[] }
+  | { readonly ok: false; readonly errors: readonly string[]; readonly warnings: readonly string[] };
+
+/**
+ * A use of a policy key whose enforcement lands with issue 12's integration:
+ * where it is in the file, and how to tell that the compiled policy carries it.
+ */
+interface ExtensionUse {
+  readonly node: unknown;
+  readonly field: string;
+  readonly carried: (policy: CompiledPolicy) => boolean;
 }
 
-function readPolicy(ctx: SchemaContext, root: unknown): PolicyDocument | undefined {
+class PolicyReader extends SchemaContext {
+  readonly extensionUses: ExtensionUse[] = [];
+}
+
+function parsePolicy(text: string): { ctx: PolicyReader; document: PolicyDocument | undefined } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
+  const ctx = new PolicyReader(lines);
+  for (const err of doc.errors) ctx.errorAtOffset(err.pos[0], "(yaml)", err.message.split("\n")[0] ?? err.message);
+  const document = doc.errors.length === 0 ? readPolicy(ctx, doc.contents) : undefined;
+  return { ctx, document };
+}
+
+function refused(file: string, ctx: SchemaContext): { ok: false; errors: string[]; warnings: string[] } {
+  const errors = ctx.errors.map((e) => format(file, e));
+  if (errors.length === 0) errors.push(`${file}:1:1: (file): is not a valid policy`);
+  return { ok: false, errors, warnings: ctx.warnings.map((w) => format(file, w)) };
+}
+
+/** Validates the file into its document, without compiling it (check-policy's schema, tests). */
+export function readPolicyDocument(text: string, file: string): PolicyDocumentResult {
+  const { ctx, document } = parsePolicy(text);
+  if (ctx.errors.length > 0 || document === undefined) return refused(file, ctx);
+  return { ok: true, document, warnings: ctx.warnings.map((w) => format(file, w)) };
+}
+
+export function loadPolicyText(text: string, file: string): PolicyLoadResult {
+  const { ctx, document } = parsePolicy(text);
+  if (ctx.errors.length > 0 || document === undefined) return refused(file, ctx);
+  const sha256 = createHash("sha256").update(text).digest("hex");
+  const policy = compilePolicy(document, sha256);
+  // A key that validates but that Check does not enforce yet would silently
+  // widen the rule (an `mcp:` ignored admits every tool): refuse the file.
+  for (const use of ctx.extensionUses) {
+    if (!use.carried(policy)) ctx.error(use.node, use.field, "is valid, but this build of hopwarden does not enforce it yet, so the policy is refused rather than widened");
+  }
+  if (ctx.errors.length > 0) return refused(file, ctx);
+  return { ok: true, policy, document, warnings: ctx.warnings.map((w) => format(file, w)) };
+}
+
+function readPolicy(ctx: PolicyReader, root: unknown): PolicyDocument | undefined {
   if (root === null || root === undefined) {
     ctx.error(root, "(file)", "is empty; a policy needs at least version and trustDomains");
     return undefined;
@@ -120,6 +182,12 @@ function readPolicy(ctx: SchemaContext, root: unknown): PolicyDocument | undefin
   const requireVia = opt("requireVia", (n, k) => readRequireVia(ctx, n, k, agentRef));
   const revoked = opt("revoked", (n, k) => readRevoked(ctx, n, k, agentRef));
   const tokens = opt("tokens", (n, k) => readTokens(ctx, n, k));
+  const requireCertificate = opt("requireCertificate", (n, k) => readBoolean(ctx, n, "requireCertificate", k));
+  if (requireCertificate !== undefined) {
+    ctx.extensionUses.push({ node: child(fields, "requireCertificate").key, field: "requireCertificate", carried: (p) => p.requireCertificate !== undefined });
+  }
+  const txnTokens = opt("txnTokens", (n, k) => readTxnTokens(ctx, n, k));
+  if (txnTokens !== undefined) ctx.extensionUses.push({ node: child(fields, "txnTokens").key, field: "txnTokens", carried: (p) => p.txnTokens !== undefined });
 
   if (version === undefined || trustDomains === undefined) return undefined;
   return {
@@ -133,6 +201,8 @@ function readPolicy(ctx: SchemaContext, root: unknown): PolicyDocument | undefin
     requireVia: requireVia ?? [],
     ...(revoked !== undefined && { revoked }),
     ...(tokens !== undefined && { tokens }),
+    ...(requireCertificate !== undefined && { requireCertificate }),
+    ...(txnTokens !== undefined && { txnTokens }),
   };
 }
 
@@ -176,7 +246,7 @@ function readAgents(ctx: SchemaContext, node: unknown, key: unknown, trusted: Re
   return out;
 }
 
-function readHops(ctx: SchemaContext, node: unknown, key: unknown, agentRef: AgentRef): HopRuleDocument[] | undefined {
+function readHops(ctx: PolicyReader, node: unknown, key: unknown, agentRef: AgentRef): HopRuleDocument[] | undefined {
   const items = readList(ctx, node, "hops", key);
   if (items === undefined) return undefined;
   const rules: HopRuleDocument[] = [];
@@ -237,6 +307,14 @@ function readHops(ctx: SchemaContext, node: unknown, key: unknown, agentRef: Age
     });
     const rt = child(f, "requireToken");
     const requireToken = rt.present ? readBoolean(ctx, rt.node, `${field}.requireToken`, rt.key) : undefined;
+    const mcpC = child(f, "mcp");
+    const mcp = mcpC.present ? readMcp(ctx, mcpC.node, mcpC.key, `${field}.mcp`) : undefined;
+    if (mcp !== undefined) ctx.extensionUses.push({ node: mcpC.key, field: `${field}.mcp`, carried: (p) => p.hops[i]?.mcp !== undefined });
+    const rc = child(f, "requireCertificate");
+    const requireCertificate = rc.present ? readBoolean(ctx, rc.node, `${field}.requireCertificate`, rc.key) : undefined;
+    if (requireCertificate !== undefined) {
+      ctx.extensionUses.push({ node: rc.key, field: `${field}.requireCertificate`, carried: (p) => p.hops[i]?.requireCertificate !== undefined });
+    }
     if (from === undefined || to === undefined) return;
     const rule: HopRuleDocument = {
       from,
@@ -246,6 +324,8 @@ function readHops(ctx: SchemaContext, node: unknown, key: unknown, agentRef: Age
       ...(paths !== undefined && { paths }),
       ...(scopes !== undefined && { scopes }),
       ...(requireToken !== undefined && { requireToken }),
+      ...(mcp !== undefined && { mcp }),
+      ...(requireCertificate !== undefined && { requireCertificate }),
     };
     const signature = JSON.stringify(rule);
     const earlier = seen.get(signature);
@@ -310,36 +390,104 @@ function readRevoked(ctx: SchemaContext, node: unknown, key: unknown, agentRef: 
   };
 }
 
-function readTokens(ctx: SchemaContext, node: unknown, key: unknown): TokenPolicyDocument | undefined {
-  const f = mapFields(ctx, node, "tokens", ["issuer", "jwks", "required", "singleUse", "clockSkew"], key);
+/** `mcp:` of a hop rule (SPEC 8): globs over the MCP method, the tool of tools/call and the URI of resources/read. */
+function readMcp(ctx: SchemaContext, node: unknown, key: unknown, field: string): McpRuleDocument | undefined {
+  const f = mapFields(ctx, node, field, MCP_KEYS, key);
   if (f === undefined) return undefined;
+  const list = (name: string, what: string): string[] | undefined => {
+    const c = child(f, name);
+    if (!c.present) return undefined;
+    const values = readStringList(ctx, c.node, `${field}.${name}`, (v, n, fld) => {
+      if (!MCP_VALUE.test(v)) {
+        ctx.error(n, fld, `${JSON.stringify(v)} holds whitespace, a control or an invisible character; ${what} are compared exactly, so it could never match`);
+        return undefined;
+      }
+      if (v.includes("**")) {
+        ctx.error(n, fld, `${JSON.stringify(v)} uses "**"; in ${what} "*" matches any run of characters except "/", and there is no deeper match`);
+        return undefined;
+      }
+      return v;
+    }, c.key);
+    // Only a list written empty: one whose entries were refused has its errors already.
+    if (isSeq(c.node) && c.node.items.length === 0) ctx.warn(c.node, `${field}.${name}`, "is an empty list, so this rule can never match");
+    return values;
+  };
+  const methods = list("methods", "MCP methods");
+  const tools = list("tools", "tool names");
+  const resources = list("resources", "resource URIs");
+  const methodsC = child(f, "methods");
+  if (!methodsC.present) {
+    ctx.error(node ?? key, `${field}.methods`, 'is required: name the MCP methods this rule admits, e.g. ["tools/call"]');
+    return undefined;
+  }
+  if (methods === undefined) return undefined;
+  const matchers = methods.map(compileGlob);
+  const admits = (method: string) => matchers.some((m) => m.matches(method));
+  for (const [i, m] of methods.entries()) {
+    if (m === "*") {
+      ctx.warn(methodsC.node, `${field}.methods[${i}]`, 'a lone "*" matches only methods without "/" (initialize, ping); write "tools/*" or "*/*" to match others');
+    }
+  }
+  const scoped = (name: "tools" | "resources", method: string, values: string[] | undefined) => {
+    const c = child(f, name);
+    if (values !== undefined && !admits(method)) {
+      ctx.warn(c.key, `${field}.${name}`, `applies only to ${method}, which ${field}.methods does not admit, so it has no effect`);
+    }
+    if (values === undefined && admits(method)) {
+      ctx.warn(methodsC.key, `${field}.methods`, `admits ${method} without ${field}.${name}, so every ${name === "tools" ? "tool" : "resource"} is admitted`);
+    }
+  };
+  scoped("tools", "tools/call", tools);
+  scoped("resources", "resources/read", resources);
+  return { methods, ...(tools !== undefined && { tools }), ...(resources !== undefined && { resources }) };
+}
+
+/** The part `tokens:` and `txnTokens:` share: issuer, jwks (a file or an https:// URL), required, clockSkew. */
+function readSignedTokenSource(
+  ctx: SchemaContext,
+  node: unknown,
+  key: unknown,
+  section: string,
+  extraKeys: readonly string[],
+): { fields: ReturnType<typeof mapFields>; common: { issuer: string; jwks: string; required?: boolean; clockSkew?: number } | undefined } {
+  const f = mapFields(ctx, node, section, ["issuer", "jwks", "required", ...extraKeys, "clockSkew"], key);
+  if (f === undefined) return { fields: undefined, common: undefined };
   const issuerC = child(f, "issuer");
   const jwksC = child(f, "jwks");
-  if (!issuerC.present) ctx.error(node, "tokens.issuer", "is required");
-  if (!jwksC.present) ctx.error(node, "tokens.jwks", "is required");
-  const issuer = issuerC.present ? readNonEmptyString(ctx, issuerC.node, "tokens.issuer", issuerC.key) : undefined;
-  const jwks = jwksC.present ? readNonEmptyString(ctx, jwksC.node, "tokens.jwks", jwksC.key) : undefined;
+  if (!issuerC.present) ctx.error(node, `${section}.issuer`, "is required");
+  if (!jwksC.present) ctx.error(node, `${section}.jwks`, "is required");
+  const issuer = issuerC.present ? readNonEmptyString(ctx, issuerC.node, `${section}.issuer`, issuerC.key) : undefined;
+  const jwks = jwksC.present ? readNonEmptyString(ctx, jwksC.node, `${section}.jwks`, jwksC.key) : undefined;
   if (jwks !== undefined && /^[a-z]+:\/\//i.test(jwks)) {
     const url = URL.canParse(jwks) ? new URL(jwks) : undefined;
     const loopback = url !== undefined && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
     if (url === undefined || !(url.protocol === "https:" || (url.protocol === "http:" && loopback))) {
-      ctx.error(jwksC.node, "tokens.jwks", `${JSON.stringify(jwks)} must be a file path, an https:// URL, or an http:// URL on loopback`);
+      ctx.error(jwksC.node, `${section}.jwks`, `${JSON.stringify(jwks)} must be a file path, an https:// URL, or an http:// URL on loopback`);
     }
   }
-  const bool = (name: string): boolean | undefined => {
-    const c = child(f, name);
-    return c.present ? readBoolean(ctx, c.node, `tokens.${name}`, c.key) : undefined;
-  };
-  const required = bool("required");
-  const singleUse = bool("singleUse");
+  const requiredC = child(f, "required");
+  const required = requiredC.present ? readBoolean(ctx, requiredC.node, `${section}.required`, requiredC.key) : undefined;
   const skewC = child(f, "clockSkew");
   let clockSkew: number | undefined;
   if (skewC.present) {
     const raw = (skewC.node as { value?: unknown } | null)?.value;
     const seconds = typeof raw === "number" || typeof raw === "string" ? parseDuration(raw) : undefined;
-    if (seconds === undefined || seconds > 300) ctx.error(skewC.node ?? skewC.key, "tokens.clockSkew", `must be a duration such as "30s" or "2m", at most 5m, not ${JSON.stringify(raw ?? null)}`);
+    if (seconds === undefined || seconds > 300) ctx.error(skewC.node ?? skewC.key, `${section}.clockSkew`, `must be a duration such as "30s" or "2m", at most 5m, not ${JSON.stringify(raw ?? null)}`);
     else clockSkew = seconds;
   }
-  if (issuer === undefined || jwks === undefined) return undefined;
-  return { issuer, jwks, ...(required !== undefined && { required }), ...(singleUse !== undefined && { singleUse }), ...(clockSkew !== undefined && { clockSkew }) };
+  if (issuer === undefined || jwks === undefined) return { fields: f, common: undefined };
+  return { fields: f, common: { issuer, jwks, ...(required !== undefined && { required }), ...(clockSkew !== undefined && { clockSkew }) } };
+}
+
+function readTokens(ctx: SchemaContext, node: unknown, key: unknown): TokenPolicyDocument | undefined {
+  const { fields, common } = readSignedTokenSource(ctx, node, key, "tokens", ["singleUse"]);
+  const su = child(fields, "singleUse");
+  const singleUse = su.present ? readBoolean(ctx, su.node, "tokens.singleUse", su.key) : undefined;
+  if (common === undefined) return undefined;
+  return { ...common, ...(singleUse !== undefined && { singleUse }) };
+}
+
+/** `txnTokens:` (SPEC 8): the same key sources and time-outs as `tokens`, no single use (a Txn-Token travels the whole call chain). */
+function readTxnTokens(ctx: SchemaContext, node: unknown, key: unknown): TxnTokenPolicyDocument | undefined {
+  return readSignedTokenSource(ctx, node, key, "txnTokens", []).common;
 }

@@ -16,17 +16,28 @@ function errorsOf(text: string): readonly string[] {
 }
 
 describe("the service config", () => {
-  it("defaults to the SPEC 1 header names and does not trust x-forwarded-client-cert", () => {
+  it("defaults to the SPEC 1 header names, txn-token (SPEC 8), Envoy 1.40's MCP metadata keys, and does not trust x-forwarded-client-cert", () => {
     expect(parseServiceConfig("", "config.yaml")).toEqual(DEFAULT_SERVICE_CONFIG);
     expect(DEFAULT_SERVICE_CONFIG).toEqual({
-      headers: { subject: "x-agent-subject", onBehalfOf: "x-agent-on-behalf-of", chain: "x-agent-delegation-chain", token: "x-agent-delegation-token" },
+      headers: { subject: "x-agent-subject", onBehalfOf: "x-agent-on-behalf-of", chain: "x-agent-delegation-chain", token: "x-agent-delegation-token", txnToken: "txn-token" },
       trustForwardedClientCert: false,
+      mcp: { namespace: "envoy.filters.http.mcp", methodKey: "method", toolKey: "params.name", resourceKey: "params.uri" },
     });
   });
 
   it("renames headers, lower-casing them so they match case-insensitively", () => {
     const config = parseServiceConfig("headers:\n  subject: X-Caller\n  chain: x-chain\n", "config.yaml");
     expect(config.headers).toEqual({ ...DEFAULT_HEADER_NAMES, subject: "x-caller", chain: "x-chain" });
+  });
+
+  it("renames the Txn-Token header", () => {
+    expect(parseServiceConfig("headers:\n  txnToken: Txn-Token-2\n", "config.yaml").headers.txnToken).toBe("txn-token-2");
+  });
+
+  it("refuses two headers under one name, since one would shadow the other", () => {
+    expect(errorsOf("headers:\n  token: X-T\n  txnToken: x-t\n")).toEqual([
+      'config.yaml:3:13: headers.txnToken: "x-t" is also headers.token; each header must have its own name',
+    ]);
   });
 
   it("trusts x-forwarded-client-cert only when told to", () => {
@@ -55,6 +66,9 @@ describe("the service config", () => {
     ["workers out of range", "workers: 0\n", /^config\.yaml:1:10: workers: /],
     ["an unknown log level", "logLevel: loud\n", /^config\.yaml:1:11: logLevel: /],
     ["a list as the whole file", "- a\n", /^config\.yaml:1:1: \(file\): must be a map/],
+    ["a misspelt mcp key", "mcp:\n  toolkey: params.tool\n", /^config\.yaml:2:3: mcp\.toolkey: unknown key "toolkey" \(known keys: namespace, methodKey, toolKey, resourceKey\)/],
+    ["an mcp key path with an empty segment", "mcp:\n  toolKey: params..name\n", /^config\.yaml:2:12: mcp\.toolKey: "params\.\.name" is not a dotted key path/],
+    ["an mcp namespace that is not a string", "mcp:\n  namespace: 7\n", /^config\.yaml:2:14: mcp\.namespace: must be a string/],
   ])("refuses %s, naming line, column and field", (_what, text, expected) => {
     expect(errorsOf(text)).toEqual([expect.stringMatching(expected)]);
   });
@@ -63,6 +77,13 @@ describe("the service config", () => {
     const errors = errorsOf("listn: x\nheaders:\n  subjet: x\nworkers: many\n");
     expect(errors).toHaveLength(3);
     for (const e of errors) expect(e).toMatch(/^config\.yaml:\d+:\d+: \S+: \S/);
+  });
+});
+
+describe("the mcp section (SPEC 8)", () => {
+  it("names where the MCP filter's metadata is, keeping Envoy 1.40's defaults for what it does not name", () => {
+    const config = parseServiceConfig("mcp:\n  namespace: com.example.mcp\n  toolKey: params.tool\n", "config.yaml");
+    expect(config.mcp).toEqual({ namespace: "com.example.mcp", methodKey: "method", toolKey: "params.tool", resourceKey: "params.uri" });
   });
 });
 

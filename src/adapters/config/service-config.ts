@@ -3,13 +3,15 @@
 
 import { readFile } from "node:fs/promises";
 import { LineCounter, parseDocument, type Pair } from "yaml";
-import { DEFAULT_HEADER_NAMES, type HeaderNames } from "../../core/decision/check-input.js";
+import { DEFAULT_HEADER_NAMES, DEFAULT_TXN_TOKEN_HEADER, type HeaderNames } from "../../core/decision/check-input.js";
+import { DEFAULT_MCP_METADATA_KEYS, type McpMetadataKeys } from "../../core/mcp/mcp-metadata.js";
 import { isLogLevel, type LogLevel } from "../logging/logger.js";
 import { parseRedisUrl } from "../tokens/redis-url.js";
 import { child, mapFields, readBoolean, readDurationMs, readInteger, readNonEmptyString, SchemaContext } from "./yaml-schema.js";
 
 export interface ServiceConfig {
-  readonly headers: HeaderNames;
+  /** Always carries `txnToken` (default "txn-token"). */
+  readonly headers: HeaderNames & { readonly txnToken: string };
   readonly trustForwardedClientCert: boolean;
   readonly policy?: string;
   readonly listen?: string;
@@ -26,6 +28,8 @@ export interface ServiceConfig {
   readonly certificateCacheSize?: number;
   readonly certificateCacheBytes?: number;
   readonly audit?: AuditConfig;
+  /** Where Envoy's MCP filter puts the method and tool (SPEC 8); defaults are Envoy 1.40's. */
+  readonly mcp: McpMetadataKeys;
   readonly replay?: ReplayConfig;
 }
 
@@ -50,10 +54,17 @@ export interface AuditConfig {
   readonly blockTimeoutMs?: number;
 }
 
-export const DEFAULT_SERVICE_CONFIG: ServiceConfig = { headers: DEFAULT_HEADER_NAMES, trustForwardedClientCert: false };
+export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
+  headers: { ...DEFAULT_HEADER_NAMES, txnToken: DEFAULT_TXN_TOKEN_HEADER },
+  trustForwardedClientCert: false,
+  mcp: DEFAULT_MCP_METADATA_KEYS,
+};
 
-const TOP_KEYS = ["headers", "identity", "policy", "listen", "adminListen", "workers", "auditLog", "auditKey", "tlsCert", "tlsKey", "tlsClientCa", "logLevel", "cache", "audit", "replay"];
-const HEADER_KEYS = ["subject", "onBehalfOf", "chain", "token"] as const;
+const TOP_KEYS = ["headers", "identity", "policy", "listen", "adminListen", "workers", "auditLog", "auditKey", "tlsCert", "tlsKey", "tlsClientCa", "logLevel", "cache", "audit", "replay", "mcp"];
+const HEADER_KEYS = ["subject", "onBehalfOf", "chain", "token", "txnToken"] as const;
+const MCP_KEYS = ["namespace", "methodKey", "toolKey", "resourceKey"] as const;
+/** Envoy filter names (reverse-DNS) and dotted struct paths: letters, digits, "_", "-", separated by single dots. */
+const DOTTED_NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
 export class ServiceConfigError extends Error {
@@ -70,8 +81,8 @@ function defined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], un
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
 }
 
-function readHeaders(ctx: SchemaContext, top: Fields): HeaderNames {
-  const headers: Record<(typeof HEADER_KEYS)[number], string> = { ...DEFAULT_HEADER_NAMES };
+function readHeaders(ctx: SchemaContext, top: Fields): ServiceConfig["headers"] {
+  const headers: Record<(typeof HEADER_KEYS)[number], string> = { ...DEFAULT_SERVICE_CONFIG.headers };
   const h = child(top, "headers");
   if (!h.present) return headers;
   const fields = mapFields(ctx, h.node, "headers", HEADER_KEYS, h.key);
@@ -85,7 +96,29 @@ function readHeaders(ctx: SchemaContext, top: Fields): HeaderNames {
     if (!HEADER_NAME.test(lower)) ctx.error(c.node, `headers.${name}`, `${JSON.stringify(value)} is not an HTTP header name`);
     else headers[name] = lower;
   }
+  const names = Object.entries(headers);
+  for (const [name, value] of names) {
+    const other = names.find(([n, v]) => n < name && v === value);
+    if (other !== undefined) ctx.error(child(fields, name).node ?? h.node, `headers.${name}`, `${JSON.stringify(value)} is also headers.${other[0]}; each header must have its own name`);
+  }
   return headers;
+}
+
+/** The `mcp:` section: where Envoy's MCP filter writes the method, the tool and the resource URI. */
+function readMcp(ctx: SchemaContext, top: Fields): McpMetadataKeys {
+  const m = child(top, "mcp");
+  if (!m.present) return DEFAULT_MCP_METADATA_KEYS;
+  const fields = mapFields(ctx, m.node, "mcp", MCP_KEYS, m.key);
+  const keys: Record<(typeof MCP_KEYS)[number], string> = { ...DEFAULT_MCP_METADATA_KEYS };
+  for (const name of MCP_KEYS) {
+    const c = child(fields, name);
+    if (!c.present) continue;
+    const value = readNonEmptyString(ctx, c.node, `mcp.${name}`, c.key);
+    if (value === undefined) continue;
+    if (!DOTTED_NAME.test(value)) ctx.error(c.node, `mcp.${name}`, `${JSON.stringify(value)} is not a ${name === "namespace" ? "metadata namespace" : "dotted key path"} (letters, digits, "_" and "-", separated by single dots)`);
+    else keys[name] = value;
+  }
+  return keys;
 }
 
 function readTrustForwardedClientCert(ctx: SchemaContext, top: Fields): boolean {
@@ -209,6 +242,7 @@ export function parseServiceConfig(text: string, file: string): ServiceConfig {
       config = {
         headers: readHeaders(ctx, top),
         trustForwardedClientCert: readTrustForwardedClientCert(ctx, top),
+        mcp: readMcp(ctx, top),
         ...readCache(ctx, top),
         ...defined({
           policy: str("policy"),

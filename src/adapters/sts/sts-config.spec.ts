@@ -35,3 +35,35 @@ describe("token service configuration", () => {
     }
   });
 });
+
+describe("Transaction Tokens (txnTokens:)", () => {
+  it("is off unless the file has a txnTokens section or a txn flag is given", () => {
+    expect(resolveStsConfig(complete, {})).toMatchObject({ ok: true, config: { txnTokens: undefined } });
+    expect(resolveStsConfig(complete, { txnTokenTtl: "2m" })).toMatchObject({ ok: true, config: { txnTokens: { ttlSeconds: 120, audience: undefined } } });
+    expect(resolveStsConfig(complete, { txnAudience: "example.org" })).toMatchObject({ ok: true, config: { txnTokens: { ttlSeconds: 300, audience: "example.org" } } });
+  });
+
+  it("reads the section from the file, an empty section meaning the defaults", () => {
+    const full = readStsConfigText("txnTokens:\n  tokenTtl: 10m\n  audience: example.org\n", "/etc/sts.yaml");
+    expect(full).toEqual({ ok: true, input: { txnTokens: "true", txnTokenTtl: "10m", txnAudience: "example.org" } });
+    if (full.ok) expect(resolveStsConfig(full.input, complete)).toMatchObject({ ok: true, config: { txnTokens: { ttlSeconds: 600, audience: "example.org" } } });
+    const empty = readStsConfigText("txnTokens:\n", "/etc/sts.yaml");
+    expect(empty).toMatchObject({ ok: true, input: { txnTokens: "true" } });
+    if (empty.ok) expect(resolveStsConfig(empty.input, complete)).toMatchObject({ ok: true, config: { txnTokens: { ttlSeconds: 300, audience: undefined } } });
+  });
+
+  it("refuses an unknown key, a lifetime over an hour and an audience that is not a trust domain name", () => {
+    expect(readStsConfigText("txnTokens:\n  ttl: 5m\n", "/etc/sts.yaml")).toEqual({
+      ok: false,
+      errors: ['/etc/sts.yaml:2:3: txnTokens.ttl: unknown key "ttl" (known keys: tokenTtl, audience)'],
+    });
+    const result = resolveStsConfig(complete, { txnTokenTtl: "2h", txnAudience: "spiffe://example.org" });
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.errors).toEqual([
+        expect.stringMatching(/^txnTokens\.audience \(--txn-audience\): "spiffe:\/\/example\.org" is not a trust domain name/),
+        expect.stringMatching(/^txnTokens\.tokenTtl \(--txn-token-ttl\): must be a duration/),
+      ]);
+    }
+  });
+});

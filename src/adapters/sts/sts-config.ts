@@ -4,7 +4,7 @@
 // directory; paths given as flags are relative to the working directory.
 
 import { dirname, resolve } from "node:path";
-import { LineCounter, parseDocument } from "yaml";
+import { isScalar, LineCounter, parseDocument } from "yaml";
 import { parseDuration } from "../config/duration.js";
 import { child, mapFields, readNonEmptyString, SchemaContext, type SchemaProblem } from "../config/yaml-schema.js";
 
@@ -14,6 +14,14 @@ export interface PersonTokenConfig {
   /** Where the IdP's keys are: a file path (absolute, already resolved) or an https:// URL. */
   readonly jwks: string;
   /** When set, the person token's `aud` must hold it. */
+  readonly audience: string | undefined;
+}
+
+/** Minting a Transaction Token at the first hop (docs/transaction-tokens.md). */
+export interface TxnTokenIssuance {
+  /** Lifetime of the Txn-Token: the whole transaction, so longer than one hop's token. */
+  readonly ttlSeconds: number;
+  /** The `aud` (a trust domain name); undefined: the first agent's own trust domain. */
   readonly audience: string | undefined;
 }
 
@@ -34,6 +42,8 @@ export interface StsConfig {
   readonly personTokens: PersonTokenConfig | undefined;
   /** How often the policy and keys are re-read (also on SIGHUP). */
   readonly reloadIntervalSeconds: number;
+  /** Set when the service also mints Txn-Tokens at the first hop. */
+  readonly txnTokens: TxnTokenIssuance | undefined;
 }
 
 /** Values as the file or the flags give them, all optional; durations still as text. */
@@ -51,11 +61,17 @@ export interface StsConfigInput {
   personIssuer?: string;
   personJwks?: string;
   personAudience?: string;
+  /** "true" when the file has a `txnTokens:` section; either flag below also turns minting on. */
+  txnTokens?: string;
+  txnTokenTtl?: string;
+  txnAudience?: string;
 }
 
 export type StsConfigResult = { readonly ok: true; readonly config: StsConfig } | { readonly ok: false; readonly errors: readonly string[] };
 
-const TOP_KEYS = ["listen", "issuer", "policy", "signingKeys", "tokenTtl", "clockSkew", "reloadInterval", "tls", "personTokens"];
+const TOP_KEYS = ["listen", "issuer", "policy", "signingKeys", "tokenTtl", "clockSkew", "reloadInterval", "tls", "personTokens", "txnTokens"];
+/** A SPIFFE trust domain name, as the policy's trustDomains spells it. */
+const TRUST_DOMAIN = /^[a-z0-9._-]+$/;
 export const DEFAULT_STS_LISTEN = "0.0.0.0:8443";
 
 /** Reads the YAML config file's text; paths come back resolved against the file's directory. */
@@ -99,6 +115,17 @@ export function readStsConfigText(text: string, file: string): { ok: true; input
       input.personJwks = jwks === undefined || /^[a-z]+:\/\//i.test(jwks) ? jwks : resolve(dir, jwks);
       input.personAudience = str(p, "audience", "personTokens.audience");
     }
+    const txn = child(fields, "txnTokens");
+    if (txn.present) {
+      input.txnTokens = "true";
+      // An empty `txnTokens:` turns minting on with the defaults.
+      const empty = txn.node === null || txn.node === undefined || (isScalar(txn.node) && txn.node.value === null);
+      if (!empty) {
+        const t = mapFields(ctx, txn.node, "txnTokens", ["tokenTtl", "audience"], txn.key);
+        input.txnTokenTtl = str(t, "tokenTtl", "txnTokens.tokenTtl");
+        input.txnAudience = str(t, "audience", "txnTokens.audience");
+      }
+    }
   }
   if (ctx.errors.length > 0) return { ok: false, errors: ctx.errors.map((e: SchemaProblem) => `${file}:${e.line}:${e.column}: ${e.field}: ${e.problem}`) };
   return { ok: true, input };
@@ -133,6 +160,11 @@ export function resolveStsConfig(fromFile: StsConfigInput, fromFlags: StsConfigI
   if ((personIssuer === undefined) !== (personJwks === undefined)) {
     errors.push("personTokens (--person-issuer, --person-jwks): issuer and jwks go together; give both or neither");
   }
+  const txnOn = v.txnTokens !== undefined || v.txnTokenTtl !== undefined || v.txnAudience !== undefined;
+  if (v.txnAudience !== undefined && !TRUST_DOMAIN.test(v.txnAudience)) {
+    errors.push(`txnTokens.audience (--txn-audience): ${JSON.stringify(v.txnAudience)} is not a trust domain name (lower-case a-z 0-9 . - _, no scheme), as the policy's trustDomains spell it`);
+  }
+  const txnTtl = duration(v.txnTokenTtl, "txnTokens.tokenTtl", "txn-token-ttl", 300, 1, 3600);
   const config: StsConfig = {
     host: m?.[1]?.replace(/^\[(.*)\]$/, "$1") ?? "",
     port,
@@ -149,6 +181,7 @@ export function resolveStsConfig(fromFile: StsConfigInput, fromFlags: StsConfigI
       personIssuer !== undefined && personJwks !== undefined
         ? { issuer: personIssuer, jwks: /^[a-z]+:\/\//i.test(personJwks) ? personJwks : resolve(personJwks), audience: v.personAudience }
         : undefined,
+    txnTokens: txnOn ? { ttlSeconds: txnTtl, audience: v.txnAudience } : undefined,
   };
   return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
 }

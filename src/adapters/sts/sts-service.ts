@@ -50,6 +50,10 @@ export async function startStsService(config: StsConfig, logger: Logger, nowMs: 
     if (policy.tokens !== undefined && policy.tokens.issuer !== config.issuer) {
       logger.warn("the policy's tokens.issuer is not this token service's issuer: Check will refuse the tokens it issues", { policyIssuer: policy.tokens.issuer, issuer: config.issuer });
     }
+    const audience = config.txnTokens?.audience;
+    if (audience !== undefined && !policy.trustDomains.has(audience)) {
+      logger.warn("txnTokens.audience is not one of the policy's trustDomains: Check will refuse the Txn-Tokens this service mints", { audience });
+    }
   }
   // A retired key stays published for a token lifetime plus skew after its last signature.
   const ring = new SigningKeyRing((config.tokenTtlSeconds + config.clockSkewSeconds + 60) * 1000);
@@ -74,6 +78,7 @@ export async function startStsService(config: StsConfig, logger: Logger, nowMs: 
     clockSkewSeconds: config.clockSkewSeconds,
     policy: () => policy,
     keys: ring,
+    txnTokens: config.txnTokens,
     person:
       person === undefined
         ? undefined

@@ -13,6 +13,7 @@ import { decodeProtectedHeader } from "jose";
 import { DELEGATION_TOKEN_TYP, parseDelegationClaims, parseScope } from "../tokens/delegation-token-format.js";
 import type { VerificationKeySource } from "../tokens/jwks-key-source.js";
 import { readSignedToken } from "../tokens/signed-token-reader.js";
+import { TXN_TOKEN_TYP } from "../tokens/txn-token-format.js";
 
 export interface SubjectGrant {
   readonly kind: "person" | "delegation";
@@ -70,7 +71,8 @@ export async function verifySubjectToken(token: string, presenter: string, v: Su
   }
   const person = v.person;
   if (person === undefined) return { ok: false, problem: "the subject token is not a delegation token, and no person token issuer is configured (personTokens)" };
-  const read = await readSignedToken(token, person.keys, nowMs, { typ: undefined, refusedTyps: [DELEGATION_TOKEN_TYP] });
+  // A Txn-Token is never a subject token here: it names a transaction, not a grant (draft 13.12, 13.14).
+  const read = await readSignedToken(token, person.keys, nowMs, { typ: undefined, refusedTyps: [DELEGATION_TOKEN_TYP, TXN_TOKEN_TYP] });
   if (!read.ok) return { ok: false, problem: `the person token ${read.problem}` };
   const payload = read.payload;
   if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return { ok: false, problem: "the person token's payload is not a JSON object" };

@@ -95,7 +95,15 @@ export async function startTokenExchangeServer(options: TokenExchangeServerOptio
       log.info("token exchange refused", { agent: caller.id.id, error: outcome.error, description: outcome.description });
       return oauthError(res, outcome.status, outcome.error, outcome.description);
     }
-    log.info("token issued", { agent: caller.id.id, audience: outcome.audience, on_behalf_of: outcome.person, chain: outcome.chain, jti: outcome.jti, scope: outcome.response.scope });
+    log.info("token issued", {
+      agent: caller.id.id,
+      audience: outcome.audience,
+      on_behalf_of: outcome.person,
+      chain: outcome.chain,
+      jti: outcome.jti,
+      scope: outcome.response.scope,
+      ...(outcome.txn !== undefined && { txn: outcome.txn }),
+    });
     send(res, 200, outcome.response);
   };
 

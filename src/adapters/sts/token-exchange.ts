@@ -5,12 +5,14 @@
 // the next delegation token, bound to the agent's certificate. Refusals are
 // RFC 6749 5.2 / RFC 8693 2.2.2 errors, never exceptions.
 
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { parseSpiffeId, type SpiffeId } from "../../core/identity/spiffe-id.js";
 import type { ParsedPeerCertificate } from "../../core/identity/peer-certificate.js";
 import { evaluateHop } from "../../core/policy/evaluate-hop.js";
 import type { CompiledPolicy } from "../../core/policy/model.js";
 import { DELEGATION_TOKEN_TYP, nestActors, parseScope } from "../tokens/delegation-token-format.js";
+import { TXN_TOKEN_TYP } from "../tokens/txn-token-format.js";
+import type { TxnTokenIssuance } from "./sts-config.js";
 import type { SigningKeyRing } from "./signing-key-ring.js";
 import { verifySubjectToken, type SubjectVerification } from "./subject-token.js";
 
@@ -36,10 +38,27 @@ export interface TokenResponse {
   readonly token_type: "N_A";
   readonly expires_in: number;
   readonly scope: string;
+  /**
+   * First hop only, when the service mints Transaction Tokens: the Txn-Token
+   * for the whole call chain (typ txntoken+jwt), which every agent forwards
+   * unmodified in the `Txn-Token` header. Extra members of a token response
+   * are ignored by clients that do not know them (RFC 6749 5.1).
+   */
+  readonly txn_token?: string;
+  readonly txn_token_expires_in?: number;
 }
 
 export type ExchangeOutcome =
-  | { readonly ok: true; readonly response: TokenResponse; readonly jti: string; readonly chain: readonly string[]; readonly audience: string; readonly person: string }
+  | {
+      readonly ok: true;
+      readonly response: TokenResponse;
+      readonly jti: string;
+      readonly chain: readonly string[];
+      readonly audience: string;
+      readonly person: string;
+      /** The transaction id of a Txn-Token minted with this answer. */
+      readonly txn?: string;
+    }
   | { readonly ok: false; readonly status: 400 | 401 | 503; readonly error: OAuthErrorCode; readonly description: string };
 
 export interface ExchangeCaller {
@@ -54,6 +73,8 @@ export interface TokenExchangeDeps {
   readonly policy: () => CompiledPolicy | undefined;
   readonly keys: SigningKeyRing;
   readonly person: SubjectVerification["person"];
+  /** Mint a Txn-Token at the first hop; undefined: never. */
+  readonly txnTokens?: TxnTokenIssuance | undefined;
 }
 
 const refuse = (error: OAuthErrorCode, description: string, status: 400 | 401 | 503 = 400): ExchangeOutcome => ({ ok: false, status, error, description });
@@ -128,14 +149,52 @@ export class TokenExchange {
       ...(grant.prev !== undefined && { prev: grant.prev }),
     };
     const token = await this.deps.keys.sign(claims, DELEGATION_TOKEN_TYP, nowMs);
+    const txn = grant.kind === "person" && this.deps.txnTokens !== undefined ? await this.mintTxnToken(this.deps.txnTokens, grant.person, caller.id, scope.scope, iat, nowMs) : undefined;
     return {
       ok: true,
-      response: { access_token: token, issued_token_type: TOKEN_TYPE_JWT, token_type: "N_A", expires_in: this.deps.tokenTtlSeconds, scope: scope.scope.join(" ") },
+      response: {
+        access_token: token,
+        issued_token_type: TOKEN_TYPE_JWT,
+        token_type: "N_A",
+        expires_in: this.deps.tokenTtlSeconds,
+        scope: scope.scope.join(" "),
+        ...(txn !== undefined && { txn_token: txn.token, txn_token_expires_in: txn.expiresIn }),
+      },
       jti,
       chain,
       audience: audience.id,
       person: grant.person,
+      ...(txn !== undefined && { txn: txn.txn }),
     };
+  }
+
+  /**
+   * The Txn-Token of a transaction that starts here (draft-ietf-oauth-
+   * transaction-tokens, section 9): the person as `sub`, the trust domain as
+   * `aud`, a fresh `txn`, the first hop's granted scope, the first agent as
+   * `req_wl`. Signed with the service's current key, told apart from
+   * delegation tokens by its `typ`.
+   */
+  private async mintTxnToken(
+    issuance: TxnTokenIssuance,
+    person: string,
+    firstAgent: SpiffeId,
+    scope: readonly string[],
+    iat: number,
+    nowMs: number,
+  ): Promise<{ token: string; txn: string; expiresIn: number }> {
+    const txn = randomUUID();
+    const claims: Record<string, unknown> = {
+      iss: this.deps.issuer,
+      sub: person,
+      aud: issuance.audience ?? firstAgent.trustDomain,
+      iat,
+      exp: iat + issuance.ttlSeconds,
+      txn,
+      scope: scope.join(" "),
+      req_wl: firstAgent.id,
+    };
+    return { token: await this.deps.keys.sign(claims, TXN_TOKEN_TYP, nowMs), txn, expiresIn: issuance.ttlSeconds };
   }
 }
 

@@ -10,7 +10,8 @@ import type { TokenCheckRequest, TokenCheckResult } from "../../core/decision/to
 import type { DelegationTokenVerifier } from "../../core/ports.js";
 import { checkDelegationClaims } from "./delegation-claim-rules.js";
 import { DELEGATION_TOKEN_TYP, parseDelegationClaims, type DelegationClaims } from "./delegation-token-format.js";
-import { keySourceForJwks, type JwksRefreshOptions, type VerificationKeySource } from "./jwks-key-source.js";
+import type { JwksRefreshOptions, VerificationKeySource } from "./jwks-key-source.js";
+import { KeySourceRegistry } from "./key-source-registry.js";
 import { ReplayMemory } from "./replay-memory.js";
 import { replayKey, type ReplayStore } from "./replay-store.js";
 import { readSignedToken } from "./signed-token-reader.js";
@@ -31,6 +32,8 @@ export interface DelegationTokenVerifierOptions {
   readonly onKeySourceError?: (message: string) => void;
   /** Replaces JWKS loading, e.g. with a StaticKeySource. */
   readonly keySourceFor?: (jwks: string, baseDir: string) => VerificationKeySource;
+  /** Key sources shared with other verifiers (Transaction Tokens); when given, the four options above are the registry's business. */
+  readonly keySources?: KeySourceRegistry;
 }
 
 type Failure = Extract<TokenCheckResult, { ok: false }>;
@@ -38,12 +41,13 @@ type Failure = Extract<TokenCheckResult, { ok: false }>;
 const invalid = (message: string): Failure => ({ ok: false, reason: "token_invalid", message });
 
 export class JwksDelegationTokenVerifier implements DelegationTokenVerifier {
-  private readonly keySources = new Map<string, VerificationKeySource>();
-  private readonly verified: VerifiedTokenCache;
+  private readonly keySources: KeySourceRegistry;
+  private readonly verified: VerifiedTokenCache<DelegationClaims>;
   private readonly replay: ReplayStore;
 
   constructor(private readonly options: DelegationTokenVerifierOptions) {
-    this.verified = new VerifiedTokenCache(options.cacheSize);
+    this.keySources = options.keySources ?? new KeySourceRegistry(options);
+    this.verified = new VerifiedTokenCache<DelegationClaims>(options.cacheSize);
     this.replay = options.replay ?? new ReplayMemory(options.replayCapacity);
   }
 
@@ -58,13 +62,7 @@ export class JwksDelegationTokenVerifier implements DelegationTokenVerifier {
 
   /** The key source for one `tokens.jwks` value, created once: its cache must outlive a policy reload. */
   keySource(jwks: string): VerificationKeySource {
-    let source = this.keySources.get(jwks);
-    if (source === undefined) {
-      const baseDir = this.options.baseDir;
-      source = this.options.keySourceFor?.(jwks, baseDir) ?? keySourceForJwks(jwks, baseDir, this.options.jwks, this.options.onKeySourceError);
-      this.keySources.set(jwks, source);
-    }
-    return source;
+    return this.keySources.get(jwks);
   }
 
   private async verifyUnsafe(request: TokenCheckRequest): Promise<TokenCheckResult> {

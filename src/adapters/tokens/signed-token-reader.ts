@@ -19,7 +19,7 @@ export interface ReadOptions {
   readonly refusedTyps?: readonly string[];
 }
 
-/** No delegation token is anywhere near this long; refuse before decoding. */
+/** No delegation token or Txn-Token is anywhere near this long (SPEC 1); refuse before decoding. */
 export const MAX_TOKEN_LENGTH = 16 * 1024;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$/;
 
@@ -42,9 +42,9 @@ export async function readSignedToken(token: string, keys: VerificationKeySource
   const alg = header.alg;
   if (!isAllowedAlg(alg)) return fail(`has alg ${JSON.stringify(alg ?? null)}; only ES256, EdDSA, RS256 and PS256 are accepted`);
   // RFC 7515 4.1.11: a `crit` extension we do not understand must be refused;
-  // delegation tokens use none (nor RFC 7797's unencoded payload, `b64`).
-  if (header.crit !== undefined) return fail("has a crit header parameter; delegation tokens use no JWS extensions");
-  if (header.b64 !== undefined) return fail("has a b64 header parameter; delegation tokens use no JWS extensions");
+  // none of the tokens read here uses one (nor RFC 7797's unencoded payload, `b64`).
+  if (header.crit !== undefined) return fail("has a crit header parameter; hopwarden's tokens use no JWS extensions");
+  if (header.b64 !== undefined) return fail("has a b64 header parameter; hopwarden's tokens use no JWS extensions");
   const kid = header.kid;
   if (typeof kid !== "string" || kid.length === 0) return fail("has no kid");
   const found = await keys.lookup(kid, alg, nowMs);

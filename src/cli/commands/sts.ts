@@ -49,6 +49,12 @@ Options (flags override the config file; HOPWARDEN_STS_<FLAG> mirrors each):
                                start a chain (their sub is the person)
       --person-jwks <path|url> personTokens.jwks: the identity provider's keys
       --person-audience <aud>  personTokens.audience: required aud of person tokens
+      --txn-token-ttl <dur>    txnTokens.tokenTtl: also mint a Transaction Token (typ
+                               txntoken+jwt) at the first hop, returned as txn_token
+                               beside the delegation token (default 5m, max 1h)
+      --txn-audience <domain>  txnTokens.audience: its aud, a trust domain of the policy
+                               (default: the first agent's trust domain); either flag,
+                               or a txnTokens: section, turns minting on
       --generate-key <file>    write a new private key (PEM PKCS#8, mode 0600) and exit
       --alg <alg>              algorithm of --generate-key (default ES256)
   -h, --help                   show this help
@@ -61,6 +67,7 @@ Example config (sts.yaml):
   tokenTtl: 60s
   tls: { cert: sts.crt, key: sts.key, clientCa: ca.crt }
   personTokens: { issuer: https://idp.example.com, jwks: https://idp.example.com/jwks.json }
+  txnTokens: { tokenTtl: 5m, audience: example.org }   # optional (docs/transaction-tokens.md)
 `;
 
 const FLAG_TO_FIELD: Readonly<Record<string, keyof StsConfigInput>> = {
@@ -77,6 +84,8 @@ const FLAG_TO_FIELD: Readonly<Record<string, keyof StsConfigInput>> = {
   "person-issuer": "personIssuer",
   "person-jwks": "personJwks",
   "person-audience": "personAudience",
+  "txn-token-ttl": "txnTokenTtl",
+  "txn-audience": "txnAudience",
 };
 
 const str = { type: "string" } as const;

@@ -30,13 +30,18 @@ export interface HeaderNames {
   readonly onBehalfOf: string;
   readonly chain: string;
   readonly token: string;
+  /** The Transaction Token (SPEC 8, draft-ietf-oauth-transaction-tokens' `Txn-Token`); optional so that older callers keep compiling. */
+  readonly txnToken?: string;
 }
+
+export const DEFAULT_TXN_TOKEN_HEADER = "txn-token";
 
 export const DEFAULT_HEADER_NAMES: HeaderNames = {
   subject: "x-agent-subject",
   onBehalfOf: "x-agent-on-behalf-of",
   chain: "x-agent-delegation-chain",
   token: "x-agent-delegation-token",
+  txnToken: DEFAULT_TXN_TOKEN_HEADER,
 };
 
 export const XFCC_HEADER = "x-forwarded-client-cert";

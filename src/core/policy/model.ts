@@ -12,6 +12,22 @@ export interface HopRuleDocument {
   readonly paths?: readonly string[];
   readonly scopes?: readonly string[];
   readonly requireToken?: boolean;
+  /** MCP method, tool and resource globs for the last hop (SPEC 8). */
+  readonly mcp?: McpRuleDocument;
+  /** The last hop's caller must be bound by a certificate, not a principal alone (SPEC 8). */
+  readonly requireCertificate?: boolean;
+}
+
+/**
+ * `mcp:` on a hop rule. `methods` is required by the loader (a rule that
+ * names tools but no methods would otherwise admit every other method);
+ * `tools` applies to `tools/call`, `resources` to `resources/read`; an absent
+ * list admits any tool (resource) of an admitted method.
+ */
+export interface McpRuleDocument {
+  readonly methods: readonly string[];
+  readonly tools?: readonly string[];
+  readonly resources?: readonly string[];
 }
 
 export interface RequireViaDocument {
@@ -24,6 +40,15 @@ export interface TokenPolicyDocument {
   readonly jwks: string;
   readonly required?: boolean;
   readonly singleUse?: boolean;
+  /** Seconds. */
+  readonly clockSkew?: number;
+}
+
+/** `txnTokens:` (SPEC 8): Transaction Tokens, verified with the same key sources as `tokens`. */
+export interface TxnTokenPolicyDocument {
+  readonly issuer: string;
+  readonly jwks: string;
+  readonly required?: boolean;
   /** Seconds. */
   readonly clockSkew?: number;
 }
@@ -46,9 +71,14 @@ export interface PolicyDocument {
     readonly crlIssuer?: string;
   };
   readonly tokens?: TokenPolicyDocument;
+  /** Every caller must be bound by a certificate (Envoy's or a trusted XFCC), never a principal alone (SPEC 8). */
+  readonly requireCertificate?: boolean;
+  readonly txnTokens?: TxnTokenPolicyDocument;
 }
 
 export const DEFAULT_MAX_CHAIN_LENGTH = 6;
+/** `tokens.clockSkew` and `txnTokens.clockSkew` when the policy names none. */
+export const DEFAULT_CLOCK_SKEW_SECONDS = 30;
 
 export interface HopRule {
   /** Index in the file's `hops` list. */
@@ -62,6 +92,22 @@ export interface HopRule {
   readonly paths: MatcherList | undefined;
   readonly scopes: readonly string[] | undefined;
   readonly requireToken: boolean;
+  /**
+   * The compiled `mcp:`; undefined when the rule has none. Optional while
+   * compile.ts does not fill it yet (issue 12): the loader refuses a policy
+   * whose `mcp:` the compiled rule does not carry, rather than ignore it.
+   */
+  readonly mcp?: McpRule | undefined;
+  /** Optional for the same reason as `mcp`. */
+  readonly requireCertificate?: boolean;
+}
+
+export interface McpRule {
+  readonly methods: readonly Matcher[];
+  /** undefined: any tool of `tools/call`. */
+  readonly tools: readonly Matcher[] | undefined;
+  /** undefined: any URI of `resources/read`. */
+  readonly resources: readonly Matcher[] | undefined;
 }
 
 export interface RequireViaRule {
@@ -76,6 +122,13 @@ export interface TokenPolicy {
   readonly jwks: string;
   readonly required: boolean;
   readonly singleUse: boolean;
+  readonly clockSkewSeconds: number;
+}
+
+export interface TxnTokenPolicy {
+  readonly issuer: string;
+  readonly jwks: string;
+  readonly required: boolean;
   readonly clockSkewSeconds: number;
 }
 
@@ -97,4 +150,8 @@ export interface CompiledPolicy {
   /** Normalized serials: lower-case hex, no separators, no leading zeros. */
   readonly revokedSerials: ReadonlySet<string>;
   readonly tokens: TokenPolicy | undefined;
+  /** Optional while compile.ts does not fill it yet (see HopRule.mcp). */
+  readonly requireCertificate?: boolean;
+  /** Optional while compile.ts does not fill it yet (see HopRule.mcp). */
+  readonly txnTokens?: TxnTokenPolicy | undefined;
 }

@@ -1,0 +1,90 @@
+// The MCP facts of one request, read from the dynamic metadata Envoy's MCP
+// filter forwards to ext_authz (SPEC 8). Pure: the Envoy adapter turns
+// `metadata_context.filter_metadata[namespace]` into plain JSON and calls
+// readMcpFacts; explain and the tests call it the same way.
+//
+// Metadata is trusted only as far as Envoy vouches for it (docs/mcp.md, as
+// measured with Envoy 1.40): `is_mcp_request` must be true, and any
+// `passthrough_reason` (a body over the filter's limit, whose metadata comes
+// from its first bytes only; duplicate JSON keys) makes the request
+// unparsable. Anything else odd (a missing method, a tool name that is not a
+// string) leaves the request without that fact, so an `mcp:` rule cannot
+// admit it.
+
+/** Where the facts are: the metadata namespace and dotted paths inside it (`--config` `mcp:`). */
+export interface McpMetadataKeys {
+  readonly namespace: string;
+  readonly methodKey: string;
+  /** Read for `tools/call`. */
+  readonly toolKey: string;
+  /** Read for `resources/read`. */
+  readonly resourceKey: string;
+}
+
+/** What Envoy 1.40's MCP filter writes (test/envoy-mcp-metadata.test.ts). */
+export const DEFAULT_MCP_METADATA_KEYS: McpMetadataKeys = {
+  namespace: "envoy.filters.http.mcp",
+  methodKey: "method",
+  toolKey: "params.name",
+  resourceKey: "params.uri",
+};
+
+export const MCP_TOOLS_CALL = "tools/call";
+export const MCP_RESOURCES_READ = "resources/read";
+
+/** No honest method, tool name or URI is longer; a longer one is not matched at all. */
+export const MAX_MCP_VALUE_LENGTH = 8 * 1024;
+
+export interface McpFacts {
+  readonly method: string;
+  /** The tool of a `tools/call`; undefined for other methods, or when Envoy reported none. */
+  readonly tool: string | undefined;
+  /** The URI of a `resources/read`; undefined otherwise. */
+  readonly resource: string | undefined;
+}
+
+export type McpReading =
+  | { readonly kind: "absent" }
+  | { readonly kind: "unparsable"; readonly problem: string }
+  | { readonly kind: "mcp"; readonly facts: McpFacts };
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function at(struct: Record<string, unknown>, dotted: string): unknown {
+  let node: unknown = struct;
+  for (const part of dotted.split(".")) {
+    if (!isObject(node) || !Object.hasOwn(node, part)) return undefined;
+    node = node[part];
+  }
+  return node;
+}
+
+function boundedString(value: unknown): string | undefined {
+  return typeof value === "string" && value.length > 0 && value.length <= MAX_MCP_VALUE_LENGTH ? value : undefined;
+}
+
+/**
+ * `namespaced` is the namespace's struct as JSON (undefined when Envoy sent
+ * no such namespace). "absent" and "unparsable" both mean: no MCP facts, so
+ * no `mcp:` rule admits the request; the difference is for the audit trail.
+ */
+export function readMcpFacts(namespaced: unknown, keys: McpMetadataKeys = DEFAULT_MCP_METADATA_KEYS): McpReading {
+  if (namespaced === undefined) return { kind: "absent" };
+  if (!isObject(namespaced)) return { kind: "unparsable", problem: `the ${keys.namespace} metadata is not a struct` };
+  if (namespaced["is_mcp_request"] !== true) return { kind: "unparsable", problem: "Envoy did not recognise the body as an MCP request (is_mcp_request is not true)" };
+  const reason = namespaced["passthrough_reason"];
+  if (reason !== undefined) return { kind: "unparsable", problem: `Envoy passed the body through unparsed (${typeof reason === "string" ? reason : "passthrough_reason"})` };
+  if (namespaced["is_exceeding_limit"] === true) return { kind: "unparsable", problem: "the body exceeded the MCP filter's size limit" };
+  const method = boundedString(at(namespaced, keys.methodKey));
+  if (method === undefined) return { kind: "unparsable", problem: `${keys.methodKey} is missing, not a string, or longer than ${MAX_MCP_VALUE_LENGTH} characters` };
+  return {
+    kind: "mcp",
+    facts: {
+      method,
+      tool: method === MCP_TOOLS_CALL ? boundedString(at(namespaced, keys.toolKey)) : undefined,
+      resource: method === MCP_RESOURCES_READ ? boundedString(at(namespaced, keys.resourceKey)) : undefined,
+    },
+  };
+}
