@@ -133,11 +133,8 @@ describe("a repeated security header", () => {
   });
 
   // SPEC 1: a security header repeated in header_map is refused with its
-  // reason, never merged. Today's decoder (check-request-decoder.ts) joins
-  // repeated header_map entries with ",", so two chain headers that together
-  // spell an allowed chain are allowed. `it.fails` marks the gap: when the
-  // decoder refuses repeats, this starts failing; make it an `it` then.
-  it.fails("refuses two chain headers in header_map that together spell an allowed chain (malformed_chain)", async () => {
+  // reason, never merged, even when the copies together spell an allowed chain.
+  it("refuses two chain headers in header_map that together spell an allowed chain (malformed_chain)", async () => {
     const seen = await decisions(researchToDb({}, { "x-agent-delegation-chain": [orchestrator, research] }));
     for (const who of ["envoy-header-map", "proxyless-grpc", "proxyless-grpc-with-certificate"] as const) expect(seen[who], who).toBe("malformed_chain");
   });

@@ -189,12 +189,13 @@ export class CheckPipeline {
       if (policy.requireOnBehalfOf) return new Denial("missing_on_behalf_of", `the ${this.headers.onBehalfOf} header is missing or empty`);
       return undefined;
     }
+    // Recorded even when refused below: the audit trail shows whom the caller claimed to act for (bounded there).
+    facts.onBehalfOf = value;
     if (isRepeated(input, this.headers.onBehalfOf)) {
       return new Denial("on_behalf_of_not_allowed", `the ${this.headers.onBehalfOf} header arrived more than once; it must name one principal`);
     }
     const problem = onBehalfOfProblem(value);
     if (problem !== undefined) return new Denial("on_behalf_of_not_allowed", `${this.headers.onBehalfOf} ${problem}`);
-    facts.onBehalfOf = value;
     if (policy.onBehalfOf !== undefined && !policy.onBehalfOf.matches(value)) {
       return new Denial("on_behalf_of_not_allowed", `the policy does not allow acting on behalf of ${JSON.stringify(value)}`);
     }
