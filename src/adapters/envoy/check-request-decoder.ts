@@ -6,7 +6,7 @@
 // Field numbers are Envoy's (envoy/service/auth/v3/*.proto; see proto/).
 
 import type { CheckInput } from "../../core/decision/check-input.js";
-import { WireError, WireReader, WireType } from "./wire.js";
+import { WireError, WireReader, WireType } from "../protobuf/wire.js";
 
 interface Peer {
   principal: string;

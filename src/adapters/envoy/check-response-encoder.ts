@@ -5,7 +5,7 @@
 import type { Decision } from "../../core/decision/decision.js";
 import { REASON_STATUS } from "../../core/reasons.js";
 import { denialBody, REASON_HEADER, VERIFIED_HEADERS } from "./check-response.js";
-import { WireWriter } from "./wire.js";
+import { WireWriter } from "../protobuf/wire.js";
 
 const OVERWRITE_IF_EXISTS_OR_ADD = 2;
 

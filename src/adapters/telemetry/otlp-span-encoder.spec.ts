@@ -11,7 +11,7 @@ import { TraceState } from "@opentelemetry/core";
 import { resourceFromAttributes, type Resource } from "@opentelemetry/resources";
 import { AlwaysOnSampler, BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan, type TimedEvent } from "@opentelemetry/sdk-trace-base";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
-import { WireReader, WireType } from "../envoy/wire.js";
+import { WireReader, WireType } from "../protobuf/wire.js";
 import { encodeExportTraceServiceRequest } from "./otlp-span-encoder.js";
 
 // ---- a generic protobuf walker, driven by a schema of the OTLP messages ----

@@ -9,7 +9,7 @@
 
 import type { Attributes, HrTime, Link } from "@opentelemetry/api";
 import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace-base";
-import { WireType, WireWriter } from "../envoy/wire.js";
+import { WireType, WireWriter } from "../protobuf/wire.js";
 
 // ExportTraceServiceRequest
 const REQUEST_RESOURCE_SPANS = 1;

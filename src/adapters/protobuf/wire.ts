@@ -1,8 +1,9 @@
-// Minimal protobuf wire reading and writing for the hot path. Check runs
-// thousands of times a second; a reflective decode of the whole CheckRequest
-// and a reflective encode of the response cost more than deciding. These read
-// only the fields Check uses and write the response directly. The generated
-// protobuf-es schemas remain the reference: tests compare both byte for byte.
+// Minimal protobuf wire reading and writing, for the two hot paths that cannot
+// afford protobuf-es's reflective codec: the Envoy Check codec (adapters/envoy:
+// Check runs thousands of times a second, and a reflective decode of the whole
+// CheckRequest and encode of the response cost more than deciding) and the
+// OTLP span encoder (adapters/telemetry). Each user reads or writes only the
+// fields it needs; its property tests check it against the generated schemas.
 
 export const WireType = { VARINT: 0, I64: 1, LEN: 2, I32: 5 } as const;
 
