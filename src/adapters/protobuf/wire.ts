@@ -3,7 +3,9 @@
 // Check runs thousands of times a second, and a reflective decode of the whole
 // CheckRequest and encode of the response cost more than deciding) and the
 // OTLP span encoder (adapters/telemetry). Each user reads or writes only the
-// fields it needs; its property tests check it against the generated schemas.
+// fields it needs, and its tests hold it to a reference: the generated schemas
+// for Envoy (envoy/*.properties.spec.ts), the SDK's serializer for OTLP
+// (telemetry/otlp-span-encoder.spec.ts).
 
 import { isUtf8 } from "node:buffer";
 
