@@ -266,6 +266,7 @@ const HUGE_LENGTHS = [
   [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], // 11 bytes
 ].map((b) => Buffer.from(b));
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
+  // A bit flipped; the bytes truncated; a varint (up to 10 bytes) inserted.
   fc.tuple(fc.nat(), fc.nat(7)).map(([i, bit]): Mutation => (b) => {
     const c = Buffer.from(b);
     if (c.length > 0) c[i % c.length]! ^= 1 << bit;
@@ -286,6 +287,7 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     const j = at(b, i);
     return Buffer.concat([b.subarray(0, j), len, b.subarray(over ? Math.min(b.length, j + len.length) : j)]);
   }),
+  // Random bytes inserted; a slice duplicated in place.
   fc.tuple(fc.nat(), fc.uint8Array({ minLength: 1, maxLength: 6 })).map(([i, bytes]): Mutation => (b) => Buffer.concat([b.subarray(0, at(b, i)), bytes, b.subarray(at(b, i))])),
   fc.tuple(fc.nat(), fc.nat(16)).map(([i, n]): Mutation => (b) => Buffer.concat([b.subarray(0, at(b, i) + n), b.subarray(at(b, i))])),
 );
@@ -298,7 +300,7 @@ const anyBytes = fc.oneof(
   { arbitrary: mutated, weight: 5 },
 );
 
-/** Bytes that, decoded, take long: any loop that does not advance would time out here. */
+/** Per input of at most a few KiB; the decoder is linear, so only a loop that stalls or goes super-linear comes near it. */
 const TIME_LIMIT_MS = 1000;
 
 describe("bytes that are not a CheckRequest", () => {
