@@ -10,7 +10,9 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { startHopwarden, type Hopwarden } from "../src/main.js";
 import { silentLogger } from "../src/adapters/logging/logger.js";
+import { create } from "@bufbuild/protobuf";
 import { AdminService } from "../src/gen/hopwarden/admin/v1/admin_pb.js";
+import { CheckRequestSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { CheckClient } from "./support/check-client.js";
 import { spiffe } from "./support/pki.js";
 import { testPolicyYaml, writeTestPolicy } from "./support/policies.js";
@@ -73,6 +75,32 @@ describe("Explain", () => {
     }
     const denied = await admin.explain({ checkRequest: researchCallsDb({ "x-agent-delegation-chain": spiffe("research"), "x-agent-subject": spiffe("orchestrator") }) });
     expect(denied).toMatchObject({ decision: "deny", reason: "subject_mismatch", httpStatus: 403 });
+  });
+
+  it("decides a full CheckRequest exactly as Check does, through the same decoder (header_map, repeated and non-UTF-8 headers)", async () => {
+    const headerMap = (entries: { key: string; value?: string; rawValue?: Uint8Array }[]) =>
+      create(CheckRequestSchema, {
+        attributes: { source: { principal: spiffe("research") }, contextExtensions: { agent: "db" }, request: { http: { method: "GET", path: "/query", headerMap: { headers: entries } } } },
+      });
+    const chain = `${spiffe("orchestrator")},${spiffe("research")}`;
+    const base = [
+      { key: "X-Agent-Subject", value: spiffe("research") },
+      { key: "x-agent-on-behalf-of", rawValue: new TextEncoder().encode(PERSON) },
+      { key: "x-agent-delegation-chain", value: chain },
+    ];
+    const cases = [
+      [headerMap(base), "allow"],
+      [headerMap([...base, { key: "X-AGENT-ON-BEHALF-OF", value: PERSON }]), "on_behalf_of_not_allowed"],
+      // A raw_value that is not UTF-8 is refused by the decoder, never read as U+FFFD.
+      [headerMap([...base.slice(0, 2), { key: "x-agent-delegation-chain", rawValue: Uint8Array.from([...Buffer.from(chain), 0xff]) }]), "internal_error"],
+      // A header Check does not read is not decoded: its bytes cannot fail the request.
+      [headerMap([...base, { key: "x-latin1", rawValue: Uint8Array.from([0x63, 0x61, 0x66, 0xe9]) }]), "allow"],
+    ] as const;
+    for (const [request, expected] of cases) {
+      const e = await admin.explain({ checkRequest: request });
+      expect(e.decision === "allow" ? "allow" : e.reason).toBe(expected);
+      expect(await decisionOf(checks, request)).toBe(expected);
+    }
   });
 
   it("records nothing: explained requests are not counted as decisions", async () => {

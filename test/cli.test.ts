@@ -257,6 +257,31 @@ describe("explain", () => {
     expect(r.stdout).toMatch(/^2\s+spiffe:\/\/example\.org\/agent\/research\s+spiffe:\/\/example\.org\/agent\/db\s+.*deny/m);
   });
 
+  it("decides a CheckRequest given in JSON (--request) as serve does, through the same decoder", async () => {
+    const research = "spiffe://example.org/agent/research";
+    const chain = Buffer.from(`spiffe://example.org/agent/orchestrator,${research}`);
+    const requestFile = async (name: string, chainBytes: Buffer) => {
+      const file = join(dir, name);
+      const headers = [
+        { key: "X-Agent-Subject", value: research },
+        { key: "x-agent-on-behalf-of", value: "alice@example.com" },
+        { key: "x-agent-delegation-chain", rawValue: chainBytes.toString("base64") },
+      ];
+      const request = { attributes: { source: { principal: research }, contextExtensions: { agent: "db" }, request: { http: { method: "GET", path: "/query", headerMap: { headers } } } } };
+      await writeFile(file, JSON.stringify(request));
+      return file;
+    };
+    const allowed = await runCli(["explain", "--policy", EXAMPLE_POLICY, "--request", await requestFile("explain-ok.json", chain), "--json"]);
+    expect(allowed.code).toBe(0);
+    expect(JSON.parse(allowed.stdout)).toMatchObject({ decision: "allow", caller: research, callee: "spiffe://example.org/agent/db" });
+    // A raw_value that is not UTF-8: serve's decoder refuses the request, so explain shows serve's internal_error deny.
+    const refused = await runCli(["explain", "--policy", EXAMPLE_POLICY, "--request", await requestFile("explain-bad.json", Buffer.concat([chain, Buffer.from([0xff])])), "--json"]);
+    expect(refused.code).toBe(1);
+    const explanation = JSON.parse(refused.stdout) as { decision: string; reason: string; message: string };
+    expect(explanation).toMatchObject({ decision: "deny", reason: "internal_error" });
+    expect(explanation.message).toContain('HeaderValue.raw_value of "x-agent-delegation-chain" is not valid UTF-8');
+  });
+
   it("prints JSON with decision, reason and hops under --json", async () => {
     const r = await runCli([...request("DELETE"), "--json"]);
     expect(r.code).toBe(1);

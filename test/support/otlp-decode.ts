@@ -4,7 +4,7 @@
 // compared, and a reader that turns a request into plain span objects for
 // assertions. Independent of the encoders under test.
 
-import { WireReader, WireType } from "../../src/adapters/envoy/wire.js";
+import { WireReader, WireType } from "../../src/adapters/protobuf/wire.js";
 
 // ---- a generic protobuf walker, driven by a schema of the OTLP messages ----
 

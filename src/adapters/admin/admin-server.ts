@@ -14,7 +14,7 @@ import { AdminService } from "../../gen/hopwarden/admin/v1/admin_pb.js";
 import type { CheckPipeline } from "../../core/decision/check-pipeline.js";
 import type { PolicyStore } from "../config/policy-store.js";
 import { splitHostPort } from "../grpc/check-server.js";
-import { explainDecision, explainInput } from "./explain.js";
+import { decideExplainRequest, explainDecision } from "./explain.js";
 
 export interface AdminServerOptions {
   readonly listen: string;
@@ -35,8 +35,7 @@ function routes(options: AdminServerOptions) {
   return (router: ConnectRouter) => {
     router.service(AdminService, {
       async explain(request) {
-        const input = explainInput({ ...request, checkRequest: request.checkRequest });
-        const e = explainDecision(await options.explainPipeline.decide(input));
+        const e = explainDecision(await decideExplainRequest(options.explainPipeline, request));
         return { ...e, chain: [...e.chain], hops: e.hops.map((h) => ({ ...h })) };
       },
       getPolicy() {

@@ -1,12 +1,16 @@
-// Explain (dry-run) shared by the admin API and `hopwarden explain`: builds a
-// CheckInput from either a full CheckRequest or a shorthand (caller, callee,
-// headers, method, path) and lays the decision out as a hop-by-hop table.
+// Explain (dry-run) shared by the admin API and `hopwarden explain`: decides
+// either a full CheckRequest, exactly as serve would, or a shorthand (caller,
+// callee, headers, method, path), and lays the decision out as a hop-by-hop
+// table.
 
-import type { CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { toBinary } from "@bufbuild/protobuf";
+import { CheckRequestSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { CheckInput } from "../../core/decision/check-input.js";
+import type { CheckPipeline } from "../../core/decision/check-pipeline.js";
 import { ALLOW_REASON, type Decision } from "../../core/decision/decision.js";
 import { REASON_STATUS, GrpcCode } from "../../core/reasons.js";
-import { toCheckInput } from "../envoy/check-request.js";
+import { decodeCheckRequest, undecodableCheckRequest } from "../envoy/check-request-decoder.js";
+import { WireError } from "../protobuf/wire.js";
 
 export interface ExplainShorthand {
   readonly caller?: string;
@@ -16,8 +20,30 @@ export interface ExplainShorthand {
   readonly path?: string;
 }
 
-export function explainInput(request: { checkRequest?: CheckRequest | undefined } & ExplainShorthand): CheckInput {
-  if (request.checkRequest !== undefined) return toCheckInput(request.checkRequest);
+/**
+ * A full CheckRequest decided as serve decides it: its wire bytes go through
+ * serve's decoder, reading the headers this pipeline reads (as serve's does),
+ * so a header Check ignores cannot fail here what serve accepts; bytes the
+ * decoder refuses are denied with serve's internal_error.
+ */
+export function decideCheckRequest(pipeline: CheckPipeline, checkRequest: CheckRequest): Decision | Promise<Decision> {
+  let input: CheckInput;
+  try {
+    input = decodeCheckRequest(Buffer.from(toBinary(CheckRequestSchema, checkRequest)), pipeline.headersRead);
+  } catch (err) {
+    if (!(err instanceof WireError)) throw err;
+    return pipeline.denyWithoutDeciding("internal_error", undecodableCheckRequest(err.message));
+  }
+  return pipeline.decide(input);
+}
+
+/** The admin API's Explain: a full CheckRequest when given (the shorthand is then ignored), else the shorthand. */
+export function decideExplainRequest(pipeline: CheckPipeline, request: { checkRequest?: CheckRequest | undefined } & ExplainShorthand): Decision | Promise<Decision> {
+  return request.checkRequest !== undefined ? decideCheckRequest(pipeline, request.checkRequest) : pipeline.decide(explainInput(request));
+}
+
+/** The CheckInput a shorthand describes. */
+export function explainInput(request: ExplainShorthand): CheckInput {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(request.headers ?? {})) headers[k.toLowerCase()] = v;
   return {

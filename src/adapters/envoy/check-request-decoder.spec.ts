@@ -1,10 +1,12 @@
 // The production CheckRequest decoder (SPEC 1): where each input comes from,
 // header_map read like headers, and repeated security headers marked so the
-// pipeline can refuse them (finding 7).
+// pipeline can refuse them (finding 7). The properties beside this file
+// compare it with the generated schema on random requests and bytes.
 
 import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { CheckRequestSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { WireError } from "../protobuf/wire.js";
 import { decodeCheckRequest } from "./check-request-decoder.js";
 
 const bytes = (request: CheckRequest) => Buffer.from(toBinary(CheckRequestSchema, request));
@@ -50,6 +52,45 @@ describe("decoding a CheckRequest", () => {
     });
   });
 
+  it("reads an empty request as empty strings, never as undefined", () => {
+    expect(decodeCheckRequest(bytes(create(CheckRequestSchema, {})))).toEqual({
+      peerCertificate: "",
+      peerPrincipal: "",
+      destinationPrincipal: "",
+      contextExtensions: {},
+      headers: {},
+      method: "",
+      path: "",
+    });
+  });
+
+  it("lower-cases header_map names, prefers raw_value, and joins repeated headers with ','", () => {
+    const input = decodeCheckRequest(
+      withHeaderMap([
+        { key: "X-Agent-Delegation-Chain", raw: "spiffe://example.org/agent/a" },
+        { key: "x-agent-delegation-chain", value: "spiffe://example.org/agent/b" },
+        { key: "X-Agent-Subject", value: "s" },
+      ]),
+    );
+    expect({ ...input.headers }).toEqual({
+      "x-agent-delegation-chain": "spiffe://example.org/agent/a,spiffe://example.org/agent/b",
+      "x-agent-subject": "s",
+    });
+  });
+
+  it("reads header_map when it is present, even empty, and the headers map only without one", () => {
+    const request = (headerMap: boolean) =>
+      bytes(create(CheckRequestSchema, { attributes: { request: { http: { headers: { "x-agent-subject": "s" }, ...(headerMap && { headerMap: {} }) } } } }));
+    expect({ ...decodeCheckRequest(request(false)).headers }).toEqual({ "x-agent-subject": "s" });
+    expect({ ...decodeCheckRequest(request(true)).headers }).toEqual({});
+  });
+
+  it("folds only A-Z in header_map names: no other letter spells a security header (the Kelvin sign is not k)", () => {
+    const input = decodeCheckRequest(withHeaderMap([{ key: "X-Agent-Delegation-To\u212Aen", value: "forged" }]));
+    expect(input.headers["x-agent-delegation-token"]).toBeUndefined();
+    expect(Object.keys(input.headers)).toEqual(["x-agent-delegation-to\u212Aen"]);
+  });
+
   it("lower-cases header_map names and prefers raw_value", () => {
     const input = decodeCheckRequest(withHeaderMap([{ key: "X-Agent-Subject", value: "v", raw: "raw" }, { key: "X-Other", value: "o" }]));
     expect({ ...input.headers }).toEqual({ "x-agent-subject": "raw", "x-other": "o" });
@@ -77,7 +118,12 @@ describe("decoding a CheckRequest", () => {
     expect(input.repeatedHeaders).toBeUndefined();
   });
 
-  it("throws on bytes that are not a CheckRequest, for the caller to deny", () => {
-    expect(() => decodeCheckRequest(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]))).toThrow();
+  it("throws a WireError on bytes that are not a CheckRequest, for the caller to deny", () => {
+    expect(() => decodeCheckRequest(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]))).toThrow(WireError);
+  });
+
+  it("throws a WireError naming the field when a string it reads is not UTF-8", () => {
+    // attributes { source { principal: 0xff } }
+    expect(() => decodeCheckRequest(Buffer.from([0x0a, 0x05, 0x0a, 0x03, 0x22, 0x01, 0xff]))).toThrow(/Peer.principal is not valid UTF-8/);
   });
 });

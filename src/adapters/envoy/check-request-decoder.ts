@@ -3,69 +3,101 @@
 // context extensions, method, path, headers or header_map) and skipping the
 // rest by wire type. Malformed bytes raise WireError; the caller denies.
 //
+// What it reads, it reads as protobuf does (the generated protobuf-es decoder
+// is the reference: check-request-decoder.properties.spec.ts compares them):
+// a field sent twice is merged (the last scalar wins, map entries and header
+// lists accumulate), strings must be UTF-8. It is stricter than protobuf-es
+// where that decoder is lax: a read field with the wrong wire type, a nested
+// field running past its message, groups and varints over 10 bytes are
+// refused. What it skips, it only frames (tag, wire type, length in bounds),
+// so a defect inside a skipped field (bad UTF-8 in http.body, say) is not
+// seen. Header values are text: a raw_value that is not UTF-8 is refused like
+// a `value` that is not, rather than turned into U+FFFD (two different byte
+// strings must not become one principal, SPEC 3).
+//
 // Field numbers are Envoy's (envoy/service/auth/v3/*.proto; see proto/).
 
 import type { CheckInput } from "../../core/decision/check-input.js";
-import { WireError, WireReader, WireType } from "./wire.js";
+import { utf8Text, WireError, WireReader, WireType } from "../protobuf/wire.js";
+
+const ATTRIBUTE_FIELDS: Readonly<Record<number, string>> = { 1: ".source", 2: ".destination", 4: ".request", 10: ".context_extensions" };
 
 interface Peer {
   principal: string;
   certificate: string;
 }
 
-function expect(wireType: number, expected: number, what: string): void {
-  if (wireType !== expected) throw new WireError(`${what} has wire type ${wireType}, expected ${expected}`);
+function expect(wireType: number, expected: number, what: string, part = ""): void {
+  if (wireType !== expected) throw new WireError(`${what}${part} has wire type ${wireType}, expected ${expected}`);
 }
 
-function readPeer(r: WireReader, end: number): Peer {
-  const peer: Peer = { principal: "", certificate: "" };
-  const sub = new WireReader(r.buf, r.pos, end);
-  while (!sub.done()) {
-    const tag = sub.varint();
-    const field = (tag >>> 3);
+/** Peer { principal = 4; certificate = 5 }, merged into `into` as protobuf merges a message sent twice. */
+function readPeer(buf: Buffer, start: number, end: number, into: Peer): void {
+  const r = new WireReader(buf, start, end);
+  while (!r.done()) {
+    const tag = r.tag();
+    const field = tag >>> 3;
     const wt = tag & 7;
     if (field === 4) {
       expect(wt, WireType.LEN, "Peer.principal");
-      peer.principal = sub.string();
+      into.principal = r.string("Peer.principal");
     } else if (field === 5) {
       expect(wt, WireType.LEN, "Peer.certificate");
-      peer.certificate = sub.string();
-    } else sub.skip(wt);
+      into.certificate = r.string("Peer.certificate");
+    } else r.skip(wt);
   }
-  return peer;
 }
+
+/** Field names for errors in a map's entries. */
+interface MapNames {
+  readonly key: string;
+  readonly value: string;
+}
+const HEADERS_MAP: MapNames = { key: "HttpRequest.headers key", value: "HttpRequest.headers value" };
+const CONTEXT_EXTENSIONS_MAP: MapNames = { key: "AttributeContext.context_extensions key", value: "AttributeContext.context_extensions value" };
 
 /**
  * A map<string,string> entry: key = 1, value = 2. With `wanted`, entries whose
  * key is not in it are dropped without decoding their value (most request
  * headers are of no interest to Check).
  */
-function readStringEntry(buf: Buffer, start: number, end: number, into: Record<string, string>, wanted: ReadonlySet<string> | undefined): void {
+function readStringEntry(buf: Buffer, start: number, end: number, into: Record<string, string>, wanted: ReadonlySet<string> | undefined, what: MapNames): void {
   const r = new WireReader(buf, start, end);
   let key = "";
   let valueStart = -1;
   let valueEnd = -1;
   while (!r.done()) {
-    const tag = r.varint();
+    const tag = r.tag();
     const wt = tag & 7;
     const field = tag >>> 3;
     if (field === 1) {
-      expect(wt, WireType.LEN, "map key");
-      key = r.string();
+      expect(wt, WireType.LEN, what.key);
+      key = r.string(what.key);
     } else if (field === 2) {
-      expect(wt, WireType.LEN, "map value");
+      expect(wt, WireType.LEN, what.value);
       [valueStart, valueEnd] = r.lengthDelimited();
     } else r.skip(wt);
   }
   if (wanted !== undefined && !wanted.has(key)) return;
-  into[key] = valueStart === -1 ? "" : buf.toString("utf8", valueStart, valueEnd);
+  into[key] = valueStart === -1 ? "" : utf8Text(buf, valueStart, valueEnd, what.value, key);
+}
+
+/** Header names are ASCII and case-insensitive (RFC 9110 5.1): only A-Z fold, so no other letter (K, the Kelvin sign) can spell a name it is not. */
+function lowerAscii(name: string): string {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 65 && c <= 90) return name.replace(/[A-Z]/g, (letter) => String.fromCharCode(letter.charCodeAt(0) + 32));
+  }
+  return name;
 }
 
 /**
  * HeaderMap { repeated HeaderValue headers = 1 }; HeaderValue { key = 1;
- * value = 2; raw_value = 3 }. A name that comes twice is joined with "," (as
+ * value = 2; raw_value = 3 }. raw_value wins when it is not empty (Envoy sends
+ * it with encode_raw_headers). A name that comes twice is joined with "," (as
  * Envoy joins the `headers` map) and noted in `repeated`, so that a security
- * header sent twice can be refused rather than merged (SPEC 1).
+ * header sent twice can be refused rather than merged (SPEC 1). Values of
+ * names not `wanted` are never decoded.
  */
 function readHeaderMap(
   buf: Buffer,
@@ -77,8 +109,8 @@ function readHeaderMap(
 ): void {
   const r = new WireReader(buf, start, end);
   while (!r.done()) {
-    const tag = r.varint();
-    if ((tag >>> 3) !== 1) {
+    const tag = r.tag();
+    if (tag >>> 3 !== 1) {
       r.skip(tag & 7);
       continue;
     }
@@ -86,25 +118,29 @@ function readHeaderMap(
     const [s, e] = r.lengthDelimited();
     const h = new WireReader(buf, s, e);
     let key = "";
-    let value = "";
-    let raw: string | undefined;
+    let valueStart = -1;
+    let valueEnd = -1;
+    let rawStart = -1;
+    let rawEnd = -1;
     while (!h.done()) {
-      const t = h.varint();
-      const f = (t >>> 3);
+      const t = h.tag();
+      const f = t >>> 3;
       if (f === 1) {
         expect(t & 7, WireType.LEN, "HeaderValue.key");
-        key = h.string();
+        key = h.string("HeaderValue.key");
       } else if (f === 2) {
         expect(t & 7, WireType.LEN, "HeaderValue.value");
-        value = h.string();
+        [valueStart, valueEnd] = h.lengthDelimited();
       } else if (f === 3) {
         expect(t & 7, WireType.LEN, "HeaderValue.raw_value");
-        raw = h.string();
+        [rawStart, rawEnd] = h.lengthDelimited();
       } else h.skip(t & 7);
     }
-    const name = key.toLowerCase();
+    const name = lowerAscii(key);
     if (wanted !== undefined && !wanted.has(name)) continue;
-    const v = raw !== undefined && raw.length > 0 ? raw : value;
+    // value is checked even when raw_value wins: protobuf refuses a string that is not UTF-8 wherever it is.
+    const value = valueStart === -1 ? "" : utf8Text(buf, valueStart, valueEnd, "HeaderValue.value", name);
+    const v = rawEnd > rawStart ? utf8Text(buf, rawStart, rawEnd, "HeaderValue.raw_value", name) : value;
     const prior = into[name];
     if (prior === undefined) into[name] = v;
     else {
@@ -123,23 +159,23 @@ function readHttp(
 ): void {
   const r = new WireReader(buf, start, end);
   while (!r.done()) {
-    const tag = r.varint();
-    const field = (tag >>> 3);
+    const tag = r.tag();
+    const field = tag >>> 3;
     const wt = tag & 7;
     switch (field) {
       case 2:
         expect(wt, WireType.LEN, "HttpRequest.method");
-        out.method = r.string();
+        out.method = r.string("HttpRequest.method");
         break;
       case 3: {
         expect(wt, WireType.LEN, "HttpRequest.headers");
         const [s, e] = r.lengthDelimited();
-        readStringEntry(buf, s, e, out.headers, wanted);
+        readStringEntry(buf, s, e, out.headers, wanted, HEADERS_MAP);
         break;
       }
       case 4:
         expect(wt, WireType.LEN, "HttpRequest.path");
-        out.path = r.string();
+        out.path = r.string("HttpRequest.path");
         break;
       case 13: {
         expect(wt, WireType.LEN, "HttpRequest.header_map");
@@ -154,13 +190,19 @@ function readHttp(
   }
 }
 
+/** The deny message for bytes the decoder refuses: serve and explain say the same. */
+export function undecodableCheckRequest(problem: string): string {
+  return `the CheckRequest does not decode as envoy.service.auth.v3.CheckRequest: ${problem}`;
+}
+
 /**
  * `wantedHeaders` (lower case) limits the headers kept to those Check reads;
- * without it every header is kept (explain, tests).
+ * without it every header is kept. A header_map that is present, even empty,
+ * is the request's headers; the `headers` map is read only without one.
  */
 export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<string>): CheckInput {
-  let source: Peer = { principal: "", certificate: "" };
-  let destinationPrincipal = "";
+  const source: Peer = { principal: "", certificate: "" };
+  const destination: Peer = { principal: "", certificate: "" };
   const contextExtensions = Object.create(null) as Record<string, string>;
   const http = {
     method: "",
@@ -172,8 +214,8 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
 
   const top = new WireReader(buf);
   while (!top.done()) {
-    const tag = top.varint();
-    if ((tag >>> 3) !== 1) {
+    const tag = top.tag();
+    if (tag >>> 3 !== 1) {
       top.skip(tag & 7);
       continue;
     }
@@ -181,28 +223,21 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
     const [aStart, aEnd] = top.lengthDelimited();
     const a = new WireReader(buf, aStart, aEnd);
     while (!a.done()) {
-      const t = a.varint();
-      const field = (t >>> 3);
+      const t = a.tag();
+      const field = t >>> 3;
       const wt = t & 7;
       if (field === 1 || field === 2 || field === 4 || field === 10) {
-        expect(wt, WireType.LEN, `AttributeContext field ${field}`);
+        expect(wt, WireType.LEN, "AttributeContext", ATTRIBUTE_FIELDS[field]);
         const [s, e] = a.lengthDelimited();
-        if (field === 1) {
-          a.pos = s;
-          source = readPeer(a, e);
-          a.pos = e;
-        } else if (field === 2) {
-          a.pos = s;
-          destinationPrincipal = readPeer(a, e).principal;
-          a.pos = e;
-        } else if (field === 10) {
-          readStringEntry(buf, s, e, contextExtensions, undefined);
-        } else {
+        if (field === 1) readPeer(buf, s, e, source);
+        else if (field === 2) readPeer(buf, s, e, destination);
+        else if (field === 10) readStringEntry(buf, s, e, contextExtensions, undefined, CONTEXT_EXTENSIONS_MAP);
+        else {
           // Request { time = 1; http = 2 }
           const q = new WireReader(buf, s, e);
           while (!q.done()) {
-            const qt = q.varint();
-            if ((qt >>> 3) === 2) {
+            const qt = q.tag();
+            if (qt >>> 3 === 2) {
               expect(qt & 7, WireType.LEN, "Request.http");
               const [hs, he] = q.lengthDelimited();
               readHttp(buf, hs, he, http, wantedHeaders);
@@ -215,7 +250,7 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
   return {
     peerCertificate: source.certificate,
     peerPrincipal: source.principal,
-    destinationPrincipal,
+    destinationPrincipal: destination.principal,
     contextExtensions,
     // With encode_raw_headers Envoy sends header_map instead of headers.
     headers: http.headerMap ?? http.headers,

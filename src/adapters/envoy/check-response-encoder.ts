@@ -1,13 +1,13 @@
-// Encodes the CheckResponse for a Decision directly on the wire (see wire.ts
-// for why). The content is exactly what check-response.ts builds with the
-// generated schema; a test decodes both and compares them.
+// Encodes the CheckResponse for a Decision directly on the wire (see
+// protobuf/wire.ts for why); what it says is in check-response-fields.ts.
+// check-response-encoder.properties.spec.ts decodes its bytes with the
+// generated schema and compares them with the reference built from that
+// schema (test/support/reference-codec.ts).
 
 import type { Decision } from "../../core/decision/decision.js";
 import { REASON_STATUS } from "../../core/reasons.js";
-import { denialBody, REASON_HEADER, VERIFIED_HEADERS } from "./check-response.js";
-import { WireWriter } from "./wire.js";
-
-const OVERWRITE_IF_EXISTS_OR_ADD = 2;
+import { WireWriter } from "../protobuf/wire.js";
+import { denialBody, OVERWRITE_IF_EXISTS_OR_ADD, REASON_HEADER, VERIFIED_HEADERS } from "./check-response-fields.js";
 
 function header(w: WireWriter, field: number, key: string, value: string): void {
   // HeaderValueOption { header = 1 { key = 1; value = 2 }; append_action = 3 }

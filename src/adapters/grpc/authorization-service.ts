@@ -5,14 +5,11 @@
 // grpc-js never sees a throw and Envoy never has to interpret a gRPC error.
 
 import type { MethodDefinition, sendUnaryData, ServerUnaryCall, ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { CheckResponseSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { CheckInput } from "../../core/decision/check-input.js";
 import type { Decision } from "../../core/decision/decision.js";
 import type { CheckPipeline } from "../../core/decision/check-pipeline.js";
 import type { DecisionContext, DecisionSink } from "../../core/ports.js";
-import { GrpcCode } from "../../core/reasons.js";
-import { decodeCheckRequest } from "../envoy/check-request-decoder.js";
+import { decodeCheckRequest, undecodableCheckRequest } from "../envoy/check-request-decoder.js";
 import { encodeCheckResponse } from "../envoy/check-response-encoder.js";
 import type { DecisionTracing } from "../telemetry/decision-tracing.js";
 import type { DecisionSpanIds } from "../telemetry/decision-span.js";
@@ -25,8 +22,8 @@ export const AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization";
 type CheckAnswer = Decision | Buffer;
 
 // The hot path decodes straight into the core's CheckInput and encodes the
-// Decision directly (envoy/check-request-decoder.ts, check-response-encoder.ts);
-// the generated schemas stay the reference the tests compare against.
+// Decision directly (envoy/check-request-decoder.ts, check-response-encoder.ts;
+// their property tests hold them to the generated schemas).
 function checkMethod(headersRead: ReadonlySet<string>): MethodDefinition<CheckInput | DecodeFailure, CheckAnswer> {
   return {
   path: `/${AUTHORIZATION_SERVICE}/Check`,
@@ -67,21 +64,30 @@ export interface AuthorizationServiceDeps {
   readonly admit?: () => boolean | Promise<boolean>;
 }
 
-/** The last-resort answer when even deciding failed: deny, 503 (encoded once, with the generated schema). */
-const FALLBACK_DENY: Buffer = Buffer.from(toBinary(CheckResponseSchema, create(CheckResponseSchema, {
-  status: { code: GrpcCode.UNAVAILABLE, message: "internal_error" },
-  httpResponse: {
-    case: "deniedResponse",
-    value: {
-      status: { code: 503 },
-      headers: [
-        { header: { key: "content-type", value: "application/json" }, appendAction: 2 },
-        { header: { key: "x-authz-reason", value: "internal_error" }, appendAction: 2 },
-      ],
-      body: '{"error":"internal_error","message":"the authorization service failed to decide","decision_id":""}',
-    },
-  },
-})));
+/**
+ * The decision behind the last-resort answer, when even deciding failed: an
+ * internal_error deny (503) with no decision id, since none could be made.
+ */
+export const FALLBACK_DECISION: Decision = {
+  allowed: false,
+  reason: "internal_error",
+  message: "the authorization service failed to decide",
+  decisionId: "",
+  policyVersion: "",
+  decidedAtMs: 0,
+  caller: undefined,
+  callee: undefined,
+  onBehalfOf: undefined,
+  chain: [],
+  hops: [],
+  peerCertificateSha256: undefined,
+  method: "",
+  path: "",
+  tokenId: undefined,
+};
+
+/** FALLBACK_DECISION encoded once, at load, by the encoder every answer goes through. */
+export const FALLBACK_DENY: Buffer = encodeCheckResponse(FALLBACK_DECISION);
 
 const NO_SPAN: undefined = undefined;
 
@@ -104,7 +110,7 @@ class CheckCall {
   decideAdmitted(admitted: boolean): Decision | Promise<Decision> {
     const { pipeline } = this.service.deps;
     if (this.request instanceof DecodeFailure) {
-      return pipeline.denyWithoutDeciding("internal_error", `the CheckRequest does not decode as envoy.service.auth.v3.CheckRequest: ${this.request.problem}`);
+      return pipeline.denyWithoutDeciding("internal_error", undecodableCheckRequest(this.request.problem));
     }
     if (!admitted) return pipeline.denyWithoutDeciding("internal_error", "the audit log cannot take more records; denying rather than deciding without a record");
     return pipeline.decide(this.request);

@@ -7,7 +7,7 @@
 // up to 1,024 bytes, then cut with a marker).
 
 import { ALLOW_REASON } from "../../core/decision/decision.js";
-import type { WireWriter } from "../envoy/wire.js";
+import type { WireWriter } from "../protobuf/wire.js";
 import { CHECK_SPAN_NAME, HOP_EVENT_NAME, isServiceFailure, pathWithoutQuery, TIME_ORIGIN, type DecisionSpan } from "./decision-span.js";
 import {
   EVENT_ATTRIBUTES,

@@ -8,7 +8,7 @@
 
 import type { Attributes } from "@opentelemetry/api";
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
-import { WireWriter } from "../envoy/wire.js";
+import { WireWriter } from "../protobuf/wire.js";
 import type { Decision } from "../../core/decision/decision.js";
 import type { Logger } from "../logging/logger.js";
 import { DECISION_SCOPE_NAME, type DecisionSpan, type DecisionSpanIds } from "./decision-span.js";

@@ -4,7 +4,7 @@
 // key/value pairs that repeat from span to span.
 
 import type { Attributes, HrTime } from "@opentelemetry/api";
-import { WireType, WireWriter } from "../envoy/wire.js";
+import { WireType, WireWriter } from "../protobuf/wire.js";
 
 // ExportTraceServiceRequest
 export const REQUEST_RESOURCE_SPANS = 1;

@@ -9,7 +9,7 @@
 // exponentially; one that it cannot (the collector refused the bytes) drops
 // the batch and counts its spans as failed.
 
-import { WireWriter } from "../envoy/wire.js";
+import { WireWriter } from "../protobuf/wire.js";
 import { silentLogger, type Logger } from "../logging/logger.js";
 import type { DecisionSpan } from "./decision-span.js";
 import { writeDecisionSpan, type BoundText } from "./decision-span-encoder.js";

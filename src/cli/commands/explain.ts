@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { CheckRequestSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { DEFAULT_HEADER_NAMES } from "../../core/decision/check-input.js";
-import { explainDecision, explainInput, formatExplanation } from "../../adapters/admin/explain.js";
+import { decideCheckRequest, explainDecision, explainInput, formatExplanation } from "../../adapters/admin/explain.js";
 import { PolicyFileError, PolicyStore } from "../../adapters/config/policy-store.js";
 import { silentLogger } from "../../adapters/logging/logger.js";
 import { createExplainPipeline } from "../../adapters/admin/explain-pipeline.js";
@@ -19,7 +19,8 @@ and prints every evaluated hop of chain + [callee] with the rule that admitted
 it, then the decision and its reason. Nothing is audited.
 
 Describe the request either with a full CheckRequest as Envoy sends it
-(protobuf JSON), or with shorthand flags:
+(protobuf JSON; read by the decoder 'serve' uses, so it is decided exactly as
+'serve' would decide it), or with shorthand flags:
 
   --request <file.json>     a CheckRequest in protobuf JSON (overrides the flags below)
   --caller <spiffe-id>      the caller, as if proven by mTLS (source.principal)
@@ -92,12 +93,13 @@ export const explainCommand: Command = {
       if (values.chain !== undefined) headers[names.chain] = values.chain;
       if (values.token !== undefined) headers[names.token] = values.token;
 
-      let input;
+      const pipeline = createExplainPipeline(store);
+      let decision;
       if (values.request !== undefined) {
         const json = JSON.parse(await readFile(values.request, "utf8")) as JsonValue;
-        input = explainInput({ checkRequest: fromJson(CheckRequestSchema, json) });
+        decision = await decideCheckRequest(pipeline, fromJson(CheckRequestSchema, json));
       } else {
-        input = explainInput({
+        let input = explainInput({
           ...(values.caller !== undefined && { caller: values.caller }),
           ...(values.callee !== undefined && { callee: values.callee }),
           headers,
@@ -105,9 +107,9 @@ export const explainCommand: Command = {
           path: values.path ?? "/",
         });
         if (values.cert !== undefined) input = { ...input, peerCertificate: encodeURIComponent(await readFile(values.cert, "utf8")) };
+        decision = await pipeline.decide(input);
       }
-      const pipeline = createExplainPipeline(store);
-      const explanation = explainDecision(await pipeline.decide(input));
+      const explanation = explainDecision(decision);
       process.stdout.write(values.json === true ? `${JSON.stringify(explanation, null, 2)}\n` : formatExplanation(explanation));
       return explanation.decision === "allow" ? 0 : 1;
     }),

@@ -1,13 +1,19 @@
-// The CheckResponse (SPEC 4). Allow: status 0, the verified headers set with
+// The CheckResponse (SPEC 4), as the production encoder writes it and the
+// generated schema reads it. Allow: status 0, the verified headers set with
 // OVERWRITE_IF_EXISTS_OR_ADD, dynamic metadata. Deny: denied_response with a
 // JSON body, content-type and x-authz-reason, statuses per reason.
 
+import { fromBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { HeaderValueOption_HeaderAppendAction, type HeaderValueOption } from "../../gen/envoy/config/core/v3/base_pb.js";
-import type { CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { CheckResponseSchema, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { Decision } from "../../core/decision/decision.js";
 import { DENIAL_REASONS, REASON_STATUS, type DenialReason } from "../../core/reasons.js";
-import { denialBody, toCheckResponse } from "./check-response.js";
+import { denialBody } from "./check-response-fields.js";
+import { encodeCheckResponse } from "./check-response-encoder.js";
+
+/** The response Envoy receives for a decision. */
+const responseFor = (decision: Decision): CheckResponse => fromBinary(CheckResponseSchema, encodeCheckResponse(decision));
 
 const ORCH = "spiffe://example.org/agent/orchestrator";
 const RESEARCH = "spiffe://example.org/agent/research";
@@ -55,11 +61,11 @@ function deniedOf(response: CheckResponse) {
 
 describe("an allow", () => {
   it("has status code 0", () => {
-    expect(toCheckResponse(decision()).status?.code).toBe(0);
+    expect(responseFor(decision()).status?.code).toBe(0);
   });
 
   it("sets the verified subject, on-behalf-of, chain and decision id, in lower-case keys", () => {
-    expect(headersOf(okOf(toCheckResponse(decision())).headers)).toEqual({
+    expect(headersOf(okOf(responseFor(decision())).headers)).toEqual({
       "x-agent-verified-subject": RESEARCH,
       "x-agent-verified-on-behalf-of": "alice@example.com",
       "x-agent-verified-chain": `${ORCH},${RESEARCH}`,
@@ -68,23 +74,23 @@ describe("an allow", () => {
   });
 
   it("overwrites any value the client sent, so none can be smuggled through", () => {
-    for (const option of okOf(toCheckResponse(decision())).headers) {
+    for (const option of okOf(responseFor(decision())).headers) {
       expect(option.appendAction).toBe(HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD);
     }
   });
 
   it("removes a client's x-agent-verified-on-behalf-of when the request had none", () => {
-    const ok = okOf(toCheckResponse(decision({ onBehalfOf: undefined })));
+    const ok = okOf(responseFor(decision({ onBehalfOf: undefined })));
     expect(ok.headersToRemove).toEqual(["x-agent-verified-on-behalf-of"]);
     expect(Object.keys(headersOf(ok.headers))).not.toContain("x-agent-verified-on-behalf-of");
   });
 
   it("removes nothing when every verified header has a value", () => {
-    expect(okOf(toCheckResponse(decision())).headersToRemove).toEqual([]);
+    expect(okOf(responseFor(decision())).headersToRemove).toEqual([]);
   });
 
   it("puts decision_id, policy_version, caller, callee, on_behalf_of and chain_depth in dynamic metadata", () => {
-    expect(toCheckResponse(decision()).dynamicMetadata).toEqual({
+    expect(responseFor(decision()).dynamicMetadata).toEqual({
       decision_id: ID,
       policy_version: "2026-11-01.3",
       caller: RESEARCH,
@@ -97,31 +103,31 @@ describe("an allow", () => {
 
 describe("a deny", () => {
   it("carries a JSON body with the reason, a message and the decision id", () => {
-    const denied = deniedOf(toCheckResponse(denial("hop_not_allowed", 'hop a → b is not allowed: "quoted"')));
+    const denied = deniedOf(responseFor(denial("hop_not_allowed", 'hop a → b is not allowed: "quoted"')));
     expect(JSON.parse(denied.body)).toEqual({ error: "hop_not_allowed", message: 'hop a → b is not allowed: "quoted"', decision_id: ID });
     expect(denied.body).toBe(denialBody(denial("hop_not_allowed", 'hop a → b is not allowed: "quoted"')));
   });
 
   it("sets content-type: application/json and x-authz-reason", () => {
-    const headers = headersOf(deniedOf(toCheckResponse(denial("chain_cycle"))).headers);
+    const headers = headersOf(deniedOf(responseFor(denial("chain_cycle"))).headers);
     expect(headers).toMatchObject({ "content-type": "application/json", "x-authz-reason": "chain_cycle" });
     for (const key of Object.keys(headers)) expect(key).toBe(key.toLowerCase());
   });
 
   it("never sets the verified identity headers", () => {
-    const keys = Object.keys(headersOf(deniedOf(toCheckResponse(denial("subject_mismatch"))).headers));
+    const keys = Object.keys(headersOf(deniedOf(responseFor(denial("subject_mismatch"))).headers));
     expect(keys.filter((k) => k.startsWith("x-agent-verified-"))).toEqual([]);
   });
 
   it.each(DENIAL_REASONS.map((r) => [r, REASON_STATUS[r].http, REASON_STATUS[r].grpc] as const))("answers %s with HTTP %i and gRPC status %i", (reason, http, grpc) => {
-    const response = toCheckResponse(denial(reason));
+    const response = responseFor(denial(reason));
     expect(response.status?.code).toBe(grpc);
     expect(deniedOf(response).status?.code).toBe(http);
     expect(response.dynamicMetadata).toMatchObject({ decision_id: ID, reason });
   });
 
   it("treats a deny without a reason as internal_error, never as an allow", () => {
-    const response = toCheckResponse(decision({ allowed: false, reason: undefined }));
+    const response = responseFor(decision({ allowed: false, reason: undefined }));
     expect(response.status?.code).toBe(14);
     expect(deniedOf(response).status?.code).toBe(503);
     expect(JSON.parse(deniedOf(response).body)).toMatchObject({ error: "internal_error" });

@@ -1,8 +1,13 @@
-// Minimal protobuf wire reading and writing for the hot path. Check runs
-// thousands of times a second; a reflective decode of the whole CheckRequest
-// and a reflective encode of the response cost more than deciding. These read
-// only the fields Check uses and write the response directly. The generated
-// protobuf-es schemas remain the reference: tests compare both byte for byte.
+// Minimal protobuf wire reading and writing, for the two hot paths that cannot
+// afford protobuf-es's reflective codec: the Envoy Check codec (adapters/envoy:
+// Check runs thousands of times a second, and a reflective decode of the whole
+// CheckRequest and encode of the response cost more than deciding) and the
+// OTLP span encoder (adapters/telemetry). Each user reads or writes only the
+// fields it needs, and its tests hold it to a reference: the generated schemas
+// for Envoy (envoy/*.properties.spec.ts), the SDK's serializer for OTLP
+// (telemetry/otlp-span-encoder.spec.ts).
+
+import { isUtf8 } from "node:buffer";
 
 export const WireType = { VARINT: 0, I64: 1, LEN: 2, I32: 5 } as const;
 
@@ -37,6 +42,19 @@ export class WireReader {
     throw new WireError("varint longer than 10 bytes");
   }
 
+  /**
+   * Reads a field tag (field number << 3 | wire type) and refuses the ones
+   * protobuf refuses: wider than uint32, field number 0, wire type 6 or 7.
+   */
+  tag(): number {
+    const start = this.pos;
+    const tag = this.varint();
+    if (this.pos - start > 5 || tag > 0xffffffff) throw new WireError("field tag wider than 32 bits");
+    if (tag >>> 3 === 0) throw new WireError("field number 0");
+    if ((tag & 7) > 5) throw new WireError(`invalid wire type ${tag & 7}`);
+    return tag;
+  }
+
   /** Reads a length prefix and returns [start, end) of the bytes it covers. */
   lengthDelimited(): [number, number] {
     const length = this.varint();
@@ -47,9 +65,14 @@ export class WireReader {
     return [start, end];
   }
 
-  string(): string {
+  /**
+   * A string field: UTF-8, validated as protobuf requires of proto3 strings
+   * (invalid bytes are a WireError naming `what`, never U+FFFD). Every byte is
+   * kept, a leading U+FEFF too.
+   */
+  string(what = "string field"): string {
     const [start, end] = this.lengthDelimited();
-    return this.buf.toString("utf8", start, end);
+    return utf8Text(this.buf, start, end, what);
   }
 
   skip(wireType: number): void {
@@ -75,6 +98,19 @@ export class WireReader {
     if (this.pos + n > this.end) throw new WireError("truncated fixed-width field");
     this.pos += n;
   }
+}
+
+/**
+ * The UTF-8 text of buf[start, end), or a WireError naming `what` (and the
+ * map key or header name `of`, when given) when the bytes are not UTF-8.
+ */
+export function utf8Text(buf: Buffer, start: number, end: number, what: string, of?: string): string {
+  const text = buf.toString("utf8", start, end);
+  // Decoding replaces every invalid sequence with U+FFFD: only then is the slower exact check needed.
+  if (text.includes("\uFFFD") && !isUtf8(buf.subarray(start, end))) {
+    throw new WireError(`${what}${of === undefined ? "" : ` of ${JSON.stringify(of)}`} is not valid UTF-8`);
+  }
+  return text;
 }
 
 /** A growable writer with fork/join for nested messages (length prefixes written after the content). */

@@ -1,0 +1,135 @@
+// The reference for hopwarden's hand-written Envoy codec: the same mapping
+// (CheckRequest → CheckInput, Decision → CheckResponse) written with the
+// generated protobuf-es schemas. Production uses the hand-written codec
+// (src/adapters/envoy/check-request-decoder.ts, check-response-encoder.ts);
+// the property tests beside it check that both say the same.
+//
+// Semantics both sides share (SPEC 1 and 4):
+// - headers come from header_map when it is present, even empty, else from
+//   the `headers` map (kept as sent);
+// - header_map names are lower-cased in ASCII only (RFC 9110 names are ASCII;
+//   no other letter may fold into one), and a name sent twice is joined with
+//   "," and listed in repeatedHeaders;
+// - a non-empty raw_value wins over value and must be UTF-8, like every
+//   string protobuf decodes: bytes that are not are refused (this function
+//   throws), never turned into U+FFFD; a leading U+FEFF is kept.
+
+import { create, type JsonObject } from "@bufbuild/protobuf";
+import { HeaderValueOption_HeaderAppendAction, HeaderValueOptionSchema, type HeaderValueOption } from "../../src/gen/envoy/config/core/v3/base_pb.js";
+import { CheckResponseSchema, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
+import type { CheckInput } from "../../src/core/decision/check-input.js";
+import type { Decision } from "../../src/core/decision/decision.js";
+import { GrpcCode, REASON_STATUS } from "../../src/core/reasons.js";
+import { denialBody, REASON_HEADER, VERIFIED_HEADERS } from "../../src/adapters/envoy/check-response-fields.js";
+
+/** The parts of a CheckRequest Check reads: the generated CheckRequest has this shape (and more). */
+export interface CheckRequestView {
+  readonly attributes?:
+    | {
+        readonly source?: { readonly principal: string; readonly certificate: string } | undefined;
+        readonly destination?: { readonly principal: string } | undefined;
+        readonly contextExtensions: Readonly<Record<string, string>>;
+        readonly request?: { readonly http?: HttpRequestView | undefined } | undefined;
+      }
+    | undefined;
+}
+
+export interface HttpRequestView {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly headerMap?: { readonly headers: readonly { readonly key: string; readonly value: string; readonly rawValue: Uint8Array }[] } | undefined;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function record(from: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  const out = Object.create(null) as Record<string, string>;
+  for (const [k, v] of Object.entries(from ?? {})) out[k] = v;
+  return out;
+}
+
+const lowerAscii = (name: string) => name.replace(/[A-Z]/g, (c) => c.toLowerCase());
+
+/** The CheckInput a decoded CheckRequest means; throws where the request must be refused (a raw_value that is not UTF-8). */
+export function toCheckInput(request: CheckRequestView): CheckInput {
+  const attributes = request.attributes;
+  const http = attributes?.request?.http;
+  let headers = record(http?.headers);
+  const repeated = new Set<string>();
+  if (http?.headerMap !== undefined) {
+    headers = Object.create(null) as Record<string, string>;
+    for (const h of http.headerMap.headers) {
+      const key = lowerAscii(h.key);
+      const value = h.rawValue.length > 0 ? utf8.decode(h.rawValue) : h.value;
+      const prior = headers[key];
+      if (prior !== undefined) repeated.add(key);
+      headers[key] = prior === undefined ? value : `${prior},${value}`;
+    }
+  }
+  return {
+    peerCertificate: attributes?.source?.certificate ?? "",
+    peerPrincipal: attributes?.source?.principal ?? "",
+    destinationPrincipal: attributes?.destination?.principal ?? "",
+    contextExtensions: record(attributes?.contextExtensions),
+    headers,
+    ...(repeated.size > 0 && { repeatedHeaders: repeated }),
+    method: http?.method ?? "",
+    path: http?.path ?? "",
+  };
+}
+
+function header(key: string, value: string): HeaderValueOption {
+  return create(HeaderValueOptionSchema, {
+    header: { key, value },
+    appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+  });
+}
+
+/** Struct fields are plain JSON in protobuf-es; numbers become number_value. */
+function decisionMetadata(decision: Decision): JsonObject {
+  const metadata: JsonObject = {
+    decision_id: decision.decisionId,
+    policy_version: decision.policyVersion,
+    caller: decision.caller ?? "",
+    callee: decision.callee ?? "",
+    on_behalf_of: decision.onBehalfOf ?? "",
+    chain_depth: decision.chain.length,
+  };
+  if (decision.reason !== undefined) metadata.reason = decision.reason;
+  return metadata;
+}
+
+/** The CheckResponse a Decision must encode to (SPEC 4). */
+export function toCheckResponse(decision: Decision): CheckResponse {
+  if (decision.allowed) {
+    const headers = [
+      header(VERIFIED_HEADERS.subject, decision.caller ?? ""),
+      header(VERIFIED_HEADERS.chain, decision.chain.join(",")),
+      header(VERIFIED_HEADERS.decisionId, decision.decisionId),
+    ];
+    const headersToRemove: string[] = [];
+    if (decision.onBehalfOf !== undefined) headers.push(header(VERIFIED_HEADERS.onBehalfOf, decision.onBehalfOf));
+    else headersToRemove.push(VERIFIED_HEADERS.onBehalfOf);
+    return create(CheckResponseSchema, {
+      status: create(StatusSchema, { code: GrpcCode.OK }),
+      httpResponse: { case: "okResponse", value: { headers, headersToRemove } },
+      dynamicMetadata: decisionMetadata(decision),
+    });
+  }
+  const reason = decision.reason ?? "internal_error";
+  const status = REASON_STATUS[reason];
+  return create(CheckResponseSchema, {
+    status: create(StatusSchema, { code: status.grpc, message: reason }),
+    httpResponse: {
+      case: "deniedResponse",
+      value: {
+        status: { code: status.http },
+        headers: [header("content-type", "application/json"), header(REASON_HEADER, reason), header(VERIFIED_HEADERS.decisionId, decision.decisionId)],
+        body: denialBody(decision),
+      },
+    },
+    dynamicMetadata: decisionMetadata(decision),
+  });
+}
