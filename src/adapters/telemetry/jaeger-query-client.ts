@@ -166,9 +166,14 @@ function decodeTags(tags: unknown): Record<string, AttributeValue> {
     if (!isObject(tag) || typeof tag.key !== "string") continue;
     const value = tag.value;
     if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") out[tag.key] = value;
-    else if (Array.isArray(value)) out[tag.key] = value.map(String);
+    // Only primitives are read out of an array: a crafted object (one whose toString is not a function) must not throw.
+    else if (Array.isArray(value)) out[tag.key] = (value as unknown[]).filter(isPrimitive).map((v) => String(v));
   }
   return out;
+}
+
+function isPrimitive(value: unknown): value is string | number | boolean {
+  return typeof value === "string" || typeof value === "number" || typeof value === "boolean";
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
