@@ -49,7 +49,7 @@ beforeAll(async () => {
   });
   const sink = new AuditLogSink(writer);
   for (let i = 0; i < RECORDS; i++) {
-    sink.record(sampleDecision(i % 4 === 0 ? { allowed: false, reason: "hop_not_allowed", message: "no rule" } : {}), { latencyMs: 0.5, traceId: "a".repeat(32), spanId: "b".repeat(16) });
+    sink.record(sampleDecision(i % 4 === 0 ? { reason: "hop_not_allowed", message: "no rule" } : {}), { latencyMs: 0.5, traceId: "a".repeat(32), spanId: "b".repeat(16) });
   }
   await sink.close();
 });

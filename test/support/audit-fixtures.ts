@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Decision } from "../../src/core/decision/decision.js";
+import { makeDecision, type DecisionFields } from "./decisions.js";
 import { createLogger, type Logger } from "../../src/adapters/logging/logger.js";
 
 export function auditKeyPair(): { privateKey: KeyObject; publicKey: KeyObject } {
@@ -15,11 +16,9 @@ export function auditKeyPair(): { privateKey: KeyObject; publicKey: KeyObject } 
 
 let counter = 0;
 
-export function sampleDecision(overrides: Partial<Decision> = {}): Decision {
+export function sampleDecision(overrides: Partial<DecisionFields> = {}): Decision {
   counter++;
-  return {
-    allowed: true,
-    reason: undefined,
+  return makeDecision({
     message: "allowed",
     decisionId: `01JTESTDECISION${String(counter).padStart(11, "0")}`,
     policyVersion: "2026-11-01.3",
@@ -37,7 +36,7 @@ export function sampleDecision(overrides: Partial<Decision> = {}): Decision {
     path: "/query",
     tokenId: undefined,
     ...overrides,
-  };
+  });
 }
 
 export interface TempDir {

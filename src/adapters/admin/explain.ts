@@ -7,7 +7,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import { CheckRequestSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { CheckInput } from "../../core/decision/check-input.js";
 import type { CheckPipeline } from "../../core/decision/check-pipeline.js";
-import { ALLOW_REASON, type Decision } from "../../core/decision/decision.js";
+import { reasonOf, type Decision } from "../../core/decision/decision.js";
 import { REASON_STATUS, GrpcCode } from "../../core/reasons.js";
 import { decodeCheckRequest, undecodableCheckRequest } from "../envoy/check-request-decoder.js";
 import { WireError } from "../protobuf/wire.js";
@@ -72,10 +72,10 @@ export interface Explanation {
 }
 
 export function explainDecision(decision: Decision): Explanation {
-  const status = decision.reason === undefined ? { http: 200, grpc: GrpcCode.OK } : REASON_STATUS[decision.reason];
+  const status = decision.allowed ? { http: 200, grpc: GrpcCode.OK } : REASON_STATUS[decision.reason];
   return {
     decision: decision.allowed ? "allow" : "deny",
-    reason: decision.reason ?? ALLOW_REASON,
+    reason: reasonOf(decision),
     message: decision.message,
     policyVersion: decision.policyVersion,
     caller: decision.caller ?? "",

@@ -112,7 +112,7 @@ describe("finding 2: a restart never signs what it did not write (SPEC 6)", () =
     let head = { seq: 0, hash: "0".repeat(64) };
     const forged: string[] = [];
     for (let i = 0; i < original.length - 1; i++) {
-      const line = formatDecisionLine(buildAuditRecord(sampleDecision({ allowed: true, onBehalfOf: "mallory@example.com" }), { latencyMs: 1 }), head);
+      const line = formatDecisionLine(buildAuditRecord(sampleDecision({ onBehalfOf: "mallory@example.com" }), { latencyMs: 1 }), head);
       forged.push(line);
       head = { seq: head.seq + 1, hash: hashLine(line) };
     }

@@ -21,7 +21,7 @@ function target(overrides: Partial<AuditRecordTarget> = {}): AuditRecordTarget &
 describe("AuditLogSink (DecisionSink for the local audit log)", () => {
   it("hands one record per decision, with its decision_id, to the target", () => {
     const t = target();
-    const decision = sampleDecision({ allowed: false, reason: "hop_not_allowed" });
+    const decision = sampleDecision({ reason: "hop_not_allowed" });
     new AuditLogSink(t).record(decision, { latencyMs: 3 });
     expect(t.records).toHaveLength(1);
     expect(t.records[0]).toMatchObject({ decision_id: decision.decisionId, decision: "deny", reason: "hop_not_allowed" });

@@ -36,7 +36,7 @@ describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
 
   it("records a deny with its reason and null for what was never learnt", () => {
     const record = buildAuditRecord(
-      sampleDecision({ allowed: false, reason: "missing_peer_certificate", message: "no certificate", caller: undefined, callee: undefined, onBehalfOf: undefined, chain: [], hops: [], peerCertificateSha256: undefined }),
+      sampleDecision({ reason: "missing_peer_certificate", message: "no certificate", caller: undefined, callee: undefined, onBehalfOf: undefined, chain: [], hops: [], peerCertificateSha256: undefined }),
       { latencyMs: 1 },
     );
     expect(record).toMatchObject({
@@ -58,7 +58,7 @@ describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
     const onBehalfOf = `${"m".repeat(60 * 1024)}@example.com`;
     const path = `/reports/${"p".repeat(60 * 1024)}`;
     const record = buildAuditRecord(
-      sampleDecision({ allowed: false, reason: "on_behalf_of_not_allowed", message: `the policy does not allow acting on behalf of ${JSON.stringify(onBehalfOf)}`, onBehalfOf, path }),
+      sampleDecision({ reason: "on_behalf_of_not_allowed", message: `the policy does not allow acting on behalf of ${JSON.stringify(onBehalfOf)}`, onBehalfOf, path }),
       { latencyMs: 1 },
     );
     const bytes = Buffer.byteLength(JSON.stringify(record));

@@ -5,7 +5,7 @@
 // Every string that came from the request is bounded (SPEC 6, finding 9 of
 // issue 10), so a large request cannot make a large record.
 
-import { ALLOW_REASON, type Decision, type HopRecord } from "../../core/decision/decision.js";
+import { reasonOf, type Decision, type HopRecord } from "../../core/decision/decision.js";
 import type { DecisionContext } from "../../core/ports.js";
 import { boundText, boundTextList } from "../text/bounded-text.js";
 
@@ -56,7 +56,7 @@ export function buildAuditRecord(decision: Decision, context: DecisionContext): 
     decision_id: decision.decisionId,
     time: new Date(decision.decidedAtMs).toISOString(),
     decision: decision.allowed ? "allow" : "deny",
-    reason: decision.allowed ? ALLOW_REASON : (decision.reason ?? "internal_error"),
+    reason: reasonOf(decision),
     // Messages quote the input ("… on behalf of \"<header>\"").
     message: boundText(decision.message),
     policy_version: decision.policyVersion,

@@ -44,7 +44,7 @@ export function encodeCheckResponse(d: Decision): Buffer {
     else w.string(5, VERIFIED_HEADERS.onBehalfOf);
     w.join();
   } else {
-    const reason = d.reason ?? "internal_error";
+    const reason = d.reason;
     const status = REASON_STATUS[reason];
     w.fork(1).varint(1, status.grpc).string(2, reason).join();
     w.fork(2);

@@ -5,7 +5,7 @@
 // value for. Deny is a denied_response with a JSON body; its gRPC status is
 // the reason's, never a transport error.
 
-import type { Decision } from "../../core/decision/decision.js";
+import type { DeniedDecision } from "../../core/decision/decision.js";
 
 export const VERIFIED_HEADERS = {
   subject: "x-agent-verified-subject",
@@ -18,6 +18,6 @@ export const REASON_HEADER = "x-authz-reason";
 /** HeaderValueOption.HeaderAppendAction (envoy/config/core/v3/base.proto). */
 export const OVERWRITE_IF_EXISTS_OR_ADD = 2;
 
-export function denialBody(decision: Decision): string {
-  return JSON.stringify({ error: decision.reason ?? "internal_error", message: decision.message, decision_id: decision.decisionId });
+export function denialBody(decision: DeniedDecision): string {
+  return JSON.stringify({ error: decision.reason, message: decision.message, decision_id: decision.decisionId });
 }

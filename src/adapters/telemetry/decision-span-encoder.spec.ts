@@ -16,6 +16,7 @@ import { ALLOW_REASON, type Decision } from "../../core/decision/decision.js";
 import { DENIAL_REASONS } from "../../core/reasons.js";
 import { decodeSpans, decodeTree } from "../../../test/support/otlp-decode.js";
 import { SpanCapture } from "../../../test/support/span-capture.js";
+import { makeDecision } from "../../../test/support/decisions.js";
 import { boundText } from "../text/bounded-text.js";
 import { DECISION_SCOPE_NAME, TIME_ORIGIN, type DecisionSpan } from "./decision-span.js";
 import { decisionResourceAttributes, encodeResourceField, encodeScopeField } from "./decision-tracing.js";
@@ -108,7 +109,7 @@ const decision: fc.Arbitrary<Decision> = fc
     path: fc.oneof(text, text.map((t) => `/q?${t}`)),
     tokenId: fc.option(text, { nil: undefined }),
   })
-  .map((r) => ({ ...r, allowed: r.reason === undefined, message: "m", decidedAtMs: 0 }));
+  .map((r) => makeDecision({ ...r, message: "m", decidedAtMs: 0 }));
 const parent = fc.option(
   fc.record({ traceId: hex(16), spanId: hex(8), traceState: fc.option(fc.constantFrom("congo=t61rcWkgMzE", "a=1,b=2"), { nil: undefined }) }),
   { nil: undefined },
@@ -152,9 +153,9 @@ describe("the span a decision makes", () => {
   });
 
   it("has an ERROR status only when the service failed", async () => {
-    const failed = { ...base, decision: { ...base.decision, allowed: false, reason: "internal_error" as const } };
+    const failed = { ...base, decision: { ...base.decision, allowed: false as const, reason: "internal_error" as const } };
     expect(decodeSpans(await ourBytes([failed], boundText))[0]!.status).toEqual({ code: 2, message: "internal_error" });
-    const denied = { ...base, decision: { ...base.decision, allowed: false, reason: "hop_not_allowed" as const } };
+    const denied = { ...base, decision: { ...base.decision, allowed: false as const, reason: "hop_not_allowed" as const } };
     expect(decodeSpans(await ourBytes([denied], boundText))[0]!.status).toEqual({ code: 0, message: "" });
   });
 

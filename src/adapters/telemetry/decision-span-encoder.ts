@@ -6,7 +6,7 @@
 // path, on-behalf-of, identities) pass through `bound` first (SPEC 6: kept
 // up to 1,024 bytes, then cut with a marker).
 
-import { ALLOW_REASON } from "../../core/decision/decision.js";
+import { reasonOf } from "../../core/decision/decision.js";
 import type { WireWriter } from "../protobuf/wire.js";
 import { CHECK_SPAN_NAME, HOP_EVENT_NAME, isServiceFailure, pathWithoutQuery, TIME_ORIGIN, type DecisionSpan } from "./decision-span.js";
 import {
@@ -63,7 +63,7 @@ export function writeDecisionSpan(w: WireWriter, span: DecisionSpan, bound: Boun
 
   const A = SPAN_ATTRIBUTES;
   writeStringAttribute(w, A, "authz.decision", d.allowed ? "allow" : "deny");
-  writeStringAttribute(w, A, "authz.reason", d.reason ?? ALLOW_REASON);
+  writeStringAttribute(w, A, "authz.reason", reasonOf(d));
   writeStringAttribute(w, A, "authz.decision_id", d.decisionId);
   writeStringAttribute(w, A, "authz.policy.version", d.policyVersion);
   writeStringAttribute(w, A, "agent.caller", bound(d.caller ?? ""));
@@ -88,7 +88,7 @@ export function writeDecisionSpan(w: WireWriter, span: DecisionSpan, bound: Boun
     w.join();
   }
   if (isServiceFailure(d)) {
-    w.fork(SPAN_STATUS).string(STATUS_MESSAGE, d.reason ?? "").varint(STATUS_CODE, STATUS_ERROR).join();
+    w.fork(SPAN_STATUS).string(STATUS_MESSAGE, reasonOf(d)).varint(STATUS_CODE, STATUS_ERROR).join();
   }
   w.fixed32(SPAN_FLAGS, SAMPLED | FLAGS_HAS_IS_REMOTE | (span.parent !== undefined ? FLAGS_IS_REMOTE : 0));
   w.join();

@@ -118,7 +118,7 @@ export class HopwardenMetrics implements DecisionSink {
   }
 
   record(decision: Decision, context: DecisionContext): void {
-    const key = decision.allowed ? ALLOW_KEY : `deny|${decision.reason ?? "internal_error"}`;
+    const key = decision.allowed ? ALLOW_KEY : `deny|${decision.reason}`;
     this.decisionCounts.set(key, (this.decisionCounts.get(key) ?? 0) + 1);
     this.latency.record(context.latencyMs / 1000, decision.allowed ? ALLOW_ATTRIBUTES : DENY_ATTRIBUTES);
   }

@@ -30,9 +30,9 @@ const DECISION: Decision = {
 };
 
 let counter = 0;
-function span(decision: Partial<Decision> = {}): DecisionSpan {
+function span(): DecisionSpan {
   counter++;
-  return { traceId: counter.toString(16).padStart(32, "a"), spanId: counter.toString(16).padStart(16, "b"), parent: undefined, startPerfMs: 1, endPerfMs: 2, decision: { ...DECISION, ...decision } };
+  return { traceId: counter.toString(16).padStart(32, "a"), spanId: counter.toString(16).padStart(16, "b"), parent: undefined, startPerfMs: 1, endPerfMs: 2, decision: DECISION };
 }
 
 /** A transport that answers from a script (then "ok"), and records what it was sent. */

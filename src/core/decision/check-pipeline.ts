@@ -365,6 +365,8 @@ export class CheckPipeline {
   }
 
   private finish(input: CheckInput, facts: Facts, nowMs: number, denial: Denial | undefined): Decision {
+    // One literal for both shapes (this runs on every Check): `allowed` and
+    // `reason` come from the same `denial`, so the pair is always consistent.
     return {
       allowed: denial === undefined,
       reason: denial?.reason,
@@ -381,7 +383,7 @@ export class CheckPipeline {
       method: input.method,
       path: input.path,
       tokenId: facts.tokenId,
-    };
+    } as Decision;
   }
 }
 

@@ -13,10 +13,8 @@ export interface HopRecord {
   readonly detail: string;
 }
 
-export interface Decision {
-  readonly allowed: boolean;
-  /** Why a request was denied; undefined when allowed. */
-  readonly reason: DenialReason | undefined;
+/** What every decision records, allow or deny. */
+interface DecisionRecord {
   /** For people; never parsed. */
   readonly message: string;
   readonly decisionId: string;
@@ -37,5 +35,24 @@ export interface Decision {
   readonly tokenId: string | undefined;
 }
 
+export interface AllowedDecision extends DecisionRecord {
+  readonly allowed: true;
+  readonly reason?: undefined;
+}
+
+export interface DeniedDecision extends DecisionRecord {
+  readonly allowed: false;
+  /** Why: a denial is never without its reason. */
+  readonly reason: DenialReason;
+}
+
+/** Allowed, or denied with a reason: narrowing on `allowed` gives the reason its type. */
+export type Decision = AllowedDecision | DeniedDecision;
+
 /** The value of `authz.reason` and the audit record's reason for an allow. */
 export const ALLOW_REASON = "allowed";
+
+/** `authz.reason`, the audit record's reason, explain's reason: the denial reason, or "allowed". */
+export function reasonOf(decision: Decision): DenialReason | typeof ALLOW_REASON {
+  return decision.allowed ? ALLOW_REASON : decision.reason;
+}
