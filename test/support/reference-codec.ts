@@ -118,7 +118,7 @@ export function toCheckResponse(decision: Decision): CheckResponse {
       dynamicMetadata: decisionMetadata(decision),
     });
   }
-  const reason = decision.reason ?? "internal_error";
+  const reason = decision.reason;
   const status = REASON_STATUS[reason];
   return create(CheckResponseSchema, {
     status: create(StatusSchema, { code: status.grpc, message: reason }),

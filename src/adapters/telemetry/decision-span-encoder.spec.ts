@@ -12,7 +12,7 @@ import { TraceState } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
-import { ALLOW_REASON, type Decision } from "../../core/decision/decision.js";
+import { reasonOf, type Decision } from "../../core/decision/decision.js";
 import { DENIAL_REASONS } from "../../core/reasons.js";
 import { decodeSpans, decodeTree } from "../../../test/support/otlp-decode.js";
 import { SpanCapture } from "../../../test/support/span-capture.js";
@@ -38,7 +38,7 @@ function referenceSpan(span: DecisionSpan, bound: (s: string) => string): Readab
   const d = span.decision;
   const attributes: Attributes = {
     "authz.decision": d.allowed ? "allow" : "deny",
-    "authz.reason": d.reason ?? ALLOW_REASON,
+    "authz.reason": reasonOf(d),
     "authz.decision_id": d.decisionId,
     "authz.policy.version": d.policyVersion,
     "agent.caller": bound(d.caller ?? ""),
