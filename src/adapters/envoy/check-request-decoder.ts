@@ -57,13 +57,55 @@ const HEADERS_MAP: MapNames = { key: "HttpRequest.headers key", value: "HttpRequ
 const CONTEXT_EXTENSIONS_MAP: MapNames = { key: "AttributeContext.context_extensions key", value: "AttributeContext.context_extensions value" };
 
 /**
- * A map<string,string> entry: key = 1, value = 2. With `wanted`, entries whose
- * key is not in it are dropped without decoding their value (most request
- * headers are of no interest to Check).
+ * The header names Check reads, as bytes: an entry of Envoy's `headers` map
+ * (whose keys Envoy lower-cases) is matched against them byte by byte, so the
+ * dozen headers a request carries that Check never reads cost no string.
  */
-function readStringEntry(buf: Buffer, start: number, end: number, into: Record<string, string>, wanted: ReadonlySet<string> | undefined, what: MapNames): void {
+class WantedNames {
+  private readonly byLength = new Map<number, { name: string; bytes: Buffer }[]>();
+
+  constructor(names: ReadonlySet<string>) {
+    for (const name of names) {
+      const bytes = Buffer.from(name, "utf8");
+      const list = this.byLength.get(bytes.length) ?? [];
+      list.push({ name, bytes });
+      this.byLength.set(bytes.length, list);
+    }
+  }
+
+  /** The wanted name these bytes spell, or undefined. */
+  match(buf: Buffer, start: number, end: number): string | undefined {
+    const candidates = this.byLength.get(end - start);
+    if (candidates === undefined) return undefined;
+    for (const { name, bytes } of candidates) {
+      let i = 0;
+      while (i < bytes.length && buf[start + i] === bytes[i]) i++;
+      if (i === bytes.length) return name;
+    }
+    return undefined;
+  }
+}
+
+const wantedNamesOf = new WeakMap<ReadonlySet<string>, WantedNames>();
+
+function wantedNames(names: ReadonlySet<string>): WantedNames {
+  let prepared = wantedNamesOf.get(names);
+  if (prepared === undefined) {
+    prepared = new WantedNames(names);
+    wantedNamesOf.set(names, prepared);
+  }
+  return prepared;
+}
+
+/**
+ * A map<string,string> entry: key = 1, value = 2. With `wanted`, entries whose
+ * key is not in it are dropped without decoding their key or value (most
+ * request headers are of no interest to Check).
+ */
+function readStringEntry(buf: Buffer, start: number, end: number, into: Record<string, string>, wanted: WantedNames | undefined, what: MapNames): void {
   const r = new WireReader(buf, start, end);
-  let key = "";
+  let keyStart = -1;
+  let keyEnd = -1;
   let valueStart = -1;
   let valueEnd = -1;
   while (!r.done()) {
@@ -72,13 +114,19 @@ function readStringEntry(buf: Buffer, start: number, end: number, into: Record<s
     const field = tag >>> 3;
     if (field === 1) {
       expect(wt, WireType.LEN, what.key);
-      key = r.string(what.key);
+      [keyStart, keyEnd] = r.lengthDelimited();
     } else if (field === 2) {
       expect(wt, WireType.LEN, what.value);
       [valueStart, valueEnd] = r.lengthDelimited();
     } else r.skip(wt);
   }
-  if (wanted !== undefined && !wanted.has(key)) return;
+  let key: string | undefined;
+  if (wanted !== undefined) {
+    key = keyStart === -1 ? undefined : wanted.match(buf, keyStart, keyEnd);
+    if (key === undefined) return;
+  } else {
+    key = keyStart === -1 ? "" : utf8Text(buf, keyStart, keyEnd, what.key);
+  }
   into[key] = valueStart === -1 ? "" : utf8Text(buf, valueStart, valueEnd, what.value, key);
 }
 
@@ -157,6 +205,7 @@ function readHttp(
   out: { method: string; path: string; headers: Record<string, string>; headerMap: Record<string, string> | undefined; repeated: Set<string> },
   wanted: ReadonlySet<string> | undefined,
 ): void {
+  const names = wanted === undefined ? undefined : wantedNames(wanted);
   const r = new WireReader(buf, start, end);
   while (!r.done()) {
     const tag = r.tag();
@@ -170,7 +219,7 @@ function readHttp(
       case 3: {
         expect(wt, WireType.LEN, "HttpRequest.headers");
         const [s, e] = r.lengthDelimited();
-        readStringEntry(buf, s, e, out.headers, wanted, HEADERS_MAP);
+        readStringEntry(buf, s, e, out.headers, names, HEADERS_MAP);
         break;
       }
       case 4:

@@ -7,12 +7,13 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import type { Counter, Histogram, Meter } from "@opentelemetry/api";
+import type { Counter, Meter } from "@opentelemetry/api";
 import type { Decision } from "../../core/decision/decision.js";
 import { ALLOW_REASON } from "../../core/decision/decision.js";
 import type { DecisionContext, DecisionSink } from "../../core/ports.js";
 import type { AuditLogStats } from "../audit/audit-record-target.js";
 import type { ReplayStoreStats } from "../tokens/replay-store.js";
+import { LatencyHistogram } from "./latency-histogram.js";
 
 export interface ObservedSources {
   readonly hopCache?: { hits: number; misses: number; size: number; bytes: number };
@@ -25,8 +26,6 @@ export interface ObservedSources {
 }
 
 const ALLOW_KEY = `allow|${ALLOW_REASON}`;
-const ALLOW_ATTRIBUTES = Object.freeze({ decision: "allow" });
-const DENY_ATTRIBUTES = Object.freeze({ decision: "deny" });
 
 export class HopwardenMetrics implements DecisionSink {
   private readonly exporter: PrometheusExporter;
@@ -34,7 +33,7 @@ export class HopwardenMetrics implements DecisionSink {
   readonly meter: Meter;
   /** Decision counts by "decision|reason", read at scrape time: cheaper on the hot path than attribute hashing per call. */
   private readonly decisionCounts = new Map<string, number>();
-  private readonly latency: Histogram;
+  private readonly latency = new LatencyHistogram("hopwarden_check_duration_seconds", "Time to decide one Check");
   private readonly reloads: Counter;
 
   constructor(sources: ObservedSources = {}) {
@@ -46,11 +45,6 @@ export class HopwardenMetrics implements DecisionSink {
         const bar = key.indexOf("|");
         result.observe(count, { decision: key.slice(0, bar), reason: key.slice(bar + 1) });
       }
-    });
-    this.latency = this.meter.createHistogram("hopwarden_check_duration", {
-      description: "Time to decide one Check",
-      unit: "s",
-      advice: { explicitBucketBoundaries: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5] },
     });
     this.reloads = this.meter.createCounter("hopwarden_policy_reloads", { description: "Policy reload attempts by result" });
     const observe = (name: string, description: string, read: () => number | undefined, counter = true) => {
@@ -120,7 +114,7 @@ export class HopwardenMetrics implements DecisionSink {
   record(decision: Decision, context: DecisionContext): void {
     const key = decision.allowed ? ALLOW_KEY : `deny|${decision.reason}`;
     this.decisionCounts.set(key, (this.decisionCounts.get(key) ?? 0) + 1);
-    this.latency.record(context.latencyMs / 1000, decision.allowed ? ALLOW_ATTRIBUTES : DENY_ATTRIBUTES);
+    this.latency.record(context.latencyMs, decision.allowed);
   }
 
   recordReload(ok: boolean): void {
@@ -130,11 +124,16 @@ export class HopwardenMetrics implements DecisionSink {
   /** The Prometheus text of this process (a worker sends it to the primary, which merges). */
   async text(): Promise<string> {
     const { resourceMetrics } = await this.exporter.collect();
-    return new PrometheusSerializer().serialize(resourceMetrics);
+    return new PrometheusSerializer().serialize(resourceMetrics) + this.latency.text();
   }
 
   handler(): (req: IncomingMessage, res: ServerResponse) => void {
-    return (req, res) => this.exporter.getMetricsRequestHandler(req, res);
+    return (_req, res) => {
+      this.text().then(
+        (text) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(text),
+        () => res.writeHead(503).end(),
+      );
+    };
   }
 
   shutdown(): Promise<void> {

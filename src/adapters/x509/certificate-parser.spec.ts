@@ -115,4 +115,22 @@ describe("the parse cache", () => {
     expect(parser.parse("junk ").ok).toBe(false);
     expect({ hits: parser.hits, misses: parser.misses }).toEqual({ hits: 1, misses: 2 });
   });
+
+  it("never answers for another certificate that shares its length and tail", () => {
+    const parser = new CachingCertificateParser(8);
+    const real = pki.agents.research.urlEncodedPem;
+    // Same length, same last characters (the signature), different body.
+    const forged = `X${real.slice(1)}`;
+    expect(parser.parse(real).ok).toBe(true);
+    expect(parser.parse(forged).ok).toBe(false);
+    expect(parser.parse(real).ok).toBe(true);
+    expect(parser.misses).toBe(3);
+  });
+
+  it("stays within its byte bound whatever callers send", () => {
+    const parser = new CachingCertificateParser(10_000, 256 * 1024);
+    for (let i = 0; i < 500; i++) parser.parse(`${i}${"x".repeat(4000)}`);
+    expect(parser.bytes).toBeLessThanOrEqual(256 * 1024);
+    expect(parser.size).toBeLessThan(500);
+  });
 });

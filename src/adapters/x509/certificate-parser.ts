@@ -88,10 +88,10 @@ function uriSans(subjectAltName: string | undefined): string[] {
 export const DEFAULT_CERTIFICATE_CACHE_ENTRIES = 4096;
 export const DEFAULT_CERTIFICATE_CACHE_BYTES = 32 * 1024 * 1024;
 
-/** What an entry holds: the raw key (one byte a character: URL-encoded PEM is ASCII, anything else is refused or rare) and the parsed fields. */
+/** What an entry holds: the raw string (one byte a character: URL-encoded PEM is ASCII, anything else is refused or rare), its key and the parsed fields. */
 function entryBytes(result: CertificateParseResult, raw: string): number {
   const parsed = result.ok ? result.certificate.uriSans.reduce((n, s) => n + 2 * s.length, 320) : 2 * result.problem.length + 64;
-  return raw.length + parsed;
+  return raw.length + FINGERPRINT_CHARS + 16 + parsed;
 }
 
 /**
@@ -100,12 +100,12 @@ function entryBytes(result: CertificateParseResult, raw: string): number {
  * certificate, up to MAX_RAW_LENGTH).
  */
 export class CachingCertificateParser implements CertificateParser {
-  private readonly cache: LRUCache<string, CertificateParseResult>;
+  private readonly cache: LRUCache<string, CachedParse>;
   hits = 0;
   misses = 0;
 
   constructor(maxEntries = DEFAULT_CERTIFICATE_CACHE_ENTRIES, maxBytes = DEFAULT_CERTIFICATE_CACHE_BYTES) {
-    this.cache = new LRUCache({ max: maxEntries, maxSize: maxBytes, sizeCalculation: entryBytes });
+    this.cache = new LRUCache({ max: maxEntries, maxSize: maxBytes, sizeCalculation: (entry) => entryBytes(entry.result, entry.raw) });
   }
 
   get size(): number {
@@ -117,14 +117,26 @@ export class CachingCertificateParser implements CertificateParser {
   }
 
   parse(raw: string): CertificateParseResult {
-    const hit = this.cache.get(raw);
-    if (hit !== undefined) {
+    // Keyed by the length and the tail (the signature: high entropy) rather
+    // than the whole ~2 KiB string, which a Map would hash in full on every
+    // Check; a hit is confirmed against the whole string.
+    const key = raw.length <= FINGERPRINT_CHARS ? raw : `${raw.length}:${raw.slice(-FINGERPRINT_CHARS)}`;
+    const hit = this.cache.get(key);
+    if (hit !== undefined && hit.raw === raw) {
       this.hits++;
-      return hit;
+      return hit.result;
     }
     this.misses++;
     const result = parsePeerCertificate(raw);
-    this.cache.set(raw, result);
+    this.cache.set(key, { raw, result });
     return result;
   }
 }
+
+interface CachedParse {
+  readonly raw: string;
+  readonly result: CertificateParseResult;
+}
+
+/** Characters of the tail that key the cache: well inside the signature of any certificate Envoy sends. */
+const FINGERPRINT_CHARS = 96;
