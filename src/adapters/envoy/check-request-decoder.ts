@@ -18,7 +18,11 @@
 // Field numbers are Envoy's (envoy/service/auth/v3/*.proto; see proto/).
 
 import type { CheckInput } from "../../core/decision/check-input.js";
+import { TextIntern } from "../protobuf/text-intern.js";
 import { utf8Text, WireError, WireReader, WireType } from "../protobuf/wire.js";
+
+/** Peer certificates repeat across Checks: decoded once, then matched by bytes (see text-intern.ts). */
+const certificates = new TextIntern();
 
 const ATTRIBUTE_FIELDS: Readonly<Record<number, string>> = { 1: ".source", 2: ".destination", 4: ".request", 10: ".context_extensions" };
 
@@ -43,7 +47,8 @@ function readPeer(buf: Buffer, start: number, end: number, into: Peer): void {
       into.principal = r.string("Peer.principal");
     } else if (field === 5) {
       expect(wt, WireType.LEN, "Peer.certificate");
-      into.certificate = r.string("Peer.certificate");
+      const [s, e] = r.lengthDelimited();
+      into.certificate = certificates.text(buf, s, e, "Peer.certificate");
     } else r.skip(wt);
   }
 }
