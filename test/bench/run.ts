@@ -1,27 +1,34 @@
-// `npm run bench`: hopwarden's Check against a bare grpc-js server that does
-// no work, measured in the same run with the same client (ghz, pinned), so the
-// ratio is hopwarden's and not the machine's. Prints a table: max RPS in a
-// closed loop (32 streams, fixed duration) and p50/p99/p99.9 at a fixed
-// 1,000 RPS, for each server, and the ratios. Then the costs of the other
-// paths, each against the header-only path of the same run: a reused
-// delegation token (verified-token cache hit), a fresh ES256 token per request
-// (signature verification), decision spans plus the signed audit log, and
-// --workers 2.
+// `npm run bench`: hopwarden's Check beside a bare grpc-js server that does no
+// work, measured in the same run by the same client (ghz, pinned), so every
+// ratio is hopwarden's and not the machine's. The setups:
 //
-//   npm run bench                 # the standard table
-//   BENCH_SECONDS=5 npm run bench # shorter runs
+//   bare grpc-js (no work)              the ceiling one Node process shows here
+//   hopwarden, spans and log off        OTEL_TRACES_EXPORTER=none
+//   hopwarden, default flags            no collector listening (spans back off and are dropped)
+//   hopwarden, Jaeger + signed log      the production setup: spans to a real Jaeger, audit log on
+//   the same, --workers auto            every core
+//   + reused token / fresh ES256 token  the token paths, against "spans and log off"
+//
+// It prints, for each: max RPS (closed loop, median of interleaved rounds),
+// p50/p99/p99.9 at a fixed 1,000 RPS with few streams (more make ghz itself
+// burst on 2 cores), CPU time per 1,000 decisions and RSS per process; then
+// an open-loop series at 25, 50, 80 and 100% of each max for the bare server
+// and the production setups; then the issue's targets, met or not.
+//
+//   npm run bench                                   # the standard run (about 8 minutes)
+//   BENCH_SECONDS=4 BENCH_ROUNDS=1 npm run bench    # a quick look
 
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { cpus, tmpdir } from "node:os";
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { createServer } from "node:http";
 import { randomUUID } from "node:crypto";
-import type { AddressInfo } from "node:net";
+import { createConnection } from "node:net";
 import { createTestPki, spiffe } from "../support/pki.js";
 import { writeTestPolicy } from "../support/policies.js";
 import { createSigningKey, jwksOf, signToken } from "../support/delegation-tokens.js";
+import { startJaeger, type JaegerProcess } from "../support/jaeger.js";
 import { nestActors } from "../../src/adapters/tokens/delegation-token-format.js";
 
 const run = promisify(execFile);
@@ -29,6 +36,8 @@ const root = new URL("../..", import.meta.url).pathname;
 const GHZ = join(root, ".tools/bin/ghz");
 const GHZ_VERSION = "v0.121.0";
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONNECTIONS = 4;
 const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
 interface GhzReport {
@@ -38,23 +47,19 @@ interface GhzReport {
   details?: { latency: number; status: string }[];
 }
 
-interface Row {
-  name: string;
-  /** Median of the rounds. */
-  maxRps: number;
-  /** Every round's max RPS. */
-  runs: string;
-  p50: number;
-  p99: number;
-  p999: number;
+interface Server {
+  readonly child: ChildProcess;
+  readonly address: string;
 }
 
-function startServer(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; address: string }> {
+function startServer(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    // An undefined value removes the variable (a setup without the OTEL_* of the caller's shell).
+    const merged = Object.fromEntries(Object.entries({ ...process.env, ...env }).filter(([, v]) => v !== undefined));
+    const child = spawn(cmd, args, { cwd: root, env: merged, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
-    const timer = setTimeout(() => reject(new Error(`${args.join(" ")} did not become ready:\n${err}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`${args.join(" ")} did not become ready:\n${err}`)), 30_000);
     child.stdout.on("data", (d: Buffer) => {
       out += d.toString();
       const m = /grpc=(\S+)/.exec(out);
@@ -72,7 +77,7 @@ async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((resolve) => child.once("exit", resolve));
   child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
   await exited;
   clearTimeout(timer);
 }
@@ -81,7 +86,7 @@ async function ghz(address: string, protoset: string, data: string, extra: strin
   const { stdout } = await run(
     GHZ,
     ["--insecure", "--protoset", protoset, "--call", "envoy.service.auth.v3.Authorization/Check", "--data-file", data, "--format", "json", ...extra, address],
-    { maxBuffer: 512 * 1024 * 1024 },
+    { maxBuffer: 1024 * 1024 * 1024 },
   );
   return JSON.parse(stdout) as GhzReport;
 }
@@ -91,24 +96,11 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-
-/** One configuration measured: a server, the request data, and how ghz drives it. */
-interface Case {
-  readonly name: string;
-  readonly address: string;
-  /** The data file for round `r` (distinct tokens per round for the fresh-token case). */
-  readonly data: (round: number) => string;
-  /** ghz --connections (default 1); several spread calls over --workers. */
-  readonly connections?: number;
-  /** A fixed number of calls instead of a duration (data with that many distinct messages). */
-  readonly total?: number;
-  /** Warm up with this data (so that distinct tokens are not verified before they are measured). */
-  readonly warmupData?: string;
-  /** Measure latency at a fixed rate too. */
-  readonly latency: boolean;
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
-
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
 /**
  * A run with failed calls measures failures, not Check: stop. With a fixed
@@ -122,61 +114,158 @@ function assertNoFailures(name: string, report: GhzReport): void {
   if (bad.length > 0 || cut > 64) throw new Error(`${name}: calls failed (${codes.map(([code, n]) => `${code}: ${n}`).join(", ")})`);
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+// ---- the process tree of a server: CPU time and RSS from /proc ----
+
+const CLOCK_TICKS = 100;
+
+async function childrenOf(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[1]) === pid) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
-/**
- * Max RPS of every case in ROUNDS interleaved rounds (so that a slow moment of
- * the machine hits all cases alike), the median reported; then latency at a
- * fixed 1,000 RPS once per case.
- */
-async function measureAll(cases: readonly Case[], protoset: string): Promise<Row[]> {
-  const conn = (c: Case) => ["--connections", String(c.connections ?? 1)];
+async function treeOf(pid: number): Promise<number[]> {
+  return [pid, ...(await childrenOf(pid))];
+}
+
+/** User plus system CPU seconds of the process and its workers. */
+async function cpuSeconds(pid: number): Promise<number> {
+  let ticks = 0;
+  for (const p of await treeOf(pid)) {
+    try {
+      const stat = await readFile(`/proc/${p}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / CLOCK_TICKS;
+}
+
+/** RSS in MiB of the process and each of its workers. */
+async function rssMiB(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const p of await treeOf(pid)) {
+    try {
+      const kb = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${p}/status`, "utf8"))?.[1];
+      if (kb !== undefined) out.push(Number(kb) / 1024);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+// ---- cases and results ----
+
+interface Case {
+  readonly name: string;
+  readonly server: Server;
+  /** The data file for round `r` (distinct tokens per round for the fresh-token case). */
+  readonly data: (round: number) => string;
+  /** A fixed number of calls instead of a duration (data with that many distinct messages). */
+  readonly total?: number;
+  /** Warm up with this data (so that distinct tokens are not verified before they are measured). */
+  readonly warmupData?: string;
+  /** Measure latency at a fixed rate and take part in the open-loop series. */
+  readonly latency: boolean;
+  readonly series: boolean;
+}
+
+interface Result {
+  readonly name: string;
+  readonly rounds: number[];
+  readonly maxRps: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  readonly cpuPer1000: number;
+  rss: number[];
+  readonly series: { percent: number; rps: number; p50: number; p99: number; p999: number }[];
+}
+
+const conn = ["--connections", String(CONNECTIONS)];
+
+async function latencyAt(c: Case, protoset: string, rps: number): Promise<{ rps: number; p50: number; p99: number; p999: number }> {
+  const report = await ghz(c.server.address, protoset, c.data(0), ["--concurrency", "4", "--rps", String(Math.max(1, Math.round(rps))), "--duration", `${SECONDS}s`, ...conn]);
+  const ok = (report.details ?? []).filter((d) => d.status === "OK").map((d) => d.latency / 1e6).sort((a, b) => a - b);
+  return { rps: report.rps, p50: percentile(ok, 50), p99: percentile(ok, 99), p999: percentile(ok, 99.9) };
+}
+
+async function measureAll(cases: readonly Case[], protoset: string): Promise<Result[]> {
   for (const c of cases) {
     progress(`${c.name}: warm-up`);
-    await ghz(c.address, protoset, c.warmupData ?? c.data(0), ["--concurrency", "8", "--total", "3000", ...conn(c)]);
+    await ghz(c.server.address, protoset, c.warmupData ?? c.data(0), ["--concurrency", "8", "--total", "5000", ...conn]);
   }
   const rps = new Map<string, number[]>();
+  const cpu = new Map<string, { seconds: number; calls: number }>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of cases) {
-      progress(`round ${round + 1}/${ROUNDS}: ${c.name}: max RPS, 32 streams, ${c.total === undefined ? `${SECONDS}s` : `${c.total} calls`}`);
-      const report = await ghz(c.address, protoset, c.data(round), ["--concurrency", "32", ...conn(c), ...(c.total === undefined ? ["--duration", `${SECONDS}s`] : ["--total", String(c.total)])]);
+      progress(`round ${round + 1}/${ROUNDS}: ${c.name}: max RPS, ${CONNECTIONS} connections, 32 streams, ${c.total === undefined ? `${SECONDS}s` : `${c.total} calls`}`);
+      const before = await cpuSeconds(c.server.child.pid!);
+      const report = await ghz(c.server.address, protoset, c.data(round), ["--concurrency", "32", ...conn, ...(c.total === undefined ? ["--duration", `${SECONDS}s`] : ["--total", String(c.total)])]);
+      const after = await cpuSeconds(c.server.child.pid!);
       assertNoFailures(c.name, report);
       rps.set(c.name, [...(rps.get(c.name) ?? []), report.rps]);
+      const sum = cpu.get(c.name) ?? { seconds: 0, calls: 0 };
+      cpu.set(c.name, { seconds: sum.seconds + (after - before), calls: sum.calls + report.count });
     }
   }
-  const measured: Row[] = [];
+  const results: Result[] = [];
   for (const c of cases) {
-    let p50 = NaN;
-    let p99 = NaN;
-    let p999 = NaN;
-    if (c.latency) {
-      progress(`${c.name}: latency at 1,000 RPS, 4 streams, ${SECONDS}s`);
-      const fixed = await ghz(c.address, protoset, c.data(0), ["--concurrency", "4", "--rps", "1000", "--duration", `${SECONDS}s`, ...conn(c)]);
-      const ok = (fixed.details ?? []).filter((d) => d.status === "OK").map((d) => d.latency / 1e6).sort((a, b) => a - b);
-      [p50, p99, p999] = [percentile(ok, 50), percentile(ok, 99), percentile(ok, 99.9)];
-    }
-    const runs = rps.get(c.name) ?? [];
-    measured.push({ name: c.name, maxRps: median(runs), runs: runs.map((r) => r.toFixed(0)).join(" / "), p50, p99, p999 });
+    const rounds = rps.get(c.name) ?? [];
+    const used = cpu.get(c.name)!;
+    results.push({ name: c.name, rounds, maxRps: median(rounds), p50: NaN, p99: NaN, p999: NaN, cpuPer1000: (1000 * used.seconds) / Math.max(1, used.calls), rss: [], series: [] });
   }
-  return measured;
+  for (const [i, c] of cases.entries()) {
+    if (!c.latency) continue;
+    progress(`${c.name}: latency at 1,000 RPS, 4 streams, ${SECONDS}s`);
+    const l = await latencyAt(c, protoset, 1000);
+    Object.assign(results[i]!, { p50: l.p50, p99: l.p99, p999: l.p999 });
+  }
+  for (const percent of [25, 50, 80, 100]) {
+    for (const [i, c] of cases.entries()) {
+      if (!c.series) continue;
+      progress(`${c.name}: open loop at ${percent}% of max RPS, 4 streams, ${SECONDS}s`);
+      results[i]!.series.push({ percent, ...(await latencyAt(c, protoset, (results[i]!.maxRps * percent) / 100)) });
+    }
+  }
+  for (const [i, c] of cases.entries()) results[i]!.rss = await rssMiB(c.server.child.pid!);
+  return results;
 }
 
-function table(rows: Row[], baseline: Row, versus = "vs bare"): string {
-  const head = ["server", "max RPS (median)", versus, "rounds", "p50 ms", "p99 ms", "p99.9 ms"];
-  const ms = (v: number) => (Number.isNaN(v) ? "-" : v.toFixed(3));
-  const body = rows.map((r) => [r.name, r.maxRps.toFixed(0), `${((100 * r.maxRps) / baseline.maxRps).toFixed(0)}%`, r.runs, ms(r.p50), ms(r.p99), ms(r.p999)]);
+function table(head: string[], body: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ") + " |";
   return [line(head), "|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|", ...body.map(line)].join("\n");
 }
 
+const ms = (v: number) => (Number.isNaN(v) ? "-" : v.toFixed(2));
+
+async function portListens(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
 async function main(): Promise<void> {
-  progress(`installing ghz ${GHZ_VERSION} if needed`);
-  await run(join(root, "scripts/install-test-tools.sh"), ["ghz"]);
+  progress(`installing ghz ${GHZ_VERSION} and Jaeger if needed`);
+  await run(join(root, "scripts/install-test-tools.sh"), ["ghz", "jaeger"]);
   const dir = await mkdtemp(join(tmpdir(), "hopwarden-bench-"));
   const protoset = join(dir, "hopwarden.binpb");
   await run(join(root, "node_modules/.bin/buf"), ["build", "-o", protoset], { cwd: root });
@@ -190,7 +279,7 @@ async function main(): Promise<void> {
     dir,
   );
   await writeFile(join(dir, "jwks.json"), JSON.stringify(jwksOf(signingKey)));
-  // The realistic request: worker's certificate, a 3-agent chain, a person.
+  // The realistic request: worker's certificate, a 3-agent chain, a person, the headers a real request carries.
   const request = (token?: string) => ({
     attributes: {
       source: { certificate: pki.agents.worker.urlEncodedPem, address: { socketAddress: { address: "10.0.0.7", portValue: 43512 } } },
@@ -247,70 +336,92 @@ async function main(): Promise<void> {
     await writeFile(file, JSON.stringify(fresh));
     freshTokenData.push(file);
   }
-
-  // A collector stand-in that accepts OTLP/HTTP and discards it, so the span
-  // path does its full work (batch, encode, send) without Jaeger's CPU cost.
-  const collector = createServer((req, res) => {
-    req.resume();
-    req.on("end", () => res.writeHead(200, { "content-type": "application/x-protobuf" }).end());
-  });
-  await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
-  const collectorUrl = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
+  const keys = join(dir, "audit");
+  await mkdir(join(dir, "single"));
+  await mkdir(join(dir, "workers"));
+  await run(process.execPath, [join(root, "dist/cli/bin.js"), "audit", "keygen", "--out", keys]);
 
   const serve = (extra: string[], env: NodeJS.ProcessEnv) =>
     startServer(process.execPath, [join(root, "dist/cli/bin.js"), "serve", "--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--log-level", "warn", ...extra], env);
   const quiet = { OTEL_TRACES_EXPORTER: "none" };
+  const auditFlags = (name: string) => ["--audit-log", join(dir, name, "audit.log"), "--audit-key", `${keys}.key`];
+  // No collector: the default endpoint (localhost:4318) must have nobody listening.
+  const defaultCollectorTaken = await portListens(4318);
+  const noCollector: NodeJS.ProcessEnv = defaultCollectorTaken ? { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" } : {};
+  for (const key of Object.keys(process.env)) if (key.startsWith("OTEL_") && !(key in noCollector)) noCollector[key] = undefined;
 
   const servers: ChildProcess[] = [];
-  let rows: Row[];
-  let paths: Row[];
+  let jaeger: JaegerProcess | undefined;
+  let results: Result[];
+  const workers = availableParallelism();
   try {
+    progress("starting Jaeger and the servers");
+    jaeger = await startJaeger();
+    const toJaeger = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: jaeger.otlpHttpTracesUrl, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" };
     const bare = await startServer(process.execPath, [join(root, "test/bench/bare-server.mjs"), "127.0.0.1:0"]);
-    servers.push(bare.child);
-    const hop = await serve([], quiet);
-    servers.push(hop.child);
-    const keys = join(dir, "audit");
-    await run(process.execPath, [join(root, "dist/cli/bin.js"), "audit", "keygen", "--out", keys]);
-    const audited = await serve(["--audit-log", join(dir, "audit.log"), "--audit-key", `${keys}.key`], {
-      OTEL_EXPORTER_OTLP_ENDPOINT: collectorUrl,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
-    });
-    servers.push(audited.child);
-    const workers = await serve(["--workers", "2"], quiet);
-    servers.push(workers.child);
-    // Idle servers cost nothing while another is measured; all run at once so the rounds can interleave.
-    const measured = await measureAll(
+    const off = await serve([], quiet);
+    const defaults = await serve([], noCollector);
+    const production = await serve(auditFlags("single"), toJaeger);
+    const productionWorkers = await serve(["--workers", "auto", ...auditFlags("workers")], toJaeger);
+    for (const s of [bare, off, defaults, production, productionWorkers]) servers.push(s.child);
+    results = await measureAll(
       [
-        { name: "bare grpc-js (no work)", address: bare.address, data: () => data, latency: true },
-        { name: "hopwarden (1 process)", address: hop.address, data: () => data, latency: true },
-        { name: "+ reused token (cache hit)", address: hop.address, data: () => reusedTokenData, latency: true },
-        { name: "+ fresh ES256 token per call", address: hop.address, data: (r) => freshTokenData[r]!, total: FRESH, warmupData: reusedTokenData, latency: false },
-        { name: "+ spans + signed audit log", address: audited.address, data: () => data, latency: true },
-        { name: "headers only, --workers 2 (4 conns)", address: workers.address, data: () => data, connections: 4, latency: true },
+        { name: "bare grpc-js (no work)", server: bare, data: () => data, latency: true, series: true },
+        { name: "hopwarden, spans and log off", server: off, data: () => data, latency: true, series: false },
+        { name: "hopwarden, default flags, no collector", server: defaults, data: () => data, latency: true, series: false },
+        { name: "hopwarden, spans → Jaeger + signed log", server: production, data: () => data, latency: true, series: true },
+        { name: `  the same, --workers auto (${workers})`, server: productionWorkers, data: () => data, latency: true, series: true },
+        { name: "spans and log off + reused token", server: off, data: () => reusedTokenData, latency: true, series: false },
+        { name: "spans and log off + fresh ES256 token", server: off, data: (r) => freshTokenData[r]!, total: FRESH, warmupData: reusedTokenData, latency: false, series: false },
       ],
       protoset,
     );
-    rows = measured.slice(0, 2);
-    paths = [{ ...measured[1]!, name: "headers only (spans, audit off)" }, ...measured.slice(2)];
   } finally {
     await Promise.all(servers.map(stop));
-    collector.close();
+    await jaeger?.stop();
   }
 
-  const baseline = rows[0]!;
-  const hopRow = rows[1]!;
-  const pct = (a: Row | undefined, b: Row) => (a === undefined ? "n/a" : `${((100 * a.maxRps) / b.maxRps).toFixed(0)}%`);
-  process.stdout.write(`\nghz ${GHZ_VERSION}, max RPS: median of ${ROUNDS} interleaved rounds of ${SECONDS}s (c=32); node ${process.version}, ${cpus().length} cores, client and servers on the same machine\n\n${table(rows, baseline)}\n`);
-  process.stdout.write(`\nPaths, against the header-only path of this run:\n\n${table(paths, paths[0]!, "vs headers only")}\n`);
-  process.stdout.write(
-    [
-      "",
-      `hopwarden reaches ${pct(hopRow, baseline)} of the bare server's max RPS (target ≥ 60%); p99 at 1,000 RPS ${hopRow.p99.toFixed(2)} ms (target < 3 ms)`,
-      `reused token ${pct(paths[1], paths[0]!)} of header-only (target ≥ 90%); fresh ES256 token ${pct(paths[2], paths[0]!)} (target ≥ 50%)`,
-      `spans + audit log ${pct(paths[3], paths[0]!)} of audit-off (target ≥ 85%); --workers 2 ${pct(paths[4], paths[0]!)}`,
-      "",
-    ].join("\n"),
+  const bare = results[0]!;
+  const byName = (prefix: string) => results.find((r) => r.name.startsWith(prefix))!;
+  const ratio = (r: Result) => r.maxRps / bare.maxRps;
+  const header = `ghz ${GHZ_VERSION}, ${CONNECTIONS} connections; max RPS: median of ${ROUNDS} interleaved rounds of ${SECONDS}s at 32 streams; latency at a fixed 1,000 RPS with 4 streams; node ${process.version}, ${availableParallelism()} cores, client, servers and Jaeger on the same machine`;
+  const main = table(
+    ["setup", "max RPS", "× bare", "rounds", "p50 ms", "p99 ms", "p99.9 ms", "CPU s / 1k", "RSS MiB"],
+    results.map((r) => [
+      r.name,
+      r.maxRps.toFixed(0),
+      ratio(r).toFixed(2),
+      r.rounds.map((x) => x.toFixed(0)).join(" / "),
+      ms(r.p50),
+      ms(r.p99),
+      ms(r.p999),
+      r.cpuPer1000.toFixed(3),
+      r.rss.map((x) => x.toFixed(0)).join(" + "),
+    ]),
   );
+  const series = table(
+    ["setup", "% of max", "RPS", "p50 ms", "p99 ms", "p99.9 ms"],
+    results.flatMap((r) => r.series.map((s) => [r.name, `${s.percent}%`, s.rps.toFixed(0), ms(s.p50), ms(s.p99), ms(s.p999)])),
+  );
+  const production = byName("hopwarden, spans → Jaeger");
+  const productionWorkers = byName("  the same, --workers");
+  const defaults = byName("hopwarden, default flags");
+  const best = ratio(production) >= ratio(productionWorkers) ? production : productionWorkers;
+  const tail = (r: Result) => {
+    const at = (p: number) => r.series.find((s) => s.percent === p);
+    const low = at(25);
+    const high = at(80);
+    return low === undefined || high === undefined ? NaN : high.p99 / low.p99;
+  };
+  const check = (ok: boolean) => (ok ? "met" : "NOT met");
+  const targets = [
+    `spans → Jaeger + signed log: ${ratio(production).toFixed(2)}× bare (1 process), ${ratio(productionWorkers).toFixed(2)}× (--workers auto); target ≥ 0.70×: ${check(ratio(best) >= 0.7)}`,
+    `p99 at 1,000 RPS, spans + log: ${ms(best.p99)} ms vs bare ${ms(bare.p99)} ms; target within 1 ms: ${check(best.p99 - bare.p99 <= 1)}`,
+    `default flags, no collector: ${ratio(defaults).toFixed(2)}× bare, p99 ${ms(defaults.p99)} ms; target ≥ 0.60× and p99 within 1 ms: ${check(ratio(defaults) >= 0.6 && defaults.p99 - bare.p99 <= 1)}`,
+    `tail up to 80% of max: p99 at 80% / p99 at 25% = ${tail(production).toFixed(2)} (1 process), ${tail(productionWorkers).toFixed(2)} (--workers auto); target ≤ 3: ${check(tail(best) <= 3)}`,
+  ];
+  process.stdout.write(`\n${header}\n\n${main}\n\nOpen-loop series:\n\n${series}\n\nTargets (issue 11):\n${targets.map((t) => `- ${t}`).join("\n")}\n`);
+  if (defaultCollectorTaken) process.stdout.write(`\n(localhost:4318 was taken on this machine: "default flags" exported to a closed port instead)\n`);
 }
 
 main().catch((err: unknown) => {
