@@ -152,6 +152,18 @@ describe("Deployment", () => {
   });
 });
 
+describe("DestinationRule", () => {
+  it("replaces a sidecar's connection to hopwarden after a while, so Checks reach every worker", () => {
+    const rule = find(workload, "DestinationRule", "hopwarden");
+    const service = find(workload, "Service", "hopwarden");
+    const namespace = (service.metadata as Json).namespace as string;
+    expect(at(rule, "spec", "host")).toBe(`hopwarden.${namespace}.svc.cluster.local`);
+    const perConnection = at(rule, "spec", "trafficPolicy", "connectionPool", "http", "maxRequestsPerConnection") as number;
+    expect(perConnection).toBeGreaterThan(0);
+    expect(perConnection).toBeLessThanOrEqual(1000);
+  });
+});
+
 describe("Service", () => {
   it("exposes grpc 9191 and http-admin 9192 under names Istio reads as protocols", () => {
     const service = find(workload, "Service", "hopwarden");

@@ -115,6 +115,8 @@ export interface StartEnvoyOptions {
   readonly listenerPorts?: readonly number[];
   readonly logLevel?: "trace" | "debug" | "info" | "warn" | "error" | "critical" | "off";
   readonly readyTimeoutMs?: number;
+  /** Envoy worker threads (default 2). */
+  readonly concurrency?: number;
 }
 
 export interface EnvoyProcess {
@@ -144,7 +146,7 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
       "--disable-hot-restart",
       // Two worker threads are plenty on loopback, and the machine is shared.
       "--concurrency",
-      "2",
+      String(options.concurrency ?? 2),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -258,6 +260,8 @@ export interface FrontProxyOptions {
   /** Directory for the rendered config (a new temp dir when absent). */
   readonly dir?: string;
   readonly logLevel?: StartEnvoyOptions["logLevel"];
+  /** Envoy worker threads (default 2). */
+  readonly concurrency?: number;
 }
 
 export interface RunningProxy {
@@ -299,10 +303,10 @@ export async function frontProxyValues(options: FrontProxyOptions): Promise<{ va
 async function startRendered(
   template: string,
   { values, port, adminPort }: { values: Record<string, string | number>; port: number; adminPort: number },
-  options: { dir?: string; logLevel?: StartEnvoyOptions["logLevel"] },
+  options: { dir?: string; logLevel?: StartEnvoyOptions["logLevel"]; concurrency?: number },
 ): Promise<RunningProxy> {
   const configPath = await renderEnvoyConfig(template, values, options.dir);
-  const envoy = await startEnvoy({ configPath, adminPort, listenerPorts: [port], logLevel: options.logLevel });
+  const envoy = await startEnvoy({ configPath, adminPort, listenerPorts: [port], logLevel: options.logLevel, ...(options.concurrency !== undefined && { concurrency: options.concurrency }) });
   return { envoy, port, adminPort, stop: () => envoy.stop() };
 }
 
