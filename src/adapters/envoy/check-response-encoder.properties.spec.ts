@@ -47,6 +47,9 @@ function decisionOf(fields: { reason: DenialReason | undefined; text: readonly s
     method: "GET",
     path: "/",
     tokenId: undefined,
+    callerBinding: undefined,
+    mcp: undefined,
+    txn: undefined,
   });
 }
 

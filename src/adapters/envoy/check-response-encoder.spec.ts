@@ -36,6 +36,9 @@ function decision(overrides: Partial<DecisionFields> = {}): Decision {
     method: "GET",
     path: "/query",
     tokenId: undefined,
+    callerBinding: undefined,
+    mcp: undefined,
+    txn: undefined,
     ...overrides,
   });
 }

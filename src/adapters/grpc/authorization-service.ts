@@ -84,6 +84,9 @@ export const FALLBACK_DECISION: Decision = {
   method: "",
   path: "",
   tokenId: undefined,
+  callerBinding: undefined,
+  mcp: undefined,
+  txn: undefined,
 };
 
 /** FALLBACK_DECISION encoded once, at load, by the encoder every answer goes through. */
