@@ -175,6 +175,7 @@ describe("mcp: on a rule applies to the last hop (SPEC 8)", () => {
   );
   const call = (mcp: McpReading) => evaluateHop(mcpPolicy, ORCH, RESEARCH, ALICE, lastHopRequest("POST", "/mcp", mcp));
   const facts = (method: string, tool?: string, resource?: string): McpReading => ({ kind: "mcp", facts: { method, tool, resource } });
+  const OVERSIZED: McpReading = { kind: "unparsable", problem: "the body exceeded the MCP filter's size limit" };
 
   it("admits tools/call of an allowed tool, and another admitted method", () => {
     expect(call(facts("tools/call", "search_docs"))).toMatchObject({ allowed: true, rule: "hops[0]" });
@@ -185,7 +186,7 @@ describe("mcp: on a rule applies to the last hop (SPEC 8)", () => {
     ["another tool", facts("tools/call", "delete_index"), 'tool "delete_index" is not one the rule admits'],
     ["another method", facts("prompts/get"), 'MCP method "prompts/get" is not one the rule admits'],
     ["a body without MCP metadata (a batch, a body that is not JSON-RPC)", NO_MCP_METADATA, "the request carries no readable MCP metadata"],
-    ["unparsable metadata (an oversized body)", { kind: "unparsable", problem: "the body exceeded the MCP filter's size limit" }, "the MCP metadata is unusable: the body exceeded"],
+    ["unparsable metadata (an oversized body)", OVERSIZED, "the MCP metadata is unusable: the body exceeded"],
   ])("refuses %s, saying why", (_what, mcp, detail) => {
     const outcome = call(mcp);
     expect(outcome.allowed).toBe(false);
