@@ -156,6 +156,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     listen: options.listen,
     ...(tls !== undefined && { credentials: tls.credentials }),
     headersRead: pipeline.headersRead,
+    mcpNamespace: pipeline.mcpKeys.namespace,
     authorization: authorizationImplementation({
       pipeline,
       logger,

@@ -24,12 +24,13 @@ export interface ExplainShorthand {
  * A full CheckRequest decided as serve decides it: its wire bytes go through
  * serve's decoder, reading the headers this pipeline reads (as serve's does),
  * so a header Check ignores cannot fail here what serve accepts; bytes the
- * decoder refuses are denied with serve's internal_error.
+ * decoder refuses are denied with serve's internal_error. The MCP namespace
+ * of metadata_context is read as serve reads it.
  */
 export function decideCheckRequest(pipeline: CheckPipeline, checkRequest: CheckRequest): Decision | Promise<Decision> {
   let input: CheckInput;
   try {
-    input = decodeCheckRequest(Buffer.from(toBinary(CheckRequestSchema, checkRequest)), pipeline.headersRead);
+    input = decodeCheckRequest(Buffer.from(toBinary(CheckRequestSchema, checkRequest)), pipeline.headersRead, pipeline.mcpKeys.namespace);
   } catch (err) {
     if (!(err instanceof WireError)) throw err;
     return pipeline.denyWithoutDeciding("internal_error", undecodableCheckRequest(err.message));

@@ -16,6 +16,8 @@ export interface CheckServerOptions {
   readonly authorization: UntypedServiceImplementation;
   /** The request headers Check reads; the decoder keeps only these. */
   readonly headersRead: ReadonlySet<string>;
+  /** The metadata_context namespace read into CheckInput.mcpMetadata (SPEC 8); none when absent. */
+  readonly mcpNamespace?: string;
   readonly credentials?: ServerCredentials;
 }
 
@@ -45,7 +47,7 @@ export async function startCheckServer(options: CheckServerOptions): Promise<Run
     "grpc.keepalive_permit_without_calls": 1,
   });
   const health = new HealthStatus([AUTHORIZATION_SERVICE]);
-  server.addService(authorizationServiceDefinition(options.headersRead), options.authorization);
+  server.addService(authorizationServiceDefinition(options.headersRead, options.mcpNamespace), options.authorization);
   server.addService(healthServiceDefinition, health.implementation());
   const reflection = reflectionImplementation(SERVICE_NAMES, DESCRIBED_FILES);
   server.addService(reflectionV1Definition, reflection);
