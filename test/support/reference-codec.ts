@@ -145,6 +145,7 @@ function decisionMetadata(decision: Decision): JsonObject {
     callee: decision.callee ?? "",
     on_behalf_of: decision.onBehalfOf ?? "",
     chain_depth: decision.chain.length,
+    caller_binding: decision.callerBinding ?? "",
   };
   if (decision.reason !== undefined) metadata.reason = decision.reason;
   return metadata;
