@@ -161,7 +161,7 @@ describe("/metrics and /healthz", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toContain("text/plain");
     const text = await response.text();
-    expect(text).toMatch(/^hopwarden_decisions_total\{[^}]*decision="allow"[^}]*reason="allowed"[^}]*binding="certificate"[^}]*\} \d+/m);
+    expect(text).toMatch(/^hopwarden_decisions_total\{[^}]*decision="allow"[^}]*reason="allowed"[^}]*binding="principal"[^}]*\} \d+/m);
     expect(text).toMatch(/^hopwarden_decisions_total\{[^}]*decision="deny"[^}]*reason="subject_mismatch"[^}]*\} \d+/m);
     expect(await decisionCount("allow", "allowed")).toBe(allowedBefore + 3);
     expect(await decisionCount("deny", "subject_mismatch")).toBe(deniedBefore + 2);
