@@ -13,6 +13,7 @@ import { silentLogger } from "../src/adapters/logging/logger.js";
 import { create } from "@bufbuild/protobuf";
 import { AdminService } from "../src/gen/hopwarden/admin/v1/admin_pb.js";
 import { CheckRequestSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { MetadataSchema } from "../src/gen/envoy/config/core/v3/base_pb.js";
 import { CheckClient } from "./support/check-client.js";
 import { spiffe } from "./support/pki.js";
 import { testPolicyYaml, writeTestPolicy } from "./support/policies.js";
@@ -101,6 +102,17 @@ describe("Explain", () => {
       expect(e.decision === "allow" ? "allow" : e.reason).toBe(expected);
       expect(await decisionOf(checks, request)).toBe(expected);
     }
+  });
+
+  it("SPEC 8: shows how the caller was bound and the MCP facts, from the shorthand or from a CheckRequest's metadata_context", async () => {
+    const e = await admin.explain({ ...shorthand("POST"), mcpMethod: "tools/call", mcpTool: "search_docs" });
+    expect(e).toMatchObject({ decision: "allow", callerBinding: "principal", mcpMethod: "tools/call", mcpTool: "search_docs", mcpResource: "", txn: "" });
+    const withMetadata = researchCallsDb();
+    withMetadata.attributes!.metadataContext = create(MetadataSchema, {
+      filterMetadata: { "envoy.filters.http.mcp": { is_mcp_request: true, method: "resources/read", params: { uri: "file:///docs/a.md" } } },
+    });
+    expect(await admin.explain({ checkRequest: withMetadata })).toMatchObject({ decision: "allow", callerBinding: "principal", mcpMethod: "resources/read", mcpTool: "", mcpResource: "file:///docs/a.md" });
+    expect(await admin.explain(shorthand("GET"))).toMatchObject({ mcpMethod: "" });
   });
 
   it("records nothing: explained requests are not counted as decisions", async () => {
