@@ -306,7 +306,7 @@ describe("explain", () => {
     it("judges --mcp-method/--mcp-tool with the mcp: rules and shows them, and the binding", async () => {
       const allowed = await runCli(mcpCall("--mcp-method", "tools/call", "--mcp-tool", "search_docs"));
       expect(allowed.code, allowed.stderr).toBe(0);
-      expect(allowed.stdout).toMatch(/^caller: +spiffe:\/\/example\.org\/agent\/research  \(bound by principal\)$/m);
+      expect(allowed.stdout).toMatch(/^caller: +spiffe:\/\/example\.org\/agent\/research {2}\(bound by principal\)$/m);
       expect(allowed.stdout).toMatch(/^mcp: +tools\/call tool search_docs$/m);
       const denied = await runCli(mcpCall("--mcp-method", "tools/call", "--mcp-tool", "delete_index", "--json"));
       expect(denied.code).toBe(1);
