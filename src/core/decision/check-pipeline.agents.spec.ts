@@ -306,21 +306,42 @@ describe("SPEC 8: the Transaction Token, after the delegation token", () => {
     expect(await reasonOf(call("ok"), pipeline({ policy: withTxn() }))).toBe("internal_error");
   });
 
-  it("comes after the delegation token: a bad delegation token wins, and the Txn-Token is then never verified", async () => {
+  it("comes after the delegation token: a bad delegation token's reason wins over a bad Txn-Token's", async () => {
     const log: string[] = [];
     const txn = new ScriptedTxnVerifier();
     const policy = policyFrom(`${POLICY}${TXN}tokens:\n  issuer: https://sts.example.org\n  jwks: jwks.json\n`);
     const p = pipeline({ policy, txnTokens: txn, tokens: new OrderedTokenVerifier(log) });
     expect(await reasonOf(call("token_expired", { "x-agent-delegation-token": "bad" }), p)).toBe("token_invalid");
-    expect(txn.requests).toHaveLength(0);
     expect(await reasonOf(call("token_expired", { "x-agent-delegation-token": "ok" }), p)).toBe("token_expired");
     expect(await p.decide(call("ok", { "x-agent-delegation-token": "ok" }))).toMatchObject({ allowed: true, tokenId: "jti-1", txn: "txn-ok" });
   });
 
-  it("comes after every earlier check: a refused hop never reaches the verifier", async () => {
+  it("comes after every earlier check: a refused hop stays hop_not_allowed, whatever the Txn-Token", async () => {
+    const p = pipeline({ policy: withTxn(), txnTokens: new ScriptedTxnVerifier() });
+    for (const token of ["ok", "token_invalid", "token_expired", "ok-sub:bob@example.com", "throws"]) {
+      expect(await reasonOf(request(TOOLS_CALL("delete_index"), {}, { "txn-token": token }), p)).toBe("hop_not_allowed");
+    }
+  });
+
+  it("records the transaction of a request refused earlier, keeping that reason, so trace --txn lists refused hops too", async () => {
     const verifier = new ScriptedTxnVerifier();
-    const input = request(TOOLS_CALL("delete_index"), {}, { "txn-token": "ok" });
-    expect(await reasonOf(input, pipeline({ policy: withTxn(), txnTokens: verifier }))).toBe("hop_not_allowed");
+    const p = pipeline({ policy: withTxn(), txnTokens: verifier });
+    const forbiddenTool = request(TOOLS_CALL("delete_index"), {}, { "txn-token": "ok" });
+    expect(await p.decide(forbiddenTool)).toMatchObject({ allowed: false, reason: "hop_not_allowed", txn: "txn-ok" });
+    // An invalid or expired Txn-Token records no transaction.
+    for (const token of ["token_invalid", "token_expired", "throws"]) {
+      expect(await p.decide(request(TOOLS_CALL("delete_index"), {}, { "txn-token": token }))).toMatchObject({ reason: "hop_not_allowed", txn: undefined });
+    }
+    expect(await p.decide(request(TOOLS_CALL("search_docs"), {}, { "x-agent-subject": DB, "txn-token": "ok" }))).toMatchObject({ reason: "subject_mismatch", txn: "txn-ok" });
+    const withDelegation = pipeline({ policy: policyFrom(`${POLICY}${TXN}tokens:\n  issuer: https://sts.example.org\n  jwks: jwks.json\n`), txnTokens: verifier, tokens: new OrderedTokenVerifier([]) });
+    expect(await withDelegation.decide(call("ok", { "x-agent-delegation-token": "bad" }))).toMatchObject({ reason: "token_invalid", txn: "txn-ok" });
+  });
+
+  it("verifies nothing for the record without the header, or with a repeated one", async () => {
+    const verifier = new ScriptedTxnVerifier();
+    const p = pipeline({ policy: withTxn(), txnTokens: verifier });
+    expect(p.decide(request(TOOLS_CALL("delete_index")))).not.toBeInstanceOf(Promise);
+    await p.decide({ ...request(TOOLS_CALL("delete_index"), {}, { "txn-token": "ok" }), repeatedHeaders: new Set(["txn-token"]) });
     expect(verifier.requests).toHaveLength(0);
   });
 

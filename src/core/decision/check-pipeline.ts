@@ -89,19 +89,24 @@ export class CheckPipeline {
     try {
       // A few property reads, and only when Envoy sent the namespace.
       if (input.mcpMetadata !== undefined) facts.mcp = readMcpFacts(input.mcpMetadata, this.mcpKeys);
-      const denial = this.runSyncPhases(input, facts, nowMs);
-      if (denial !== undefined) return this.finish(input, facts, nowMs, denial);
-      const tokenDenial = this.tokenPhase(input, facts, nowMs);
-      if (tokenDenial instanceof Denial) return this.finish(input, facts, nowMs, tokenDenial);
-      const settled = tokenDenial === undefined ? this.txnTokenPhase(input, facts, nowMs) : tokenDenial.then((d) => d ?? this.txnTokenPhase(input, facts, nowMs));
-      if (!(settled instanceof Promise)) return this.finish(input, facts, nowMs, settled);
-      return settled.then(
+      const outcome = this.runPhases(input, facts, nowMs);
+      if (!(outcome instanceof Promise)) return this.finish(input, facts, nowMs, outcome);
+      return outcome.then(
         (d) => this.finish(input, facts, nowMs, d),
         (err: unknown) => this.finish(input, facts, nowMs, internalError(err)),
       );
     } catch (err) {
       return this.finish(input, facts, nowMs, internalError(err));
     }
+  }
+
+  private runPhases(input: CheckInput, facts: Facts, nowMs: number): Denial | undefined | Promise<Denial | undefined> {
+    const denial = this.runSyncPhases(input, facts, nowMs);
+    if (denial !== undefined) return this.withTxnRecorded(input, facts, nowMs, denial);
+    const tokenDenial = this.tokenPhase(input, facts, nowMs);
+    if (tokenDenial instanceof Denial) return this.withTxnRecorded(input, facts, nowMs, tokenDenial);
+    if (tokenDenial === undefined) return this.txnTokenPhase(input, facts, nowMs);
+    return tokenDenial.then((d) => (d === undefined ? this.txnTokenPhase(input, facts, nowMs) : this.withTxnRecorded(input, facts, nowMs, d)));
   }
 
   /** A deny that needs no policy walk: a request that could not be read, or a service that cannot record decisions. */
@@ -431,6 +436,28 @@ export class CheckPipeline {
       const mismatch = checkTxnTokenSubject(result.sub, facts.onBehalfOf);
       return mismatch === undefined ? undefined : new Denial(mismatch.reason, mismatch.message);
     });
+  }
+
+  /**
+   * A request denied before the Txn-Token step still records the transaction
+   * of a valid Txn-Token it carries, so that `trace --txn` lists every hop of
+   * a transaction, the refused ones too (SPEC 8). The reason never changes:
+   * the token is verified for the record only, and any failure is ignored.
+   * Costs nothing without the header; a reused token is a cache hit.
+   */
+  private withTxnRecorded(input: CheckInput, facts: Facts, nowMs: number, denial: Denial): Denial | Promise<Denial> {
+    const policy = facts.policy?.txnTokens;
+    const verifier = this.deps.txnTokens;
+    const token = input.headers[this.txnTokenHeader];
+    if (policy === undefined || verifier === undefined || token === undefined || token.length === 0) return denial;
+    if (isRepeated(input, this.txnTokenHeader) || exceedsUtf8Bytes(token, MAX_TOKEN_BYTES)) return denial;
+    return verifier.verify({ token, policy, trustDomains: facts.policy!.trustDomains, nowMs }).then(
+      (result) => {
+        if (result.ok) facts.txn = result.txn;
+        return denial;
+      },
+      () => denial,
+    );
   }
 
   private finish(input: CheckInput, facts: Facts, nowMs: number, denial: Denial | undefined): Decision {
