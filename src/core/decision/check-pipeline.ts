@@ -308,7 +308,7 @@ export class CheckPipeline {
     return undefined;
   }
 
-  // 7. every hop of chain + [callee] admitted; method and path on the last.
+  // 7. every hop of chain + [callee] admitted; method, path and MCP request on the last (SPEC 8).
   private hopPhase(input: CheckInput, facts: Facts, policy: CompiledPolicy): Denial | undefined {
     const chain = facts.chain;
     const callee = facts.callee!;
