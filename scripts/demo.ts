@@ -1,13 +1,20 @@
 // `npm run demo`: hopwarden behind a real Envoy front proxy, natively on
 // loopback (no Docker). It installs Envoy when missing, makes a throw-away
-// PKI, starts the built `hopwarden sts` (the delegation token service) and
-// `hopwarden serve` with the native demo policy (envoy/demo/native-policy.yaml:
-// tokens required on every hop), Envoy and two stand-in agents (research,
-// db), then plays one workflow for alice@example.com (orchestrator → research
-// → db), each agent getting its delegation token from the token service with
-// hopwarden/client's DelegationClient, and the attacks on it, and prints what
-// Envoy answered to each call. Everything it starts is stopped on the way
-// out, also after an error or Ctrl-C.
+// PKI, starts the built `hopwarden sts` (the delegation token service, which
+// also mints a Transaction Token at the first hop) and `hopwarden serve` with
+// the native demo policy (envoy/demo/native-policy.yaml: tokens required on
+// every hop, MCP rules for db's tools), Envoy with its MCP filter ahead of
+// ext_authz (envoy/mcp-front-proxy.yaml) and two stand-in agents (research;
+// db, which also serves MCP tools), then plays one workflow for
+// alice@example.com (orchestrator → research → db, then two MCP tool calls
+// on db: an allowed tool and a forbidden one), each agent getting its
+// delegation token from the token service with hopwarden/client's
+// DelegationClient, and the attacks on it, and prints what Envoy answered to
+// each call. With Jaeger installed (scripts/install-test-tools.sh jaeger) it
+// also starts Jaeger, has hopwarden and Envoy send their spans there, and ends
+// with `hopwarden trace --txn <the transaction>`: every hop of the
+// transaction, from Jaeger. Everything it starts is stopped on the way out,
+// also after an error or Ctrl-C.
 //
 //   npm run demo            (builds first)
 //   tsx scripts/demo.ts     (uses dist/ as it is; builds it when missing)
@@ -23,7 +30,10 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { DelegationClient, DelegationClientError, type OutgoingDelegation } from "../src/client/index.js";
-import { ENVOY_BIN, mtlsRequest, startEchoUpstream, startFrontProxy, type EchoUpstream, type HttpResult, type RunningProxy } from "../test/support/envoy.js";
+import type { IncomingHttpHeaders } from "node:http";
+import { ENVOY_BIN, mtlsRequest, startEchoUpstream, startMcpFrontProxy, type EchoUpstream, type HttpResult, type RunningProxy } from "../test/support/envoy.js";
+import { JAEGER_BIN, startJaeger, waitFor, type JaegerProcess } from "../test/support/jaeger.js";
+import { MCP_POST_HEADERS, mcpRequest, startMcpServer, type McpServer } from "../test/support/mcp-server.js";
 import { createTestPki, spiffe, writePki } from "../test/support/pki.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -101,12 +111,12 @@ interface CliProcess {
 }
 
 /** `node dist/cli/bin.js <args>`; resolves once stdout shows `ready` (its first group is returned). */
-async function startCli(name: string, args: readonly string[], ready: RegExp): Promise<CliProcess> {
+async function startCli(name: string, args: readonly string[], ready: RegExp, env: Readonly<Record<string, string>> = {}): Promise<CliProcess> {
   const child = spawn(process.execPath, [HOPWARDEN_BIN, ...args], {
     cwd: repoRoot,
     stdio: ["ignore", "pipe", "pipe"],
-    // No collector in this demo: decision spans off unless the caller asks for them.
-    env: { ...process.env, OTEL_TRACES_EXPORTER: process.env.OTEL_TRACES_EXPORTER ?? "none" },
+    // Decision spans go nowhere unless Jaeger runs (or the caller asks for them).
+    env: { ...process.env, OTEL_TRACES_EXPORTER: process.env.OTEL_TRACES_EXPORTER ?? "none", ...env },
   });
   const exited = new Promise<void>((ok) => child.once("exit", () => ok()));
   cleanups.push(() => stopChild(child, exited));
@@ -176,6 +186,8 @@ interface Step {
   readonly callee: "research" | "db";
   readonly method?: string;
   readonly path: string;
+  /** A request body: an MCP JSON-RPC request, sent with MCP_POST_HEADERS. */
+  readonly body?: string;
   readonly extraHeaders?: Readonly<Record<string, string>>;
   /** "allow", a reason code, or "tls" for a refused handshake. */
   readonly expect: string;
@@ -183,6 +195,7 @@ interface Step {
 
 const CHAIN_HEADER = "x-agent-delegation-chain";
 const TOKEN_HEADER = "x-agent-delegation-token";
+const TXN_HEADER = "txn-token";
 
 /** The demo's calls: the workflow, each hop with a token from the token service, then the attacks. */
 function demoSteps(clients: Readonly<Record<"orchestrator" | "research", DelegationClient>>, personToken: string, research: EchoUpstream): readonly Step[] {
@@ -213,6 +226,28 @@ function demoSteps(clients: Readonly<Record<"orchestrator" | "research", Delegat
       callee: "db",
       path: "/query",
       expect: "allow",
+    },
+    {
+      label: "mcp tool",
+      title: "research calls db's MCP tool search_docs (tools/call, through Envoy's MCP filter)",
+      as: "research",
+      delegation: () => Promise.resolve(issued(hop2).headers),
+      callee: "db",
+      method: "POST",
+      path: "/mcp",
+      body: mcpRequest("tools/call", { name: "search_docs", arguments: { q: "q3 revenue" } }),
+      expect: "allow",
+    },
+    {
+      label: "forbidden tool",
+      title: "research calls db's MCP tool delete_index, which its rule does not admit",
+      as: "research",
+      delegation: () => Promise.resolve(issued(hop2).headers),
+      callee: "db",
+      method: "POST",
+      path: "/mcp",
+      body: mcpRequest("tools/call", { name: "delete_index" }, 2),
+      expect: "hop_not_allowed",
     },
     {
       label: "spoofed subject",
@@ -267,6 +302,8 @@ interface Row {
   readonly who: string;
   readonly chain: string;
   readonly token: string;
+  /** The transaction the call carried (the start of its txn), or "—". */
+  readonly txn: string;
   readonly callee: string;
   readonly status: string;
   readonly decision: string;
@@ -279,7 +316,21 @@ type Pki = Awaited<ReturnType<typeof writePki>>;
 
 const shortName = (id: string): string => id.trim().replace(/^spiffe:\/\/example\.org\/agent\//, "");
 
-async function play(step: Step, proxy: RunningProxy, files: Pki): Promise<{ row: Row; response: HttpResult | undefined }> {
+/** The txn claim of a Txn-Token (read, not verified: hopwarden verifies it). */
+function txnOf(token: string | undefined): string | undefined {
+  if (token === undefined) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as { txn?: unknown };
+    return typeof claims.txn === "string" ? claims.txn : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What each agent stand-in last received (the decision id of an allowed call is among the headers Envoy added). */
+type Received = Readonly<Record<Step["callee"], () => IncomingHttpHeaders | undefined>>;
+
+async function play(step: Step, proxy: RunningProxy, files: Pki, received: Received): Promise<{ row: Row; response: HttpResult | undefined }> {
   const base = { label: step.label, who: step.as ?? "(no certificate)", callee: step.callee };
   let delegation: Readonly<Record<string, string>> | undefined;
   try {
@@ -287,7 +338,7 @@ async function play(step: Step, proxy: RunningProxy, files: Pki): Promise<{ row:
   } catch (error) {
     // The token service refused (or the workflow broke earlier): no call is made.
     const reason = error instanceof DelegationClientError ? `sts: ${error.code}` : error instanceof Error ? error.message : String(error);
-    return { row: { ...base, chain: "—", token: "—", status: "—", decision: "no token", reason, decisionId: "—", ok: false }, response: undefined };
+    return { row: { ...base, chain: "—", token: "—", txn: "—", status: "—", decision: "no token", reason, decisionId: "—", ok: false }, response: undefined };
   }
   const headers: Record<string, string> = {
     ...(delegation ?? {
@@ -295,10 +346,12 @@ async function play(step: Step, proxy: RunningProxy, files: Pki): Promise<{ row:
       "x-agent-on-behalf-of": PERSON,
       ...(step.chain !== undefined && { [CHAIN_HEADER]: step.chain.map((a) => spiffe(a)).join(",") }),
     }),
+    ...(step.body !== undefined && MCP_POST_HEADERS),
     ...step.extraHeaders,
   };
   const chain = (headers[CHAIN_HEADER] ?? "").split(",").filter(Boolean).map(shortName).join(" → ");
-  const row = { ...base, chain, token: headers[TOKEN_HEADER] === undefined ? "—" : (step.token ?? "own") };
+  const txn = txnOf(headers[TXN_HEADER]);
+  const row = { ...base, chain, token: headers[TOKEN_HEADER] === undefined ? "—" : (step.token ?? "own"), txn: txn === undefined ? "—" : `${txn.slice(0, 8)}…` };
   const cert = step.as === undefined ? undefined : files[step.as];
   let response: HttpResult;
   try {
@@ -310,6 +363,7 @@ async function play(step: Step, proxy: RunningProxy, files: Pki): Promise<{ row:
       ca: files.ca.cert,
       ...(cert !== undefined && { cert: cert.cert, key: cert.key }),
       headers,
+      ...(step.body !== undefined && { body: step.body }),
     });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
@@ -321,8 +375,8 @@ async function play(step: Step, proxy: RunningProxy, files: Pki): Promise<{ row:
   let decision: string;
   if (response.status === 200) {
     decision = "allow";
-    const echoed = JSON.parse(response.body) as { headers?: Record<string, string> };
-    decisionId = echoed.headers?.["x-authz-decision-id"] ?? "—";
+    const id = received[step.callee]()?.["x-authz-decision-id"];
+    decisionId = typeof id === "string" ? id : "—";
   } else {
     decision = reason === "" ? `error ${response.status}` : "deny";
     try {
@@ -336,8 +390,8 @@ async function play(step: Step, proxy: RunningProxy, files: Pki): Promise<{ row:
 }
 
 function printTable(rows: readonly Row[]): void {
-  const head = ["#", "call", "who (certificate)", "claimed chain", "token", "callee", "HTTP", "decision", "reason", "decision id", "expected"];
-  const cells = rows.map((r, i) => [String(i + 1), r.label, r.who, r.chain, r.token, r.callee, r.status, r.decision, r.reason, r.decisionId, r.ok ? "yes" : "NO"]);
+  const head = ["#", "call", "who (certificate)", "claimed chain", "token", "txn", "callee", "HTTP", "decision", "reason", "decision id", "expected"];
+  const cells = rows.map((r, i) => [String(i + 1), r.label, r.who, r.chain, r.token, r.txn, r.callee, r.status, r.decision, r.reason, r.decisionId, r.ok ? "yes" : "NO"]);
   const widths = head.map((h, c) => Math.max(h.length, ...cells.map((row) => row[c]!.length)));
   const line = (row: readonly string[]) => row.map((cell, c) => cell.padEnd(widths[c]!)).join(" | ").trimEnd();
   process.stdout.write(`\n${line(head)}\n${widths.map((w) => "-".repeat(w)).join("-+-")}\n${cells.map(line).join("\n")}\n\n`);
@@ -373,6 +427,16 @@ async function main(): Promise<number> {
   await copyFile(POLICY, policy);
   const idp = await identityProvider(dir);
 
+  // Jaeger when it is installed (building it takes minutes: the demo never does).
+  let jaeger: JaegerProcess | undefined;
+  if (existsSync(JAEGER_BIN)) {
+    progress("starting Jaeger (memory storage) for hopwarden's and Envoy's spans");
+    jaeger = await track(startJaeger(), (running) => running.stop());
+    progress(`jaeger ready query=${jaeger.queryUrl}`);
+  } else {
+    progress(`Jaeger is not installed (${JAEGER_BIN}): no spans; scripts/install-test-tools.sh jaeger builds it once`);
+  }
+
   const signingKey = join(dir, "sts-signing-key.pem");
   progress("generating the token service's signing key: node dist/cli/bin.js sts --generate-key (ES256)");
   const generated = spawnSync(process.execPath, [HOPWARDEN_BIN, "sts", "--generate-key", signingKey], { cwd: repoRoot, encoding: "utf8" });
@@ -387,6 +451,8 @@ async function main(): Promise<number> {
       ...["--listen", "127.0.0.1:0", "--issuer", STS_ISSUER, "--policy", policy, "--signing-keys", signingKey],
       ...["--tls-cert", files.server!.cert, "--tls-key", files.server!.key, "--client-ca", files.ca.cert],
       ...["--person-issuer", IDP_ISSUER, "--person-jwks", idp.jwksFile, "--person-audience", STS_AUDIENCE],
+      // A Transaction Token for the whole workflow, minted at its first hop.
+      ...["--txn-token-ttl", "5m", "--txn-audience", "example.org"],
     ],
     /^hopwarden sts listening on (https:\/\/\S+) /m,
   );
@@ -397,17 +463,26 @@ async function main(): Promise<number> {
   progress("saved the token service's JWKS beside the policy (tokens.jwks: jwks.json)");
 
   progress(`starting hopwarden: node dist/cli/bin.js serve --policy <copy of ${POLICY.slice(repoRoot.length + 1)}>`);
-  const hopwarden = await startCli("hopwarden", ["serve", "--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off"], /^hopwarden ready grpc=\S+:(\d+)/m);
+  const spans: Record<string, string> =
+    jaeger === undefined ? {} : { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "grpc", OTEL_EXPORTER_OTLP_ENDPOINT: jaeger.otlpGrpcUrl };
+  const hopwarden = await startCli("hopwarden", ["serve", "--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off"], /^hopwarden ready grpc=\S+:(\d+)/m, spans);
   const hopwardenPort = Number(hopwarden.ready);
   progress(`hopwarden ready pid=${hopwarden.pid} grpc=127.0.0.1:${hopwardenPort}`);
 
-  const closeAgent = (agent: EchoUpstream) => agent.close();
-  const [research, db] = await Promise.all([track(startEchoUpstream(), closeAgent), track(startEchoUpstream(), closeAgent)]);
-  progress(`demo agents listening: research on 127.0.0.1:${research.port}, db on 127.0.0.1:${db.port}`);
+  const [research, db] = await Promise.all([track(startEchoUpstream(), (a: EchoUpstream) => a.close()), track(startMcpServer(), (a: McpServer) => a.close())]);
+  progress(`demo agents listening: research on 127.0.0.1:${research.port}, db on 127.0.0.1:${db.port} (GET /query, and MCP tools on POST /mcp)`);
 
-  progress("starting the Envoy front proxy (mTLS, ext_authz → hopwarden)");
+  progress("starting the Envoy front proxy (mTLS, the MCP filter, ext_authz → hopwarden)");
   const proxy = await track(
-    startFrontProxy({ server: files.server!, caFile: files.ca.cert, hopwardenPort, researchPort: research.port, dbPort: db.port, dir }),
+    startMcpFrontProxy({
+      server: files.server!,
+      caFile: files.ca.cert,
+      hopwardenPort,
+      researchPort: research.port,
+      dbPort: db.port,
+      dir,
+      ...(jaeger !== undefined && { otlpPort: jaeger.ports.otlpGrpc }),
+    }),
     (running) => running.stop(),
   );
   progress(`envoy ready pid=${proxy.envoy.pid} listener=https://127.0.0.1:${proxy.port}`);
@@ -420,9 +495,13 @@ async function main(): Promise<number> {
   progress(`${PERSON} asks the orchestrator a question; the agents call each other through Envoy`);
   const rows: Row[] = [];
   let allowedToDb: HttpResult | undefined;
+  const received: Received = { research: () => research.requests.at(-1)?.headers, db: () => db.received.at(-1)?.headers };
+  let txn: string | undefined;
   for (const step of demoSteps(clients, idp.personToken, research)) {
-    const { row, response } = await play(step, proxy, files);
-    if (step.callee === "db" && row.decision === "allow") allowedToDb = response;
+    const { row, response } = await play(step, proxy, files, received);
+    if (step.label === "workflow" && step.callee === "db" && row.decision === "allow") allowedToDb = response;
+    // The first hop's Txn-Token, which every later hop carries unmodified.
+    if (step.label === "workflow" && txn === undefined) txn = txnOf(received.research()?.[TXN_HEADER] as string | undefined);
     progress(`${step.title}: ${row.status === "—" ? row.decision : `HTTP ${row.status}`}${row.reason === "—" ? "" : ` (${row.reason})`}`);
     rows.push(row);
   }
@@ -442,11 +521,36 @@ async function main(): Promise<number> {
       process.stdout.write(`  ${TOKEN_HEADER}: ${token.slice(0, 24)}… (iss ${String(claims.iss)}, sub ${String(claims.sub)}, aud ${shortName(String(claims.aud))}, act ${actors.join(" → ")}, scope ${String(claims.scope)})\n`);
     }
   }
-  const hits = research.requests.length + db.requests.length;
+  const hits = research.requests.length + db.received.length;
   process.stdout.write(`requests that reached an agent: ${hits} (only the allowed calls)\n\n`);
+  const listed = txn === undefined ? false : await traceTransaction(txn, jaeger);
 
-  const failed = rows.filter((r) => !r.ok).length + (hits === rows.filter((r) => r.decision === "allow").length ? 0 : 1);
+  const failed = rows.filter((r) => !r.ok).length + (hits === rows.filter((r) => r.decision === "allow").length ? 0 : 1) + (txn === undefined ? 1 : 0) + (listed ? 0 : 1);
   return failed === 0 ? 0 : 1;
+}
+
+/**
+ * Prints the transaction id and, with Jaeger, `hopwarden trace --txn`'s
+ * answer once Jaeger holds the transaction's decisions. True when that went
+ * as it should (without Jaeger there is nothing to list).
+ */
+async function traceTransaction(txn: string, jaeger: JaegerProcess | undefined): Promise<boolean> {
+  process.stdout.write(`transaction (the Txn-Token the token service minted at the first hop, carried unmodified by every hop): ${txn}\n`);
+  if (jaeger === undefined) {
+    process.stdout.write(`list its hops from a Jaeger that hopwarden sends spans to:\n  node dist/cli/bin.js trace --txn ${txn} --jaeger-url http://127.0.0.1:16686\n\n`);
+    return true;
+  }
+  progress("waiting for the transaction's decision spans in Jaeger");
+  // The four workflow calls, and the two attacks made with the workflow's headers.
+  await waitFor("the transaction's spans in Jaeger", async () => {
+    const spans = await jaeger.client.search({ service: "hopwarden", operation: "authz.check", tags: { "authz.txn": txn }, startMs: started - 60_000, endMs: Date.now() + 1_000, limit: 100 });
+    return new Set(spans.map((s) => s.attributes["authz.decision_id"])).size >= 6 || undefined;
+  });
+  progress(`node dist/cli/bin.js trace --txn ${txn} --jaeger-url ${jaeger.queryUrl}`);
+  const traced = spawnSync(process.execPath, [HOPWARDEN_BIN, "trace", "--txn", txn, "--jaeger-url", jaeger.queryUrl], { cwd: repoRoot, encoding: "utf8" });
+  process.stdout.write(`\n${traced.stdout}\n`);
+  if (traced.status !== 0) process.stderr.write(traced.stderr);
+  return traced.status === 0;
 }
 
 let status = 1;
@@ -456,7 +560,7 @@ try {
   // After Ctrl-C, a start-up cut short is no failure worth a message.
   if (!interrupted) process.stderr.write(`demo failed: ${error instanceof Error ? error.message : String(error)}\n`);
 } finally {
-  progress("stopping Envoy, hopwarden, the token service and the demo agents");
+  progress("stopping Envoy, hopwarden, the token service, Jaeger and the demo agents");
   await cleanup();
   progress(status === 0 ? "done: every call ended as expected" : "done, with unexpected results (see above)");
 }

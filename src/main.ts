@@ -3,8 +3,10 @@
 // server. Everything else is either pure core or a single adapter.
 
 import { CheckPipeline } from "./core/decision/check-pipeline.js";
-import { createExplainPipeline, tokenVerifierFor } from "./adapters/admin/explain-pipeline.js";
+import { createExplainPipeline, tokenVerifiersFor } from "./adapters/admin/explain-pipeline.js";
 import type { HeaderNames } from "./core/decision/check-input.js";
+import type { TxnTokenVerifier } from "./core/decision/txn-token-check.js";
+import type { McpMetadataKeys } from "./core/mcp/mcp-metadata.js";
 import type { Clock, DecisionSink, DelegationTokenVerifier } from "./core/ports.js";
 import { PolicyStore, type PolicyStoreEvents } from "./adapters/config/policy-store.js";
 import { CachingCertificateParser } from "./adapters/x509/certificate-parser.js";
@@ -44,6 +46,10 @@ export interface HopwardenOptions {
   readonly tracing?: DecisionTracingSettings | false;
   readonly sinks?: readonly DecisionSink[];
   readonly tokens?: DelegationTokenVerifier;
+  /** Verifies Transaction Tokens (SPEC 8); default: JWKS from the policy's txnTokens, sharing key sources with delegation tokens. */
+  readonly txnTokens?: TxnTokenVerifier;
+  /** Where Envoy's MCP filter writes the method and tool (`--config` `mcp:`); default Envoy 1.40's. */
+  readonly mcpKeys?: McpMetadataKeys;
   readonly clock?: Clock;
   /** Watch the policy file and reload on change (default true). */
   readonly watchPolicy?: boolean;
@@ -102,22 +108,27 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
   const clock = options.clock ?? systemClock;
   const jwksRefreshes = { ok: 0, failed: 0 };
   const replay = options.replayStore ?? new ReplayMemory();
-  // One verifier per process: its key sources and verified-token cache outlive policy reloads.
+  // One pair of verifiers per process: their key sources and verified-token caches outlive policy reloads.
+  const verifiers = options.tokens === undefined || options.txnTokens === undefined ? tokenVerifiersFor(options.policyFile, logger, jwksRefreshes, replay) : undefined;
   const pipeline = new CheckPipeline({
     policies,
     certificates,
     clock,
     ids: new UlidGenerator(),
     hopCache,
-    tokens: options.tokens ?? tokenVerifierFor(options.policyFile, logger, jwksRefreshes, replay),
+    tokens: options.tokens ?? verifiers!.tokens,
+    txnTokens: options.txnTokens ?? verifiers!.txnTokens,
     ...(options.headerNames !== undefined && { headerNames: options.headerNames }),
+    ...(options.mcpKeys !== undefined && { mcpKeys: options.mcpKeys }),
     trustForwardedClientCert: options.trustForwardedClientCert ?? false,
   });
   const explainPipeline = createExplainPipeline(policies, {
     clock,
     ...(options.headerNames !== undefined && { headerNames: options.headerNames }),
+    ...(options.mcpKeys !== undefined && { mcpKeys: options.mcpKeys }),
     trustForwardedClientCert: options.trustForwardedClientCert ?? false,
     ...(options.tokens !== undefined && { tokens: options.tokens }),
+    ...(options.txnTokens !== undefined && { txnTokens: options.txnTokens }),
     logger,
   });
 
@@ -156,6 +167,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     listen: options.listen,
     ...(tls !== undefined && { credentials: tls.credentials }),
     headersRead: pipeline.headersRead,
+    mcpNamespace: pipeline.mcpKeys.namespace,
     authorization: authorizationImplementation({
       pipeline,
       logger,

@@ -13,6 +13,7 @@ import { silentLogger } from "../src/adapters/logging/logger.js";
 import { create } from "@bufbuild/protobuf";
 import { AdminService } from "../src/gen/hopwarden/admin/v1/admin_pb.js";
 import { CheckRequestSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { MetadataSchema } from "../src/gen/envoy/config/core/v3/base_pb.js";
 import { CheckClient } from "./support/check-client.js";
 import { spiffe } from "./support/pki.js";
 import { testPolicyYaml, writeTestPolicy } from "./support/policies.js";
@@ -103,6 +104,17 @@ describe("Explain", () => {
     }
   });
 
+  it("SPEC 8: shows how the caller was bound and the MCP facts, from the shorthand or from a CheckRequest's metadata_context", async () => {
+    const e = await admin.explain({ ...shorthand("POST"), mcpMethod: "tools/call", mcpTool: "search_docs" });
+    expect(e).toMatchObject({ decision: "allow", callerBinding: "principal", mcpMethod: "tools/call", mcpTool: "search_docs", mcpResource: "", txn: "" });
+    const withMetadata = researchCallsDb();
+    withMetadata.attributes!.metadataContext = create(MetadataSchema, {
+      filterMetadata: { "envoy.filters.http.mcp": { is_mcp_request: true, method: "resources/read", params: { uri: "file:///docs/a.md" } } },
+    });
+    expect(await admin.explain({ checkRequest: withMetadata })).toMatchObject({ decision: "allow", callerBinding: "principal", mcpMethod: "resources/read", mcpTool: "", mcpResource: "file:///docs/a.md" });
+    expect(await admin.explain(shorthand("GET"))).toMatchObject({ mcpMethod: "" });
+  });
+
   it("records nothing: explained requests are not counted as decisions", async () => {
     const before = await decisionCount("allow", "allowed");
     await admin.explain(shorthand("GET"));
@@ -161,7 +173,7 @@ describe("/metrics and /healthz", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toContain("text/plain");
     const text = await response.text();
-    expect(text).toMatch(/^hopwarden_decisions_total\{[^}]*decision="allow"[^}]*reason="allowed"[^}]*\} \d+/m);
+    expect(text).toMatch(/^hopwarden_decisions_total\{[^}]*decision="allow"[^}]*reason="allowed"[^}]*binding="principal"[^}]*\} \d+/m);
     expect(text).toMatch(/^hopwarden_decisions_total\{[^}]*decision="deny"[^}]*reason="subject_mismatch"[^}]*\} \d+/m);
     expect(await decisionCount("allow", "allowed")).toBe(allowedBefore + 3);
     expect(await decisionCount("deny", "subject_mismatch")).toBe(deniedBefore + 2);

@@ -77,6 +77,7 @@ describe("allow", () => {
       callee: spiffe("db"),
       on_behalf_of: EXAMPLE,
       chain_depth: 2,
+      caller_binding: "certificate",
     });
   });
 

@@ -282,6 +282,53 @@ describe("explain", () => {
     expect(explanation.message).toContain('HeaderValue.raw_value of "x-agent-delegation-chain" is not valid UTF-8');
   });
 
+  describe("SPEC 8: MCP facts, the caller binding and the transaction", () => {
+    const MCP_POLICY = join(REPO_ROOT, "examples", "mcp", "policy.yaml");
+    const mcpCall = (...more: string[]) => [
+      "explain",
+      "--policy",
+      MCP_POLICY,
+      "--caller",
+      "spiffe://example.org/agent/research",
+      "--callee",
+      "db",
+      "--on-behalf-of",
+      "alice@example.com",
+      "--chain",
+      "spiffe://example.org/agent/orchestrator,spiffe://example.org/agent/research",
+      "--method",
+      "POST",
+      "--path",
+      "/mcp",
+      ...more,
+    ];
+
+    it("judges --mcp-method/--mcp-tool with the mcp: rules and shows them, and the binding", async () => {
+      const allowed = await runCli(mcpCall("--mcp-method", "tools/call", "--mcp-tool", "search_docs"));
+      expect(allowed.code, allowed.stderr).toBe(0);
+      expect(allowed.stdout).toMatch(/^caller: +spiffe:\/\/example\.org\/agent\/research {2}\(bound by principal\)$/m);
+      expect(allowed.stdout).toMatch(/^mcp: +tools\/call tool search_docs$/m);
+      const denied = await runCli(mcpCall("--mcp-method", "tools/call", "--mcp-tool", "delete_index", "--json"));
+      expect(denied.code).toBe(1);
+      expect(JSON.parse(denied.stdout)).toMatchObject({ reason: "hop_not_allowed", callerBinding: "principal", mcpMethod: "tools/call", mcpTool: "delete_index", txn: "" });
+      const noMcp = await runCli(mcpCall("--json"));
+      expect(JSON.parse(noMcp.stdout)).toMatchObject({ reason: "hop_not_allowed", mcpMethod: "" });
+      expect((JSON.parse(noMcp.stdout) as { hops: { detail: string }[] }).hops[1]!.detail).toContain("no readable MCP metadata");
+    });
+
+    it("refuses --mcp-tool without --mcp-method (exit 2)", async () => {
+      const r = await runCli(mcpCall("--mcp-tool", "search_docs"));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain("--mcp-tool and --mcp-resource need --mcp-method");
+    });
+
+    it("sends --txn-token as the txn-token header: a policy without txnTokens refuses it", async () => {
+      const r = await runCli(mcpCall("--mcp-method", "tools/list", "--txn-token", "a.b.c", "--json"));
+      expect(r.code).toBe(1);
+      expect(JSON.parse(r.stdout)).toMatchObject({ reason: "token_invalid" });
+    });
+  });
+
   it("prints JSON with decision, reason and hops under --json", async () => {
     const r = await runCli([...request("DELETE"), "--json"]);
     expect(r.code).toBe(1);

@@ -4,15 +4,22 @@
 // destination.principal) and the way agentgateway sends them (the principal
 // only), get the same answer from one running hopwarden. Where a client
 // cannot send a fact (the certificate), the difference is the one
-// docs/caller-binding.md describes, and is asserted as such.
+// docs/caller-binding.md describes, and is asserted as such: each decision
+// records how the caller was bound, and requireCertificate refuses a
+// principal alone, whoever sends it.
 
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../src/adapters/logging/logger.js";
 import { startHopwarden, type Hopwarden } from "../src/main.js";
 import { CheckClient, outcome } from "./support/check-client.js";
+import { createSigningKey, type TestSigningKey } from "./support/delegation-tokens.js";
 import { checkRequestFrom, EXT_AUTHZ_CLIENTS, type ExtAuthzClient, type HopFacts } from "./support/ext-authz-clients.js";
 import { createTestPki, spiffe, type TestPki } from "./support/pki.js";
-import { writeTestPolicy } from "./support/policies.js";
+import { testPolicyYaml, writeTestPolicy } from "./support/policies.js";
+import { signTxnToken, txnClaims, txnTokensSection } from "./support/txn-tokens.js";
 
 const PERSON = "alice@example.com";
 
@@ -33,16 +40,20 @@ afterAll(async () => {
   await hopwarden?.shutdown(2000);
 });
 
-async function decide(who: ExtAuthzClient, facts: HopFacts): Promise<string> {
-  const o = outcome(await client.check(checkRequestFrom(who, facts)));
+async function decide(who: ExtAuthzClient, facts: HopFacts, via: CheckClient = client): Promise<string> {
+  const o = outcome(await via.check(checkRequestFrom(who, facts)));
   return o.code === 0 ? "allow" : (o.reason ?? `status ${o.code}`);
 }
 
-async function decisions(facts: HopFacts): Promise<Record<ExtAuthzClient, string>> {
+async function decisions(facts: HopFacts, via: CheckClient = client): Promise<Record<ExtAuthzClient, string>> {
   const out = {} as Record<ExtAuthzClient, string>;
-  for (const who of EXT_AUTHZ_CLIENTS) out[who] = await decide(who, facts);
+  for (const who of EXT_AUTHZ_CLIENTS) out[who] = await decide(who, facts, via);
   return out;
 }
+
+/** The clients that send the certificate, and those that send the principal alone. */
+const WITH_CERTIFICATE = ["envoy", "envoy-header-map", "proxyless-grpc-with-certificate"] as const;
+const PRINCIPAL_ONLY = ["proxyless-grpc", "agentgateway"] as const;
 
 const everyone = (answer: string): Record<ExtAuthzClient, string> => Object.fromEntries(EXT_AUTHZ_CLIENTS.map((c) => [c, answer])) as Record<ExtAuthzClient, string>;
 
@@ -91,8 +102,16 @@ describe("the same facts get the same decision from every client", () => {
 });
 
 describe("where a client cannot send the certificate, only what the certificate proves differs (docs/caller-binding.md)", () => {
-  const withCertificate = ["envoy", "envoy-header-map", "proxyless-grpc-with-certificate"] as const;
-  const principalOnly = ["proxyless-grpc", "agentgateway"] as const;
+  const withCertificate = WITH_CERTIFICATE;
+  const principalOnly = PRINCIPAL_ONLY;
+
+  it("records how each client bound the caller: certificate or principal (dynamic metadata caller_binding)", async () => {
+    for (const who of EXT_AUTHZ_CLIENTS) {
+      const response = await client.check(checkRequestFrom(who, researchToDb()));
+      expect(response.status?.code, who).toBe(0);
+      expect(response.dynamicMetadata?.["caller_binding"], who).toBe((WITH_CERTIFICATE as readonly string[]).includes(who) ? "certificate" : "principal");
+    }
+  });
 
   it("a certificate revoked by serial is refused only when the certificate is sent", async () => {
     const facts: HopFacts = {
@@ -137,5 +156,75 @@ describe("a repeated security header", () => {
   it("refuses two chain headers in header_map that together spell an allowed chain (malformed_chain)", async () => {
     const seen = await decisions(researchToDb({}, { "x-agent-delegation-chain": [orchestrator, research] }));
     for (const who of ["envoy-header-map", "proxyless-grpc", "proxyless-grpc-with-certificate"] as const) expect(seen[who], who).toBe("malformed_chain");
+  });
+});
+
+describe("requireCertificate (SPEC 8) refuses a principal alone, whoever sends it", () => {
+  let dir: string;
+  let key: TestSigningKey;
+  const running: { hopwarden: Hopwarden; client: CheckClient }[] = [];
+  /** A hopwarden on the policy `yaml` written to `policyDir`, and a client of it. */
+  const start = async (policyDir: string, yaml: string) => {
+    const file = join(policyDir, "policy.yaml");
+    await writeFile(file, yaml);
+    const h = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false });
+    const c = new CheckClient(h.grpcAddress);
+    running.push({ hopwarden: h, client: c });
+    return c;
+  };
+  let everyCaller: CheckClient;
+  let dbHopOnly: CheckClient;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "hopwarden-binding-"));
+    key = await createSigningKey("ES256", "tts-clients");
+    const [top, perHop] = await Promise.all([mkdtemp(join(dir, "top-")), mkdtemp(join(dir, "hop-"))]);
+    everyCaller = await start(top, testPolicyYaml({ version: "binding-1", extra: "requireCertificate: true\n" }));
+    // Only the rule research → db asks for a certificate; a Txn-Token is verified on every hop.
+    const perHopYaml = testPolicyYaml({ version: "binding-2", extra: await txnTokensSection(perHop, [key]) });
+    dbHopOnly = await start(perHop, perHopYaml.replace("  - from: research\n    to: db\n", "  - from: research\n    to: db\n    requireCertificate: true\n"));
+  });
+
+  afterAll(async () => {
+    for (const r of running) {
+      r.client.close();
+      await r.hopwarden.shutdown(2_000);
+    }
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  const expected = (certificate: string, principal: string) =>
+    Object.fromEntries(EXT_AUTHZ_CLIENTS.map((c) => [c, (WITH_CERTIFICATE as readonly string[]).includes(c) ? certificate : principal])) as Record<ExtAuthzClient, string>;
+
+  it("at the top level: the same facts are allowed with a certificate and missing_peer_certificate without", async () => {
+    expect(await decisions(researchToDb(), everyCaller)).toEqual(expected("allow", "missing_peer_certificate"));
+    // What would be refused anyway keeps its own reason where the certificate is sent.
+    expect(await decisions(researchToDb({ path: "/admin" }), everyCaller)).toEqual(expected("hop_not_allowed", "missing_peer_certificate"));
+  });
+
+  it("on a hop rule: only the call that rule admits as the last hop needs the certificate", async () => {
+    expect(await decisions(researchToDb(), dbHopOnly)).toEqual(expected("allow", "missing_peer_certificate"));
+    const toResearch: HopFacts = {
+      caller: pki.agents.orchestrator,
+      callee: "research",
+      method: "POST",
+      path: "/search",
+      headers: { "x-agent-subject": spiffe("orchestrator"), "x-agent-on-behalf-of": PERSON, "x-agent-delegation-chain": spiffe("orchestrator") },
+    };
+    expect(await decisions(toResearch, dbHopOnly)).toEqual(everyone("allow"));
+  });
+
+  it("a Txn-Token gets the same answer from every client, wherever it carries its headers", async () => {
+    const toResearch = (token: string): HopFacts => ({
+      caller: pki.agents.orchestrator,
+      callee: "research",
+      method: "POST",
+      path: "/search",
+      headers: { "x-agent-subject": spiffe("orchestrator"), "x-agent-on-behalf-of": PERSON, "x-agent-delegation-chain": spiffe("orchestrator"), "txn-token": token },
+    });
+    const now = Math.floor(Date.now() / 1000);
+    expect(await decisions(toResearch(await signTxnToken(key, txnClaims(PERSON))), dbHopOnly)).toEqual(everyone("allow"));
+    expect(await decisions(toResearch(await signTxnToken(key, txnClaims("bob@example.com"))), dbHopOnly)).toEqual(everyone("token_chain_mismatch"));
+    expect(await decisions(toResearch(await signTxnToken(key, txnClaims(PERSON, { iat: now - 900, exp: now - 600 }))), dbHopOnly)).toEqual(everyone("token_expired"));
   });
 });

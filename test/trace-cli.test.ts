@@ -6,7 +6,11 @@
 
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { MetadataSchema } from "../src/gen/envoy/config/core/v3/base_pb.js";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startHopwarden, type Hopwarden } from "../src/main.js";
@@ -19,6 +23,8 @@ import { createTestPki, spiffe, type TestPki } from "./support/pki.js";
 import { startJaeger, waitFor, type JaegerProcess } from "./support/jaeger.js";
 import { otlpExport } from "./support/span-capture.js";
 import { freePort } from "./support/envoy.js";
+import { createSigningKey } from "./support/delegation-tokens.js";
+import { signTxnToken, txnClaims, txnTokensSection } from "./support/txn-tokens.js";
 
 const repoRoot = join(import.meta.dirname, "..");
 const run = promisify(execFile);
@@ -214,6 +220,96 @@ describe("hopwarden trace <trace-id>", () => {
   });
 });
 
+describe("hopwarden trace --txn: every hop of one transaction (SPEC 8)", () => {
+  // A second hopwarden on the same Jaeger: the MCP example policy plus txnTokens, and
+  // one transaction (a Txn-Token signed by jose) that the orchestrator starts and
+  // research forwards unmodified: research, then two MCP tool calls on db.
+  let mcpHopwarden: Hopwarden;
+  let dir: string;
+  const txn = `txn-${randomBytes(6).toString("hex")}`;
+  const otherTxn = `txn-${randomBytes(6).toString("hex")}`;
+  const txnIds: string[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "hopwarden-trace-txn-"));
+    const key = await createSigningKey("ES256", "tts-trace");
+    const policyFile = join(dir, "policy.yaml");
+    await writeFile(policyFile, (await readFile(join(repoRoot, "examples", "mcp", "policy.yaml"), "utf8")) + (await txnTokensSection(dir, [key], true)));
+    mcpHopwarden = await startHopwarden({ policyFile, listen: "127.0.0.1:0", logger: silentLogger, tracing: { export: otlpExport("grpc", jaeger.otlpGrpcUrl) }, watchPolicy: false });
+    const client = new CheckClient(mcpHopwarden.grpcAddress);
+    const token = await signTxnToken(key, txnClaims(ALICE, { txn }));
+    const other = await signTxnToken(key, txnClaims(ALICE, { txn: otherTxn }));
+    const call = async (caller: "orchestrator" | "research", chain: string[], callee: string, txnToken: string, tool?: string) => {
+      const request = checkRequest({
+        certificate: pki.agents[caller].urlEncodedPem,
+        callee,
+        method: "POST",
+        path: callee === "db" ? "/mcp" : "/search",
+        headers: { "x-agent-subject": spiffe(caller), "x-agent-on-behalf-of": ALICE, "x-agent-delegation-chain": chain.map((a) => spiffe(a)).join(","), "txn-token": txnToken },
+      });
+      if (tool !== undefined) {
+        request.attributes!.metadataContext = create(MetadataSchema, {
+          filterMetadata: { "envoy.filters.http.mcp": { id: 1, is_mcp_request: true, jsonrpc: "2.0", method: "tools/call", params: { name: tool }, status: "mcp_ok" } },
+        });
+      }
+      const o = outcome(await client.check(request));
+      return { reason: o.code === 0 ? "allowed" : o.reason, id: o.headers["x-authz-decision-id"] ?? String(o.body?.decision_id) };
+    };
+    try {
+      for (const [caller, chain, callee, tool, expected] of [
+        ["orchestrator", ["orchestrator"], "research", undefined, "allowed"],
+        ["research", ["orchestrator", "research"], "db", "search_docs", "allowed"],
+        ["research", ["orchestrator", "research"], "db", "delete_index", "hop_not_allowed"],
+      ] as const) {
+        const { reason, id } = await call(caller, [...chain], callee, token, tool);
+        expect(reason).toBe(expected);
+        txnIds.push(id);
+      }
+      expect((await call("orchestrator", ["orchestrator"], "research", other)).reason).toBe("allowed");
+    } finally {
+      client.close();
+    }
+    await waitFor("the transaction's decisions in Jaeger", async () => {
+      const found = await jaeger.client.search({ service: "hopwarden", operation: "authz.check", tags: { "authz.txn": txn }, startMs: Date.now() - 120_000, endMs: Date.now() + 1_000, limit: 100 });
+      return new Set(found.map((s) => s.attributes["authz.decision_id"])).size === 3 || undefined;
+    });
+  });
+
+  afterAll(async () => {
+    await mcpHopwarden?.shutdown(2_000);
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("lists the transaction's hops in time order, with the MCP tool and the caller binding, and nothing of another transaction", async () => {
+    const result = await at("--txn", txn);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`3 hops in 3 traces (Jaeger ${jaeger.queryUrl})`);
+    expect(result.stdout).toContain(`transaction ${txn}, on behalf of ${ALICE}`);
+    const rows = result.stdout.split("\n").filter((l) => /^\d+\s+\d{4}-/.test(l));
+    expect(rows).toHaveLength(3);
+    expect(rows[0]).toMatch(new RegExp(`^1\\s.*${spiffe("orchestrator")}\\s+certificate\\s+${spiffe("research")}\\s+POST /search\\s+-\\s+ALLOW\\s+allowed\\s+${txnIds[0]}`));
+    expect(rows[1]).toMatch(new RegExp(`^2\\s.*${spiffe("research")}\\s+certificate\\s+${spiffe("db")}\\s+POST /mcp\\s+tools/call search_docs\\s+ALLOW\\s+allowed\\s+${txnIds[1]}`));
+    expect(rows[2]).toMatch(new RegExp(`^3\\s.*tools/call delete_index\\s+DENY\\s+hop_not_allowed\\s+${txnIds[2]}`));
+  });
+
+  it("gives the same as JSON, each decision carrying its txn", async () => {
+    const json = JSON.parse((await at("--txn", txn, "--json")).stdout) as TreeJson;
+    expect(json.query).toMatchObject({ kind: "txn", txn });
+    expect(json.decisions.map((d) => d.decisionId)).toEqual(txnIds);
+    expect(json.decisions.map((d) => [d.txn, d.mcpTool, d.callerBinding])).toEqual([
+      [txn, "", "certificate"],
+      [txn, "search_docs", "certificate"],
+      [txn, "delete_index", "certificate"],
+    ]);
+  });
+
+  it("exits 1 for a transaction Jaeger has no decision of", async () => {
+    const result = await at("--txn", "txn-that-never-was");
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('no decision in transaction "txn-that-never-was"');
+  });
+});
+
 describe("hopwarden trace: usage and failures", () => {
   it("teaches with --help and exits 0", async () => {
     const result = await trace("--help");
@@ -227,6 +323,8 @@ describe("hopwarden trace: usage and failures", () => {
     [[], /name a decision id or a trace id/],
     [["a", "b"], /one id at a time/],
     [["x", "--on-behalf-of", "alice@example.com"], /either an id or --on-behalf-of/],
+    [["x", "--txn", "t-1"], /one of an id, --on-behalf-of or --txn/],
+    [["--txn", ""], /--txn needs a value/],
     [["--on-behalf-of", "a@example.com", "--since", "yesterday"], /--since "yesterday" is neither a duration/],
     [["--on-behalf-of", "a@example.com", "--since", "1h", "--until", "2h"], /--since must be before --until/],
     [["x", "--jaeger-url", "ftp://jaeger"], /must be http:\/\/ or https:\/\//],

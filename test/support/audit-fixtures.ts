@@ -35,6 +35,9 @@ export function sampleDecision(overrides: Partial<DecisionFields> = {}): Decisio
     method: "GET",
     path: "/query",
     tokenId: undefined,
+    callerBinding: undefined,
+    mcp: undefined,
+    txn: undefined,
     ...overrides,
   });
 }

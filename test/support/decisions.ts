@@ -25,4 +25,7 @@ export const SAMPLE_DECISION_FIELDS: DecisionFields = {
   method: "GET",
   path: "/query",
   tokenId: undefined,
+  callerBinding: undefined,
+  mcp: undefined,
+  txn: undefined,
 };

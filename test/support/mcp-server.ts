@@ -3,8 +3,11 @@
 // It knows `initialize`, `tools/list`, `tools/call` (every tool echoes its
 // arguments) and `resources/read`; any other method is JSON-RPC error -32601.
 // It records every request it receives, so a test can tell "Envoy forwarded
-// it" from "hopwarden denied it". Not an MCP implementation: just enough of
-// one for a proxy in front of it to see real MCP traffic.
+// it" from "hopwarden denied it". A request that is not a POST (an agent's
+// plain REST call; MCP's SSE GET, which it does not serve) is answered 200
+// with `{method, path, headers}` as it arrived, like the echo upstream, so
+// one agent stand-in can serve both. Not an MCP implementation: just enough
+// of one for a proxy in front of it to see real MCP traffic.
 
 import { createServer, type IncomingHttpHeaders } from "node:http";
 
@@ -53,6 +56,11 @@ export async function startMcpServer(): Promise<McpServer> {
     req.on("end", () => {
       const body = Buffer.concat(chunks).toString("utf8");
       received.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body });
+      if (req.method !== "POST") {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ method: req.method, path: req.url, headers: req.headers }));
+        return;
+      }
       let parsed: unknown;
       try {
         parsed = JSON.parse(body);

@@ -12,9 +12,16 @@
 //   "," and listed in repeatedHeaders;
 // - a non-empty raw_value wins over value and must be UTF-8, like every
 //   string protobuf decodes: bytes that are not are refused (this function
-//   throws), never turned into U+FFFD; a leading U+FEFF is kept.
+//   throws), never turned into U+FFFD; a leading U+FEFF is kept;
+// - the MCP namespace of metadata_context (SPEC 8) is its Struct as JSON, in
+//   objects without a prototype; one that encodes to more than
+//   MAX_MCP_METADATA_BYTES, or nests structs and lists deeper than
+//   MAX_MCP_METADATA_DEPTH (the namespace's own struct is depth 1), is
+//   MCP_METADATA_OVER_BOUNDS.
 
-import { create, type JsonObject } from "@bufbuild/protobuf";
+import { create, fromJson, toBinary, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { StructSchema } from "@bufbuild/protobuf/wkt";
+import { MAX_MCP_METADATA_BYTES, MAX_MCP_METADATA_DEPTH, MCP_METADATA_OVER_BOUNDS } from "../../src/core/mcp/mcp-metadata.js";
 import { HeaderValueOption_HeaderAppendAction, HeaderValueOptionSchema, type HeaderValueOption } from "../../src/gen/envoy/config/core/v3/base_pb.js";
 import { CheckResponseSchema, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
@@ -31,8 +38,39 @@ export interface CheckRequestView {
         readonly destination?: { readonly principal: string } | undefined;
         readonly contextExtensions: Readonly<Record<string, string>>;
         readonly request?: { readonly http?: HttpRequestView | undefined } | undefined;
+        /** A namespace's value is the generated Struct (JSON), or what another reader made of it already (BoundedMetadata). */
+        readonly metadataContext?: { readonly filterMetadata: Readonly<Record<string, JsonObject | BoundedMetadata>> } | undefined;
       }
     | undefined;
+}
+
+/** A namespace another reader has already bounded and turned into JSON (test/support/check-request-as-read.ts). */
+export class BoundedMetadata {
+  constructor(readonly value: unknown) {}
+}
+
+/** How deep the structs and lists of `value` nest: a scalar 0, an object or array 1 more than its deepest member. */
+function nesting(value: JsonValue): number {
+  if (value === null || typeof value !== "object") return 0;
+  let deepest = 0;
+  for (const member of Array.isArray(value) ? value : Object.values(value)) deepest = Math.max(deepest, nesting(member));
+  return deepest + 1;
+}
+
+/** A copy of JSON whose objects have no prototype (what the decoder builds). */
+function withoutPrototypes(value: JsonValue): unknown {
+  if (value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map(withoutPrototypes);
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const key of Object.keys(value)) out[key] = withoutPrototypes(value[key]!);
+  return out;
+}
+
+/** The namespace's Struct as CheckInput.mcpMetadata holds it: JSON, or the marker past the bounds. */
+export function boundedMcpMetadata(struct: JsonObject): unknown {
+  if (toBinary(StructSchema, fromJson(StructSchema, struct)).byteLength > MAX_MCP_METADATA_BYTES) return MCP_METADATA_OVER_BOUNDS;
+  if (nesting(struct) > MAX_MCP_METADATA_DEPTH) return MCP_METADATA_OVER_BOUNDS;
+  return withoutPrototypes(struct);
 }
 
 export interface HttpRequestView {
@@ -52,8 +90,12 @@ function record(from: Readonly<Record<string, string>> | undefined): Record<stri
 
 const lowerAscii = (name: string) => name.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
-/** The CheckInput a decoded CheckRequest means; throws where the request must be refused (a raw_value that is not UTF-8). */
-export function toCheckInput(request: CheckRequestView): CheckInput {
+/**
+ * The CheckInput a decoded CheckRequest means; throws where the request must
+ * be refused (a raw_value that is not UTF-8). `mcpNamespace`: the
+ * metadata_context namespace read (none without it).
+ */
+export function toCheckInput(request: CheckRequestView, mcpNamespace?: string): CheckInput {
   const attributes = request.attributes;
   const http = attributes?.request?.http;
   let headers = record(http?.headers);
@@ -77,7 +119,14 @@ export function toCheckInput(request: CheckRequestView): CheckInput {
     ...(repeated.size > 0 && { repeatedHeaders: repeated }),
     method: http?.method ?? "",
     path: http?.path ?? "",
+    ...mcpMetadataOf(attributes?.metadataContext?.filterMetadata, mcpNamespace),
   };
+}
+
+function mcpMetadataOf(filterMetadata: Readonly<Record<string, JsonObject | BoundedMetadata>> | undefined, namespace: string | undefined): { mcpMetadata?: unknown } {
+  if (namespace === undefined || filterMetadata === undefined || !Object.hasOwn(filterMetadata, namespace)) return {};
+  const struct = filterMetadata[namespace]!;
+  return { mcpMetadata: struct instanceof BoundedMetadata ? struct.value : boundedMcpMetadata(struct) };
 }
 
 function header(key: string, value: string): HeaderValueOption {
@@ -96,6 +145,7 @@ function decisionMetadata(decision: Decision): JsonObject {
     callee: decision.callee ?? "",
     on_behalf_of: decision.onBehalfOf ?? "",
     chain_depth: decision.chain.length,
+    caller_binding: decision.callerBinding ?? "",
   };
   if (decision.reason !== undefined) metadata.reason = decision.reason;
   return metadata;

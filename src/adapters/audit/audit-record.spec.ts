@@ -6,7 +6,7 @@ import { AUDIT_CHAIN_BOUNDS, AuditRecordError, buildAuditRecord, parseAuditRecor
 
 describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
   it("records an allow with reason 'allowed' and every field of the contract", () => {
-    const decision = sampleDecision({ tokenId: "jti-1" });
+    const decision = sampleDecision({ tokenId: "jti-1", callerBinding: "certificate", mcp: { method: "tools/call", tool: "search_docs", resource: undefined }, txn: "txn-1" });
     const record = buildAuditRecord(decision, { traceId: "a".repeat(32), spanId: "b".repeat(16), latencyMs: 0.12345678 });
     expect(record).toEqual({
       decision_id: decision.decisionId,
@@ -31,6 +31,11 @@ describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
       span_id: "b".repeat(16),
       latency_ms: 0.123,
       token_id: "jti-1",
+      caller_binding: "certificate",
+      mcp_method: "tools/call",
+      mcp_tool: "search_docs",
+      mcp_resource: null,
+      txn: "txn-1",
     });
   });
 
@@ -51,7 +56,19 @@ describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
       trace_id: null,
       span_id: null,
       token_id: null,
+      caller_binding: null,
+      mcp_method: null,
+      mcp_tool: null,
+      mcp_resource: null,
+      txn: null,
     });
+  });
+
+  it("SPEC 8: bounds the MCP names, which come from the request body, and the transaction id", () => {
+    const big = "t".repeat(60 * 1024);
+    const record = buildAuditRecord(sampleDecision({ mcp: { method: big, tool: big, resource: big }, txn: big }), { latencyMs: 1 });
+    for (const field of [record.mcp_method, record.mcp_tool, record.mcp_resource, record.txn]) expect(field).toMatch(/^t{1024}…\[truncated: 61440 bytes, sha256=[0-9a-f]{64}\]$/);
+    expect(Buffer.byteLength(JSON.stringify(record))).toBeLessThan(8 * 1024);
   });
 
   it("finding 9: two 60 KiB headers no longer make a ~120 KiB record", () => {
@@ -82,7 +99,7 @@ describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
   });
 
   it("is plain JSON: a record survives the IPC round trip unchanged", () => {
-    const record = buildAuditRecord(sampleDecision(), { latencyMs: 2 });
+    const record = buildAuditRecord(sampleDecision({ callerBinding: "xfcc", mcp: { method: "resources/read", tool: undefined, resource: "file:///a" }, txn: "t" }), { latencyMs: 2 });
     expect(parseAuditRecord(JSON.parse(JSON.stringify(record)))).toEqual(record);
   });
 });
@@ -103,6 +120,9 @@ describe("parseAuditRecord (records from worker processes)", () => {
     ["decision_id", "", "decision_id"],
     ["latency_ms", -1, "latency_ms"],
     ["caller", 7, "caller"],
+    ["caller_binding", "password", "caller_binding"],
+    ["mcp_tool", ["a"], "mcp_tool"],
+    ["txn", undefined, "txn"],
   ])("names the field when %s is wrong", (key, value, field) => {
     expect(() => parseAuditRecord({ ...valid(), [key]: value })).toThrow(expect.objectContaining({ field }) as Error);
   });

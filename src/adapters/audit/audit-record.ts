@@ -5,7 +5,7 @@
 // Every string that came from the request is bounded (SPEC 6, finding 9 of
 // issue 10), so a large request cannot make a large record.
 
-import { reasonOf, type Decision, type HopRecord } from "../../core/decision/decision.js";
+import { CALLER_BINDINGS, reasonOf, type CallerBinding, type Decision, type HopRecord } from "../../core/decision/decision.js";
 import type { DecisionContext } from "../../core/ports.js";
 import { boundText, boundTextList } from "../text/bounded-text.js";
 
@@ -49,6 +49,14 @@ export interface AuditRecord {
   readonly span_id: string | null;
   readonly latency_ms: number;
   readonly token_id: string | null;
+  /** SPEC 8: certificate, xfcc or principal; null when the request named no caller. */
+  readonly caller_binding: CallerBinding | null;
+  /** SPEC 8: the MCP method, tool (tools/call) and resource URI (resources/read) Envoy's MCP filter read. */
+  readonly mcp_method: string | null;
+  readonly mcp_tool: string | null;
+  readonly mcp_resource: string | null;
+  /** SPEC 8: the verified Txn-Token's transaction id. */
+  readonly txn: string | null;
 }
 
 export function buildAuditRecord(decision: Decision, context: DecisionContext): AuditRecord {
@@ -75,6 +83,12 @@ export function buildAuditRecord(decision: Decision, context: DecisionContext): 
     // Microseconds are enough; more digits only lengthen every line.
     latency_ms: Math.round(context.latencyMs * 1000) / 1000,
     token_id: boundNullable(decision.tokenId),
+    caller_binding: decision.callerBinding ?? null,
+    // From the request body, through Envoy's MCP filter: bounded like every request string.
+    mcp_method: boundNullable(decision.mcp?.method),
+    mcp_tool: boundNullable(decision.mcp?.tool),
+    mcp_resource: boundNullable(decision.mcp?.resource),
+    txn: boundNullable(decision.txn),
   };
 }
 
@@ -150,7 +164,20 @@ export function parseAuditRecord(value: unknown): AuditRecord {
     span_id: nullableString(value, "span_id"),
     latency_ms: nonNegativeNumber(value, "latency_ms"),
     token_id: nullableString(value, "token_id"),
+    caller_binding: callerBinding(value),
+    mcp_method: nullableString(value, "mcp_method"),
+    mcp_tool: nullableString(value, "mcp_tool"),
+    mcp_resource: nullableString(value, "mcp_resource"),
+    txn: nullableString(value, "txn"),
   };
+}
+
+function callerBinding(obj: Record<string, unknown>): CallerBinding | null {
+  const value = obj["caller_binding"];
+  if (value === null) return null;
+  const binding = CALLER_BINDINGS.find((b) => b === value);
+  if (binding === undefined) throw new AuditRecordError("caller_binding", `must be one of ${CALLER_BINDINGS.join(", ")}, or null`);
+  return binding;
 }
 
 function parseHop(value: unknown, field: string): AuditHop {

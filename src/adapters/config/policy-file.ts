@@ -66,24 +66,10 @@ export type PolicyDocumentResult =
   | { readonly ok: true; readonly document: PolicyDocument; readonly warnings: readonly string[] }
   | { readonly ok: false; readonly errors: readonly string[]; readonly warnings: readonly string[] };
 
-/**
- * A use of a policy key whose enforcement lands with issue 12's integration:
- * where it is in the file, and how to tell that the compiled policy carries it.
- */
-interface ExtensionUse {
-  readonly node: unknown;
-  readonly field: string;
-  readonly carried: (policy: CompiledPolicy) => boolean;
-}
-
-class PolicyReader extends SchemaContext {
-  readonly extensionUses: ExtensionUse[] = [];
-}
-
-function parsePolicy(text: string): { ctx: PolicyReader; document: PolicyDocument | undefined } {
+function parsePolicy(text: string): { ctx: SchemaContext; document: PolicyDocument | undefined } {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
-  const ctx = new PolicyReader(lines);
+  const ctx = new SchemaContext(lines);
   for (const err of doc.errors) ctx.errorAtOffset(err.pos[0], "(yaml)", err.message.split("\n")[0] ?? err.message);
   const document = doc.errors.length === 0 ? readPolicy(ctx, doc.contents) : undefined;
   return { ctx, document };
@@ -107,16 +93,10 @@ export function loadPolicyText(text: string, file: string): PolicyLoadResult {
   if (ctx.errors.length > 0 || document === undefined) return refused(file, ctx);
   const sha256 = createHash("sha256").update(text).digest("hex");
   const policy = compilePolicy(document, sha256);
-  // A key that validates but that Check does not enforce yet would silently
-  // widen the rule (an `mcp:` ignored admits every tool): refuse the file.
-  for (const use of ctx.extensionUses) {
-    if (!use.carried(policy)) ctx.error(use.node, use.field, "is valid, but this build of hopwarden does not enforce it yet, so the policy is refused rather than widened");
-  }
-  if (ctx.errors.length > 0) return refused(file, ctx);
   return { ok: true, policy, document, warnings: ctx.warnings.map((w) => format(file, w)) };
 }
 
-function readPolicy(ctx: PolicyReader, root: unknown): PolicyDocument | undefined {
+function readPolicy(ctx: SchemaContext, root: unknown): PolicyDocument | undefined {
   if (root === null || root === undefined) {
     ctx.error(root, "(file)", "is empty; a policy needs at least version and trustDomains");
     return undefined;
@@ -183,11 +163,7 @@ function readPolicy(ctx: PolicyReader, root: unknown): PolicyDocument | undefine
   const revoked = opt("revoked", (n, k) => readRevoked(ctx, n, k, agentRef));
   const tokens = opt("tokens", (n, k) => readTokens(ctx, n, k));
   const requireCertificate = opt("requireCertificate", (n, k) => readBoolean(ctx, n, "requireCertificate", k));
-  if (requireCertificate !== undefined) {
-    ctx.extensionUses.push({ node: child(fields, "requireCertificate").key, field: "requireCertificate", carried: (p) => p.requireCertificate !== undefined });
-  }
   const txnTokens = opt("txnTokens", (n, k) => readTxnTokens(ctx, n, k));
-  if (txnTokens !== undefined) ctx.extensionUses.push({ node: child(fields, "txnTokens").key, field: "txnTokens", carried: (p) => p.txnTokens !== undefined });
 
   if (version === undefined || trustDomains === undefined) return undefined;
   return {
@@ -246,7 +222,7 @@ function readAgents(ctx: SchemaContext, node: unknown, key: unknown, trusted: Re
   return out;
 }
 
-function readHops(ctx: PolicyReader, node: unknown, key: unknown, agentRef: AgentRef): HopRuleDocument[] | undefined {
+function readHops(ctx: SchemaContext, node: unknown, key: unknown, agentRef: AgentRef): HopRuleDocument[] | undefined {
   const items = readList(ctx, node, "hops", key);
   if (items === undefined) return undefined;
   const rules: HopRuleDocument[] = [];
@@ -309,12 +285,8 @@ function readHops(ctx: PolicyReader, node: unknown, key: unknown, agentRef: Agen
     const requireToken = rt.present ? readBoolean(ctx, rt.node, `${field}.requireToken`, rt.key) : undefined;
     const mcpC = child(f, "mcp");
     const mcp = mcpC.present ? readMcp(ctx, mcpC.node, mcpC.key, `${field}.mcp`) : undefined;
-    if (mcp !== undefined) ctx.extensionUses.push({ node: mcpC.key, field: `${field}.mcp`, carried: (p) => p.hops[i]?.mcp !== undefined });
     const rc = child(f, "requireCertificate");
     const requireCertificate = rc.present ? readBoolean(ctx, rc.node, `${field}.requireCertificate`, rc.key) : undefined;
-    if (requireCertificate !== undefined) {
-      ctx.extensionUses.push({ node: rc.key, field: `${field}.requireCertificate`, carried: (p) => p.hops[i]?.requireCertificate !== undefined });
-    }
     if (from === undefined || to === undefined) return;
     const rule: HopRuleDocument = {
       from,

@@ -22,6 +22,10 @@
 //   (TextDecoder's BOM handling); the decoder keeps every byte, so that
 //   "\uFEFFspiffe://…" never equals "spiffe://…". The generated strings below
 //   never start with U+FEFF; a case at the end shows the difference.
+// - metadata_context: only the MCP namespace's value is read (every key is),
+//   bounded in size and depth as test/support/reference-codec.ts says; a
+//   defect in another namespace's value, or deeper than the depth bound, is
+//   in what the decoder skips.
 
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType as PbWireType } from "@bufbuild/protobuf/wire";
@@ -35,13 +39,17 @@ import {
   AttributeContextSchema,
 } from "../../gen/envoy/service/auth/v3/attribute_context_pb.js";
 import { HeaderMapSchema, HeaderValueSchema } from "../../gen/envoy/config/core/v3/base_pb.js";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { CheckInput } from "../../core/decision/check-input.js";
+import { DEFAULT_MCP_METADATA_KEYS, MAX_MCP_METADATA_DEPTH, MCP_METADATA_OVER_BOUNDS } from "../../core/mcp/mcp-metadata.js";
 import { toCheckInput } from "../../../test/support/reference-codec.js";
 import { decodeAsRead } from "../../../test/support/check-request-as-read.js";
 import { WireError } from "../protobuf/wire.js";
 import { decodeCheckRequest } from "./check-request-decoder.js";
 
 const SEED = 20261130;
+/** The metadata_context namespace the decoder reads (Envoy 1.40's MCP filter). */
+const NS = DEFAULT_MCP_METADATA_KEYS.namespace;
 const utf8 = new TextEncoder();
 
 // ---- what a CheckRequest may hold ----
@@ -96,6 +104,38 @@ function message<S extends DescMessage>(schema: S, init: fc.Arbitrary<object>): 
   });
 }
 const optional = <T,>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
+
+/** No string of the JSON (key or value) starts with U+FEFF (see the header). */
+function noLeadingBom(value: JsonValue): boolean {
+  if (typeof value === "string") return !value.startsWith("\uFEFF");
+  if (value === null || typeof value !== "object") return true;
+  if (Array.isArray(value)) return value.every(noLeadingBom);
+  return Object.entries(value).every(([k, v]) => !k.startsWith("\uFEFF") && noLeadingBom(v));
+}
+const json = (maxDepth: number) => fc.jsonValue({ maxDepth }).map((v) => v as JsonValue).filter(noLeadingBom);
+/** A value nested `n` structs and lists deep: around the depth bound. */
+const nested = fc.integer({ min: MAX_MCP_METADATA_DEPTH - 3, max: MAX_MCP_METADATA_DEPTH + 2 }).map((n) => {
+  let v: JsonValue = "leaf";
+  for (let i = 0; i < n; i++) v = i % 2 === 0 ? { k: v } : [v, 1];
+  return v;
+});
+/** What a namespace may hold: the MCP filter's fields (right, wrong or odd), any JSON, a deep nest. */
+const struct: fc.Arbitrary<JsonObject> = fc.oneof(
+  fc.record(
+    {
+      id: fc.oneof(fc.integer(), text),
+      is_mcp_request: fc.oneof(fc.boolean(), fc.constant("true")),
+      jsonrpc: fc.constant("2.0"),
+      method: fc.oneof(fc.constantFrom("tools/call", "resources/read", "tools/list"), text),
+      params: fc.oneof(fc.record({ name: fc.oneof(text, json(2)) }), fc.record({ uri: text }), json(2)),
+      passthrough_reason: fc.constantFrom("mcp_body_too_large", "mcp_duplicate_keys"),
+      status: fc.constant("mcp_ok"),
+    },
+    { requiredKeys: [] },
+  ),
+  fc.dictionary(text, json(3), { maxKeys: 3 }),
+  fc.record({ deep: nested }),
+);
 const stringMap = (key: fc.Arbitrary<string>) => fc.dictionary(key, text, { maxKeys: 4 });
 
 const peer = message(
@@ -135,7 +175,7 @@ const attributes = message(
         fc.record({ http, time: fc.record({ seconds: fc.bigInt({ min: 0n, max: 2n ** 40n }), nanos: fc.nat(999_999_999) }) }, { requiredKeys: [] }),
       ),
       tlsSession: fc.record({ sni: text }),
-      metadataContext: fc.record({ filterMetadata: fc.dictionary(text, fc.dictionary(text, fc.jsonValue({ maxDepth: 3 }), { maxKeys: 2 }), { maxKeys: 2 }) }),
+      metadataContext: fc.record({ filterMetadata: fc.dictionary(fc.oneof(fc.constant(NS), text), struct, { maxKeys: 2 }) }),
     },
     { requiredKeys: [] },
   ),
@@ -161,9 +201,9 @@ function outcome(run: () => CheckInput): Outcome {
   }
 }
 
-const production = (bytes: Buffer, wanted?: ReadonlySet<string>) => outcome(() => decodeCheckRequest(bytes, wanted));
-const generated = (bytes: Uint8Array) => outcome(() => toCheckInput(fromBinary(CheckRequestSchema, bytes)));
-const asRead = (bytes: Uint8Array) => outcome(() => toCheckInput(decodeAsRead(bytes)));
+const production = (bytes: Buffer, wanted?: ReadonlySet<string>) => outcome(() => decodeCheckRequest(bytes, wanted, NS));
+const generated = (bytes: Uint8Array) => outcome(() => toCheckInput(fromBinary(CheckRequestSchema, bytes), NS));
+const asRead = (bytes: Uint8Array) => outcome(() => toCheckInput(decodeAsRead(bytes, NS), NS));
 
 /** The decoder may only fail with a WireError: serve turns that into a deny; anything else would be a bug. */
 function expectDecodeFailureOrInput(o: Outcome): void {
@@ -205,6 +245,7 @@ const wantedSets = fc.subarray(NAMES).map((names) => new Set(names));
 
 describe("the decoder reads every CheckRequest as the generated schema does", () => {
   it("gives the same CheckInput, or refuses the same requests (raw_value that is not UTF-8)", () => {
+    const seen = { mcp: 0, overBounds: 0 };
     fc.assert(
       fc.property(requestBytes, ({ bytes }) => {
         const reference = generated(bytes);
@@ -216,10 +257,15 @@ describe("the decoder reads every CheckRequest as the generated schema does", ()
           // The read-fields schema sees the same: it is the oracle of the mutation tests below.
           const read = asRead(bytes);
           expect(read.ok && read.input).toStrictEqual(reference.input);
+          if (decoded.input.mcpMetadata !== undefined) seen.mcp++;
+          if (decoded.input.mcpMetadata === MCP_METADATA_OVER_BOUNDS) seen.overBounds++;
         }
       }),
       { numRuns: 400, seed: SEED },
     );
+    // The MCP namespace is read, and nested past the bound, often enough to mean something.
+    expect(seen.mcp).toBeGreaterThan(40);
+    expect(seen.overBounds).toBeGreaterThan(5);
   });
 
   it("with the headers Check reads named, keeps exactly those, and decodes no other header's value", () => {
@@ -240,7 +286,7 @@ describe("the decoder reads every CheckRequest as the generated schema does", ()
 
 // ---- bytes that are not a CheckRequest ----
 
-const FIELD_NUMBERS = [1, 2, 3, 4, 5, 10, 13];
+const FIELD_NUMBERS = [1, 2, 3, 4, 5, 6, 10, 11, 13];
 /** Bytes framed like protobuf, at the field numbers the decoder reads, nested a few levels: they reach deep into it. */
 const framed: fc.Arbitrary<Buffer> = fc.letrec<{ message: Buffer; field: Buffer }>((tie) => ({
   message: fc.array(tie("field"), { maxLength: 4 }).map((fields) => Buffer.concat(fields)),

@@ -3,8 +3,11 @@
 // pipeline can refuse them (finding 7). The properties beside this file
 // compare it with the generated schema on random requests and bytes.
 
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type JsonObject } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType as PbWireType } from "@bufbuild/protobuf/wire";
 import { describe, expect, it } from "vitest";
+import { toCheckInput } from "../../../test/support/reference-codec.js";
+import { MAX_MCP_METADATA_BYTES, MAX_MCP_METADATA_DEPTH, MCP_METADATA_OVER_BOUNDS } from "../../core/mcp/mcp-metadata.js";
 import { CheckRequestSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { WireError } from "../protobuf/wire.js";
 import { decodeCheckRequest } from "./check-request-decoder.js";
@@ -125,5 +128,83 @@ describe("decoding a CheckRequest", () => {
   it("throws a WireError naming the field when a string it reads is not UTF-8", () => {
     // attributes { source { principal: 0xff } }
     expect(() => decodeCheckRequest(Buffer.from([0x0a, 0x05, 0x0a, 0x03, 0x22, 0x01, 0xff]))).toThrow(/Peer.principal is not valid UTF-8/);
+  });
+});
+
+describe("decoding the MCP namespace of metadata_context (SPEC 8)", () => {
+  const NS = "envoy.filters.http.mcp";
+  const TOOLS_CALL = { id: 1, is_mcp_request: true, jsonrpc: "2.0", method: "tools/call", params: { name: "search_docs" }, status: "mcp_ok" };
+  const withMetadata = (filterMetadata: Record<string, JsonObject>) => bytes(create(CheckRequestSchema, { attributes: { metadataContext: { filterMetadata } } }));
+  const reference = (b: Uint8Array) => toCheckInput(fromBinary(CheckRequestSchema, b), NS).mcpMetadata;
+  const w = () => new BinaryWriter();
+  /** CheckRequest { attributes { metadata_context { filter_metadata { NS: <struct bytes pieces> } } } } */
+  const rawNamespace = (...pieces: Uint8Array[]) => {
+    const entry = w().tag(1, PbWireType.LengthDelimited).string(NS);
+    for (const p of pieces) entry.tag(2, PbWireType.LengthDelimited).bytes(p);
+    const metadata = w().tag(1, PbWireType.LengthDelimited).bytes(entry.finish()).finish();
+    return Buffer.from(w().tag(1, PbWireType.LengthDelimited).bytes(w().tag(11, PbWireType.LengthDelimited).bytes(metadata).finish()).finish());
+  };
+  /** Struct { fields { key: value } } with `value` a Value's bytes. */
+  const field = (key: string, value: Uint8Array) => w().tag(1, PbWireType.LengthDelimited).bytes(w().tag(1, PbWireType.LengthDelimited).string(key).tag(2, PbWireType.LengthDelimited).bytes(value).finish()).finish();
+  const str = (s: string) => w().tag(3, PbWireType.LengthDelimited).string(s).finish();
+
+  it("reads what Envoy 1.40 sends into JSON objects without a prototype", () => {
+    const input = decodeCheckRequest(withMetadata({ [NS]: TOOLS_CALL, other: { x: 1 } }), undefined, NS);
+    expect(input.mcpMetadata).toStrictEqual(reference(withMetadata({ [NS]: TOOLS_CALL })));
+    expect(JSON.parse(JSON.stringify(input.mcpMetadata))).toEqual(TOOLS_CALL);
+    expect(Object.getPrototypeOf(input.mcpMetadata)).toBeNull();
+  });
+
+  it("leaves mcpMetadata out when the namespace is absent, or when no namespace is asked for", () => {
+    expect(decodeCheckRequest(withMetadata({ other: TOOLS_CALL }), undefined, NS)).not.toHaveProperty("mcpMetadata");
+    expect(decodeCheckRequest(withMetadata({ [NS]: TOOLS_CALL }))).not.toHaveProperty("mcpMetadata");
+  });
+
+  it("never decodes another namespace's value: a string in it that is not UTF-8 goes unseen, in ours it is refused", () => {
+    const other = (name: string) => {
+      const entry = w().tag(1, PbWireType.LengthDelimited).string(name).tag(2, PbWireType.LengthDelimited).bytes(field("k", Uint8Array.from([0x1a, 0x01, 0xff]))).finish();
+      return Buffer.from(w().tag(1, PbWireType.LengthDelimited).bytes(w().tag(11, PbWireType.LengthDelimited).bytes(w().tag(1, PbWireType.LengthDelimited).bytes(entry).finish()).finish()).finish());
+    };
+    expect(decodeCheckRequest(other("envoy.filters.http.other"), undefined, NS)).not.toHaveProperty("mcpMetadata");
+    expect(() => decodeCheckRequest(other(NS), undefined, NS)).toThrow(/Value.string_value is not valid UTF-8/);
+  });
+
+  it("merges as protobuf merges: pieces of the Struct, a struct_value or list_value sent twice; a kind switch and a repeated key replace", () => {
+    const struct = (key: string, s: string) => w().tag(5, PbWireType.LengthDelimited).bytes(field(key, str(s))).finish();
+    const list = (s: string) => w().tag(6, PbWireType.LengthDelimited).bytes(w().tag(1, PbWireType.LengthDelimited).bytes(str(s)).finish()).finish();
+    const cases = [
+      rawNamespace(field("a", str("1")), field("b", str("2")), field("a", str("3"))),
+      rawNamespace(field("v", Buffer.concat([struct("x", "1"), struct("y", "2")]))),
+      rawNamespace(field("v", Buffer.concat([list("a"), list("b")]))),
+      rawNamespace(field("v", Buffer.concat([struct("x", "1"), str("s"), struct("y", "2")]))),
+      rawNamespace(field("v", new Uint8Array(0))), // a Value with no kind is null
+      rawNamespace(field("__proto__", str("x"))),
+      rawNamespace(field("n", w().tag(2, PbWireType.Bit64).double(Number.NaN).finish())),
+      rawNamespace(field("b", Buffer.from([0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]))), // bool_value with only bit 63 set
+      rawNamespace(),
+    ];
+    for (const b of cases) expect(decodeCheckRequest(b, undefined, NS).mcpMetadata).toStrictEqual(reference(b));
+    expect(JSON.stringify(decodeCheckRequest(cases[1]!, undefined, NS).mcpMetadata)).toBe('{"v":{"x":"1","y":"2"}}');
+    expect(decodeCheckRequest(cases[7]!, undefined, NS).mcpMetadata).toStrictEqual(Object.assign(Object.create(null) as object, { b: true }));
+  });
+
+  it("is MCP_METADATA_OVER_BOUNDS past 64 KiB or nested deeper than the bound, and reads up to both", () => {
+    const big = { ...TOOLS_CALL, params: { name: "x".repeat(MAX_MCP_METADATA_BYTES) } };
+    expect(decodeCheckRequest(withMetadata({ [NS]: big }), undefined, NS).mcpMetadata).toBe(MCP_METADATA_OVER_BOUNDS);
+    const nest = (n: number): JsonObject => (n === 1 ? { leaf: true } : { k: nest(n - 1) });
+    expect(decodeCheckRequest(withMetadata({ [NS]: nest(MAX_MCP_METADATA_DEPTH) }), undefined, NS).mcpMetadata).not.toBe(MCP_METADATA_OVER_BOUNDS);
+    expect(decodeCheckRequest(withMetadata({ [NS]: nest(MAX_MCP_METADATA_DEPTH + 1) }), undefined, NS).mcpMetadata).toBe(MCP_METADATA_OVER_BOUNDS);
+    for (const n of [MAX_MCP_METADATA_DEPTH, MAX_MCP_METADATA_DEPTH + 1]) {
+      const b = withMetadata({ [NS]: nest(n) });
+      expect(decodeCheckRequest(b, undefined, NS).mcpMetadata).toStrictEqual(reference(b));
+    }
+  });
+
+  it("reads a namespace nested a thousand levels deep quickly, without recursing through it", () => {
+    let value = str("leaf");
+    for (let i = 0; i < 1000; i++) value = w().tag(5, PbWireType.LengthDelimited).bytes(field("k", value)).finish();
+    const started = performance.now();
+    expect(decodeCheckRequest(rawNamespace(field("deep", value)), undefined, NS).mcpMetadata).toBe(MCP_METADATA_OVER_BOUNDS);
+    expect(performance.now() - started).toBeLessThan(100);
   });
 });

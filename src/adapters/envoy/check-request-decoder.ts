@@ -1,6 +1,7 @@
 // Decodes CheckRequest bytes straight into the core's CheckInput, reading only
 // what Check uses (source and destination principals, the peer certificate,
-// context extensions, method, path, headers or header_map) and skipping the
+// context extensions, method, path, headers or header_map, and the MCP
+// namespace of metadata_context: metadata-struct-reader.ts) and skipping the
 // rest by wire type. Malformed bytes raise WireError; the caller denies.
 //
 // What it reads, it reads as protobuf does (the generated protobuf-es decoder
@@ -20,11 +21,12 @@
 import type { CheckInput } from "../../core/decision/check-input.js";
 import { TextIntern } from "../protobuf/text-intern.js";
 import { utf8Text, WireError, WireReader, WireType } from "../protobuf/wire.js";
+import { findNamespace, readNamespaceStruct, type StructPieces } from "./metadata-struct-reader.js";
 
 /** Peer certificates repeat across Checks: decoded once, then matched by bytes (see text-intern.ts). */
 const certificates = new TextIntern();
 
-const ATTRIBUTE_FIELDS: Readonly<Record<number, string>> = { 1: ".source", 2: ".destination", 4: ".request", 10: ".context_extensions" };
+const ATTRIBUTE_FIELDS: Readonly<Record<number, string>> = { 1: ".source", 2: ".destination", 4: ".request", 10: ".context_extensions", 11: ".metadata_context" };
 
 interface Peer {
   principal: string;
@@ -253,8 +255,10 @@ export function undecodableCheckRequest(problem: string): string {
  * `wantedHeaders` (lower case) limits the headers kept to those Check reads;
  * without it every header is kept. A header_map that is present, even empty,
  * is the request's headers; the `headers` map is read only without one.
+ * `mcpNamespace` is the metadata_context namespace read into
+ * CheckInput.mcpMetadata (SPEC 8); without it metadata_context is skipped.
  */
-export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<string>): CheckInput {
+export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<string>, mcpNamespace?: string): CheckInput {
   const source: Peer = { principal: "", certificate: "" };
   const destination: Peer = { principal: "", certificate: "" };
   const contextExtensions = Object.create(null) as Record<string, string>;
@@ -265,6 +269,7 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
     headerMap: undefined as Record<string, string> | undefined,
     repeated: new Set<string>(),
   };
+  let mcpPieces: StructPieces | undefined;
 
   const top = new WireReader(buf);
   while (!top.done()) {
@@ -280,13 +285,15 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
       const t = a.tag();
       const field = t >>> 3;
       const wt = t & 7;
-      if (field === 1 || field === 2 || field === 4 || field === 10) {
+      if (field === 1 || field === 2 || field === 4 || field === 10 || (field === 11 && mcpNamespace !== undefined)) {
         expect(wt, WireType.LEN, "AttributeContext", ATTRIBUTE_FIELDS[field]);
         const [s, e] = a.lengthDelimited();
         if (field === 1) readPeer(buf, s, e, source);
         else if (field === 2) readPeer(buf, s, e, destination);
         else if (field === 10) readStringEntry(buf, s, e, contextExtensions, undefined, CONTEXT_EXTENSIONS_MAP);
-        else {
+        else if (field === 11) {
+          if (mcpNamespace !== undefined) mcpPieces = findNamespace(buf, s, e, mcpNamespace, mcpPieces);
+        } else {
           // Request { time = 1; http = 2 }
           const q = new WireReader(buf, s, e);
           while (!q.done()) {
@@ -311,5 +318,6 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
     ...(http.headerMap !== undefined && http.repeated.size > 0 && { repeatedHeaders: http.repeated }),
     method: http.method,
     path: http.path,
+    ...(mcpPieces !== undefined && { mcpMetadata: readNamespaceStruct(buf, mcpPieces) }),
   };
 }

@@ -11,7 +11,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CheckResponseSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
-import type { Decision } from "../../core/decision/decision.js";
+import { CALLER_BINDINGS, type CallerBinding, type Decision } from "../../core/decision/decision.js";
 import { DENIAL_REASONS, type DenialReason } from "../../core/reasons.js";
 import { makeDecision } from "../../../test/support/decisions.js";
 import { toCheckResponse } from "../../../test/support/reference-codec.js";
@@ -30,7 +30,14 @@ const text = fc
   )
   .filter((s) => !s.startsWith("\uFEFF"));
 
-function decisionOf(fields: { reason: DenialReason | undefined; text: readonly string[]; onBehalfOf: string | undefined; chain: readonly string[]; present: readonly boolean[] }): Decision {
+function decisionOf(fields: {
+  reason: DenialReason | undefined;
+  text: readonly string[];
+  onBehalfOf: string | undefined;
+  chain: readonly string[];
+  present: readonly boolean[];
+  callerBinding: CallerBinding | undefined;
+}): Decision {
   const [message, decisionId, policyVersion, caller, callee] = fields.text as [string, string, string, string, string];
   return makeDecision({
     reason: fields.reason,
@@ -47,6 +54,9 @@ function decisionOf(fields: { reason: DenialReason | undefined; text: readonly s
     method: "GET",
     path: "/",
     tokenId: undefined,
+    callerBinding: fields.callerBinding,
+    mcp: undefined,
+    txn: undefined,
   });
 }
 
@@ -59,6 +69,7 @@ const decisions = (strings: fc.Arbitrary<string>): fc.Arbitrary<Decision> =>
       onBehalfOf: fc.option(strings, { nil: undefined }),
       chain: fc.array(strings, { maxLength: 7 }),
       present: fc.array(fc.boolean(), { minLength: 2, maxLength: 2 }),
+      callerBinding: fc.option(fc.constantFrom(...CALLER_BINDINGS), { nil: undefined }),
     })
     .map((f) => decisionOf({ ...f, reason: f.allowed ? undefined : f.reason }));
 

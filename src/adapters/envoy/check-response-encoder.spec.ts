@@ -36,6 +36,9 @@ function decision(overrides: Partial<DecisionFields> = {}): Decision {
     method: "GET",
     path: "/query",
     tokenId: undefined,
+    callerBinding: undefined,
+    mcp: undefined,
+    txn: undefined,
     ...overrides,
   });
 }
@@ -88,15 +91,18 @@ describe("an allow", () => {
     expect(okOf(responseFor(decision())).headersToRemove).toEqual([]);
   });
 
-  it("puts decision_id, policy_version, caller, callee, on_behalf_of and chain_depth in dynamic metadata", () => {
-    expect(responseFor(decision()).dynamicMetadata).toEqual({
+  it("puts decision_id, policy_version, caller, callee, on_behalf_of, chain_depth and caller_binding in dynamic metadata", () => {
+    expect(responseFor(decision({ callerBinding: "certificate" })).dynamicMetadata).toEqual({
       decision_id: ID,
       policy_version: "2026-11-01.3",
       caller: RESEARCH,
       callee: DB,
       on_behalf_of: "alice@example.com",
       chain_depth: 2,
+      caller_binding: "certificate",
     });
+    expect(responseFor(decision({ callerBinding: "principal" })).dynamicMetadata).toMatchObject({ caller_binding: "principal" });
+    expect(responseFor(decision()).dynamicMetadata).toMatchObject({ caller_binding: "" });
   });
 });
 

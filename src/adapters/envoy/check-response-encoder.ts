@@ -28,6 +28,8 @@ function metadata(w: WireWriter, d: Decision): void {
   stringField(w, "on_behalf_of", d.onBehalfOf ?? "");
   // number_value = 2 (double)
   w.fork(1).string(1, "chain_depth").fork(2).double(2, d.chain.length).join().join();
+  // SPEC 8: how the caller was bound ("" when the request named no caller).
+  stringField(w, "caller_binding", d.callerBinding ?? "");
   if (d.reason !== undefined) stringField(w, "reason", d.reason);
   w.join();
 }

@@ -24,7 +24,7 @@ type CheckAnswer = Decision | Buffer;
 // The hot path decodes straight into the core's CheckInput and encodes the
 // Decision directly (envoy/check-request-decoder.ts, check-response-encoder.ts;
 // their property tests hold them to the generated schemas).
-function checkMethod(headersRead: ReadonlySet<string>): MethodDefinition<CheckInput | DecodeFailure, CheckAnswer> {
+function checkMethod(headersRead: ReadonlySet<string>, mcpNamespace: string | undefined): MethodDefinition<CheckInput | DecodeFailure, CheckAnswer> {
   return {
   path: `/${AUTHORIZATION_SERVICE}/Check`,
   requestStream: false,
@@ -34,7 +34,7 @@ function checkMethod(headersRead: ReadonlySet<string>): MethodDefinition<CheckIn
   },
   requestDeserialize: (bytes: Buffer) => {
     try {
-      return decodeCheckRequest(bytes, headersRead);
+      return decodeCheckRequest(bytes, headersRead, mcpNamespace);
     } catch (err) {
       return new DecodeFailure(err instanceof Error ? err.message : String(err));
     }
@@ -46,9 +46,9 @@ function checkMethod(headersRead: ReadonlySet<string>): MethodDefinition<CheckIn
   };
 }
 
-/** The Check service definition; only the headers the pipeline reads are decoded. */
-export function authorizationServiceDefinition(headersRead: ReadonlySet<string>): ServiceDefinition {
-  return { Check: checkMethod(headersRead) };
+/** The Check service definition; only the headers the pipeline reads are decoded, and of metadata_context only the MCP namespace (SPEC 8). */
+export function authorizationServiceDefinition(headersRead: ReadonlySet<string>, mcpNamespace?: string): ServiceDefinition {
+  return { Check: checkMethod(headersRead, mcpNamespace) };
 }
 
 export interface AuthorizationServiceDeps {
@@ -84,6 +84,9 @@ export const FALLBACK_DECISION: Decision = {
   method: "",
   path: "",
   tokenId: undefined,
+  callerBinding: undefined,
+  mcp: undefined,
+  txn: undefined,
 };
 
 /** FALLBACK_DECISION encoded once, at load, by the encoder every answer goes through. */

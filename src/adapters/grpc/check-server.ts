@@ -16,6 +16,8 @@ export interface CheckServerOptions {
   readonly authorization: UntypedServiceImplementation;
   /** The request headers Check reads; the decoder keeps only these. */
   readonly headersRead: ReadonlySet<string>;
+  /** The metadata_context namespace read into CheckInput.mcpMetadata (SPEC 8); none when absent. */
+  readonly mcpNamespace?: string;
   readonly credentials?: ServerCredentials;
 }
 
@@ -47,7 +49,7 @@ export async function startCheckServer(options: CheckServerOptions): Promise<Run
     "grpc.enable_channelz": 0,
   });
   const health = new HealthStatus([AUTHORIZATION_SERVICE]);
-  server.addService(authorizationServiceDefinition(options.headersRead), options.authorization);
+  server.addService(authorizationServiceDefinition(options.headersRead, options.mcpNamespace), options.authorization);
   server.addService(healthServiceDefinition, health.implementation());
   const reflection = reflectionImplementation(SERVICE_NAMES, DESCRIBED_FILES);
   server.addService(reflectionV1Definition, reflection);

@@ -55,6 +55,31 @@ export class WireReader {
     return tag;
   }
 
+  /**
+   * A bool read as protobuf reads one: true when any of the varint's 64 bits
+   * is set (a varint's value past 2^53 is not a safe number, so the bits are
+   * tested, not the sum).
+   */
+  bool(): boolean {
+    let set = false;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new WireError("truncated varint");
+      const byte = this.buf[this.pos++]!;
+      // The tenth byte holds the 64th bit only.
+      if ((byte & (i === 9 ? 0x01 : 0x7f)) !== 0) set = true;
+      if ((byte & 0x80) === 0) return set;
+    }
+    throw new WireError("varint longer than 10 bytes");
+  }
+
+  /** A double (wire type I64), little-endian. */
+  double(): number {
+    if (this.pos + 8 > this.end) throw new WireError("truncated fixed-width field");
+    const value = this.buf.readDoubleLE(this.pos);
+    this.pos += 8;
+    return value;
+  }
+
   /** Reads a length prefix and returns [start, end) of the bytes it covers. */
   lengthDelimited(): [number, number] {
     const length = this.varint();

@@ -12,7 +12,7 @@ import { TraceState } from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
-import { reasonOf, type Decision } from "../../core/decision/decision.js";
+import { CALLER_BINDINGS, reasonOf, type Decision } from "../../core/decision/decision.js";
 import { DENIAL_REASONS } from "../../core/reasons.js";
 import { decodeSpans, decodeTree } from "../../../test/support/otlp-decode.js";
 import { SpanCapture } from "../../../test/support/span-capture.js";
@@ -51,6 +51,13 @@ function referenceSpan(span: DecisionSpan, bound: (s: string) => string): Readab
   };
   if (d.peerCertificateSha256 !== undefined) attributes["tls.client.hash.sha256"] = d.peerCertificateSha256;
   if (d.tokenId !== undefined) attributes["agent.delegation.token_id"] = bound(d.tokenId);
+  if (d.callerBinding !== undefined) attributes["authz.caller.binding"] = d.callerBinding;
+  if (d.mcp !== undefined) {
+    attributes["mcp.method.name"] = bound(d.mcp.method);
+    if (d.mcp.tool !== undefined) attributes["gen_ai.tool.name"] = bound(d.mcp.tool);
+    if (d.mcp.resource !== undefined) attributes["mcp.resource.uri"] = bound(d.mcp.resource);
+  }
+  if (d.txn !== undefined) attributes["authz.txn"] = bound(d.txn);
   const end = hrTimeOf(span.endPerfMs);
   const failed = d.reason === "internal_error" || d.reason === "policy_unavailable";
   const ctx = { traceId: span.traceId, spanId: span.spanId, traceFlags: TraceFlags.SAMPLED, ...(span.parent?.traceState !== undefined && { traceState: new TraceState(span.parent.traceState) }) };
@@ -108,6 +115,9 @@ const decision: fc.Arbitrary<Decision> = fc
     method: text,
     path: fc.oneof(text, text.map((t) => `/q?${t}`)),
     tokenId: fc.option(text, { nil: undefined }),
+    callerBinding: fc.option(fc.constantFrom(...CALLER_BINDINGS), { nil: undefined }),
+    mcp: fc.option(fc.record({ method: fc.oneof(text, fc.constant("tools/call")), tool: fc.option(text, { nil: undefined }), resource: fc.option(text, { nil: undefined }) }), { nil: undefined }),
+    txn: fc.option(text, { nil: undefined }),
   })
   .map((r) => makeDecision({ ...r, message: "m", decidedAtMs: 0 }));
 const parent = fc.option(
@@ -131,12 +141,14 @@ describe("decision spans: our bytes decode to the SDK serializer's spans", () =>
   it("for attacker-sized strings, which both keep only up to the bound", async () => {
     const big = "x".repeat(60 * 1024);
     const [span] = fc.sample(decisionSpan, { numRuns: 1, seed: 9 });
-    const huge = { ...span!, decision: { ...span!.decision, method: big, path: `/${big}?q`, onBehalfOf: big } };
+    const huge = { ...span!, decision: { ...span!.decision, method: big, path: `/${big}?q`, onBehalfOf: big, mcp: { method: big, tool: big, resource: big }, txn: big } };
     const bytes = await ourBytes([huge], boundText);
     expect(decodeTree(bytes)).toEqual(decodeTree(sdkBytes([huge], boundText)));
-    expect(bytes.length).toBeLessThan(8 * 1024);
+    expect(bytes.length).toBeLessThan(16 * 1024);
     const [decoded] = decodeSpans(bytes);
-    expect(decoded!.attributes["http.request.method"]).toMatch(/…\[truncated: 61440 bytes, sha256=[0-9a-f]{64}\]$/);
+    for (const name of ["http.request.method", "mcp.method.name", "gen_ai.tool.name", "mcp.resource.uri", "authz.txn"]) {
+      expect(decoded!.attributes[name], name).toMatch(/…\[truncated: 61440 bytes, sha256=[0-9a-f]{64}\]$/);
+    }
   });
 });
 
@@ -150,6 +162,16 @@ describe("the span a decision makes", () => {
     expect(span!.resource["service.name"]).toBe("hopwarden");
     const [root] = decodeSpans(await ourBytes([{ ...base, parent: undefined }], boundText));
     expect(root).toMatchObject({ parentSpanId: "", flags: 0x101 });
+  });
+
+  it("carries SPEC 8's attributes: the caller binding, the MCP method and tool, the transaction", async () => {
+    const agentCall = { ...base, decision: { ...base.decision, callerBinding: "principal" as const, mcp: { method: "tools/call", tool: "search_docs", resource: undefined }, txn: "txn-42" } };
+    const [span] = decodeSpans(await ourBytes([agentCall], boundText));
+    expect(span!.attributes).toMatchObject({ "authz.caller.binding": "principal", "mcp.method.name": "tools/call", "gen_ai.tool.name": "search_docs", "authz.txn": "txn-42" });
+    expect(span!.attributes).not.toHaveProperty("mcp.resource.uri");
+    const none = { ...base, decision: { ...base.decision, callerBinding: undefined, mcp: undefined, txn: undefined } };
+    const [plain] = decodeSpans(await ourBytes([none], boundText));
+    for (const name of ["authz.caller.binding", "mcp.method.name", "gen_ai.tool.name", "authz.txn"]) expect(plain!.attributes).not.toHaveProperty(name);
   });
 
   it("has an ERROR status only when the service failed", async () => {

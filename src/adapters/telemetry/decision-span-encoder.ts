@@ -2,9 +2,9 @@
 // straight from the Decision: no attribute map, no SDK objects. A span is
 // appended to a ScopeSpans body as field `spans`; the request around a batch
 // (resource, scope) is written once per export (span-batch-queue.ts).
-// Attributes and events are SPEC 6's; attacker-supplied strings (method,
-// path, on-behalf-of, identities) pass through `bound` first (SPEC 6: kept
-// up to 1,024 bytes, then cut with a marker).
+// Attributes and events are SPEC 6's and 8's; attacker-supplied strings
+// (method, path, on-behalf-of, identities, MCP names) pass through `bound`
+// first (SPEC 6: kept up to 1,024 bytes, then cut with a marker).
 
 import { reasonOf } from "../../core/decision/decision.js";
 import type { WireWriter } from "../protobuf/wire.js";
@@ -75,6 +75,14 @@ export function writeDecisionSpan(w: WireWriter, span: DecisionSpan, bound: Boun
   writeStringAttribute(w, A, "url.path", bound(pathWithoutQuery(d.path)));
   if (d.peerCertificateSha256 !== undefined) writeStringAttribute(w, A, "tls.client.hash.sha256", d.peerCertificateSha256);
   if (d.tokenId !== undefined) writeStringAttribute(w, A, "agent.delegation.token_id", bound(d.tokenId));
+  // SPEC 8. The MCP names come from the request body (through Envoy's MCP filter): bounded like every request string.
+  if (d.callerBinding !== undefined) writeStringAttribute(w, A, "authz.caller.binding", d.callerBinding);
+  if (d.mcp !== undefined) {
+    writeStringAttribute(w, A, "mcp.method.name", bound(d.mcp.method));
+    if (d.mcp.tool !== undefined) writeStringAttribute(w, A, "gen_ai.tool.name", bound(d.mcp.tool));
+    if (d.mcp.resource !== undefined) writeStringAttribute(w, A, "mcp.resource.uri", bound(d.mcp.resource));
+  }
+  if (d.txn !== undefined) writeStringAttribute(w, A, "authz.txn", bound(d.txn));
 
   for (const hop of d.hops) {
     w.fork(SPAN_EVENTS);

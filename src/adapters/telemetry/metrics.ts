@@ -8,8 +8,8 @@ import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporte
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { Counter, Meter } from "@opentelemetry/api";
-import type { Decision } from "../../core/decision/decision.js";
-import { ALLOW_REASON } from "../../core/decision/decision.js";
+import { ALLOW_REASON, CALLER_BINDINGS, type Decision } from "../../core/decision/decision.js";
+import { DENIAL_REASONS } from "../../core/reasons.js";
 import type { DecisionContext, DecisionSink } from "../../core/ports.js";
 import type { AuditLogStats } from "../audit/audit-record-target.js";
 import type { ReplayStoreStats } from "../tokens/replay-store.js";
@@ -25,14 +25,29 @@ export interface ObservedSources {
   readonly replay?: () => ReplayStoreStats;
 }
 
-const ALLOW_KEY = `allow|${ALLOW_REASON}`;
+
+/**
+ * The decision counter's label sets, made once: `decision`, `reason` and
+ * `binding` (SPEC 8: how the caller was bound; "none" when the request named
+ * no caller). A Check only adds one to a slot of a typed array: no label
+ * object, key string or hashing per call.
+ */
+const BINDING_LABELS = [...CALLER_BINDINGS, "none"] as const;
+const NO_BINDING = BINDING_LABELS.length - 1;
+const BINDING_INDEX: Readonly<Record<string, number>> = Object.fromEntries(CALLER_BINDINGS.map((b, i) => [b, i]));
+const REASON_LABELS = [ALLOW_REASON, ...DENIAL_REASONS] as const;
+const REASON_INDEX: ReadonlyMap<string, number> = new Map(REASON_LABELS.map((r, i) => [r, i]));
+const INTERNAL_ERROR = REASON_INDEX.get("internal_error")!;
+const DECISION_LABEL_SETS: readonly Readonly<Record<string, string>>[] = REASON_LABELS.flatMap((reason, r) =>
+  BINDING_LABELS.map((binding) => Object.freeze({ decision: r === 0 ? "allow" : "deny", reason, binding })),
+);
 
 export class HopwardenMetrics implements DecisionSink {
   private readonly exporter: PrometheusExporter;
   private readonly provider: MeterProvider;
   readonly meter: Meter;
-  /** Decision counts by "decision|reason", read at scrape time: cheaper on the hot path than attribute hashing per call. */
-  private readonly decisionCounts = new Map<string, number>();
+  /** Decision counts by label set (DECISION_LABEL_SETS), read at scrape time: cheaper on the hot path than attribute hashing per call. */
+  private readonly decisionCounts = new Float64Array(DECISION_LABEL_SETS.length);
   private readonly latency = new LatencyHistogram("hopwarden_check_duration_seconds", "Time to decide one Check");
   private readonly reloads: Counter;
 
@@ -40,11 +55,10 @@ export class HopwardenMetrics implements DecisionSink {
     this.exporter = new PrometheusExporter({ preventServerStart: true });
     this.provider = new MeterProvider({ readers: [this.exporter], resource: resourceFromAttributes({ "service.name": "hopwarden" }) });
     this.meter = this.provider.getMeter("hopwarden");
-    this.meter.createObservableCounter("hopwarden_decisions", { description: "Check decisions by outcome and reason" }).addCallback((result) => {
-      for (const [key, count] of this.decisionCounts) {
-        const bar = key.indexOf("|");
-        result.observe(count, { decision: key.slice(0, bar), reason: key.slice(bar + 1) });
-      }
+    this.meter.createObservableCounter("hopwarden_decisions", { description: "Check decisions by outcome, reason and caller binding" }).addCallback((result) => {
+      this.decisionCounts.forEach((count, i) => {
+        if (count > 0) result.observe(count, DECISION_LABEL_SETS[i]);
+      });
     });
     this.reloads = this.meter.createCounter("hopwarden_policy_reloads", { description: "Policy reload attempts by result" });
     const observe = (name: string, description: string, read: () => number | undefined, counter = true) => {
@@ -112,8 +126,9 @@ export class HopwardenMetrics implements DecisionSink {
   }
 
   record(decision: Decision, context: DecisionContext): void {
-    const key = decision.allowed ? ALLOW_KEY : `deny|${decision.reason}`;
-    this.decisionCounts.set(key, (this.decisionCounts.get(key) ?? 0) + 1);
+    const reason = decision.allowed ? 0 : (REASON_INDEX.get(decision.reason) ?? INTERNAL_ERROR);
+    const binding = decision.callerBinding === undefined ? NO_BINDING : (BINDING_INDEX[decision.callerBinding] ?? NO_BINDING);
+    this.decisionCounts[reason * BINDING_LABELS.length + binding]! += 1;
     this.latency.record(context.latencyMs, decision.allowed);
   }
 

@@ -27,6 +27,9 @@ const DECISION: Decision = {
   method: "GET",
   path: "/query",
   tokenId: undefined,
+  callerBinding: undefined,
+  mcp: undefined,
+  txn: undefined,
 };
 
 let counter = 0;

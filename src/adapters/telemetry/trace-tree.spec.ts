@@ -7,6 +7,7 @@ import {
   decisionsFromSpans,
   delegationPath,
   renderDelegationForest,
+  renderTransactionTable,
   workflowOf,
   UNKNOWN_AGENT,
   UNKNOWN_PERSON,
@@ -26,6 +27,8 @@ interface SpanSpec {
   reason?: string;
   traceId?: string;
   chainAsJsonString?: boolean;
+  /** SPEC 8's attributes, when the span carries them. */
+  extra?: Record<string, string>;
 }
 
 /** An authz.check span as Jaeger's JSON API returns it, decoded. */
@@ -53,6 +56,7 @@ function checkSpan(spec: SpanSpec): StoredSpan {
       "agent.delegation.depth": chain.length,
       "http.request.method": "GET",
       "url.path": "/query",
+      ...spec.extra,
     },
     events: path.slice(1).map((to, i) => ({
       name: "authz.hop",
@@ -92,6 +96,13 @@ describe("decisionFromSpan: an authz.check span is one decision", () => {
       { from: id("orchestrator"), to: id("research"), rule: "hops[0]", result: "allow", cached: true },
       { from: id("research"), to: id("db"), rule: "hops[1]", result: "allow", cached: false },
     ]);
+  });
+
+  it("reads SPEC 8's attributes: the caller binding, the MCP method, tool and resource, the transaction; '' when absent", () => {
+    const extra = { "authz.caller.binding": "principal", "mcp.method.name": "tools/call", "gen_ai.tool.name": "search_docs", "authz.txn": "txn-1" };
+    const d = decisionFromSpan(checkSpan({ decisionId: "D", chain: ["research"], callee: "db", extra }))!;
+    expect(d).toMatchObject({ callerBinding: "principal", mcpMethod: "tools/call", mcpTool: "search_docs", mcpResource: "", txn: "txn-1" });
+    expect(decisionFromSpan(checkSpan({ decisionId: "E", chain: ["research"], callee: "db" }))).toMatchObject({ callerBinding: "", mcpMethod: "", txn: "" });
   });
 
   it("reads a chain that arrives as a real string array", () => {
@@ -183,6 +194,32 @@ describe("renderDelegationForest", () => {
     expect(text).toMatch(new RegExp(`   └─ ${id("db").replace(/[/.]/g, "\\$&")}\\n {8}DENY hop_not_allowed`));
     expect(text.endsWith("\n")).toBe(true);
     expect(renderDelegationForest([])).toBe("");
+  });
+});
+
+describe("renderTransactionTable: every hop of one transaction, in time order", () => {
+  it("prints one row per decision with caller, binding, callee, request, MCP method and tool, decision and ids", () => {
+    const txn = { "authz.txn": "txn-7" };
+    const records = decisionsFromSpans([
+      checkSpan({ decisionId: "T1", chain: ["orchestrator"], callee: "research", extra: { ...txn, "authz.caller.binding": "certificate" } }),
+      checkSpan({ decisionId: "T2", chain: ["orchestrator", "research"], callee: "db", extra: { ...txn, "authz.caller.binding": "certificate", "mcp.method.name": "tools/call", "gen_ai.tool.name": "search_docs" } }),
+      checkSpan({
+        decisionId: "T3",
+        chain: ["orchestrator", "research"],
+        callee: "db",
+        decision: "deny",
+        reason: "hop_not_allowed",
+        extra: { ...txn, "mcp.method.name": "resources/read", "mcp.resource.uri": "file:///docs/.." },
+      }),
+    ]);
+    const lines = renderTransactionTable("txn-7", [records[2]!, records[0]!, records[1]!]).split("\n");
+    expect(lines[0]).toBe(`transaction txn-7, on behalf of ${ALICE}`);
+    expect(lines[2]).toMatch(/^#\s+time\s+caller\s+binding\s+callee\s+request\s+mcp\s+decision\s+reason\s+decision id\s+trace$/);
+    const rows = lines.slice(4).filter((l) => l !== "");
+    expect(rows).toHaveLength(3);
+    expect(rows[0]).toMatch(new RegExp(`^1\\s+\\S+Z\\s+${id("orchestrator")}\\s+certificate\\s+${id("research")}\\s+GET /query\\s+-\\s+ALLOW\\s+allowed\\s+T1\\s`));
+    expect(rows[1]).toMatch(/^2\s.*\s+tools\/call search_docs\s+ALLOW\s+allowed\s+T2\s/);
+    expect(rows[2]).toMatch(/^3\s.*\s+-\s+spiffe:\S+db\s+GET \/query\s+resources\/read file:\/\/\/docs\/\.\.\s+DENY\s+hop_not_allowed\s+T3\s/);
   });
 });
 

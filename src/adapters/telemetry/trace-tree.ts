@@ -39,6 +39,12 @@ export interface DecisionRecord {
   readonly startUs: number;
   readonly latencyMs: number;
   readonly hops: readonly HopEvaluation[];
+  /** SPEC 8: how the caller was bound, the MCP request, the transaction; "" when the span has none. */
+  readonly callerBinding: string;
+  readonly mcpMethod: string;
+  readonly mcpTool: string;
+  readonly mcpResource: string;
+  readonly txn: string;
 }
 
 export interface DelegationNode {
@@ -85,6 +91,11 @@ export function decisionFromSpan(span: StoredSpan): DecisionRecord | undefined {
         result: text(e.attributes.result),
         cached: e.attributes.cached === true || e.attributes.cached === "true",
       })),
+    callerBinding: text(a["authz.caller.binding"]),
+    mcpMethod: text(a["mcp.method.name"]),
+    mcpTool: text(a["gen_ai.tool.name"]),
+    mcpResource: text(a["mcp.resource.uri"]),
+    txn: text(a["authz.txn"]),
   };
 }
 
@@ -177,10 +188,52 @@ function renderChildren(node: DelegationNode, prefix: string, lines: string[], o
   });
 }
 
-/** `ALLOW allowed  GET /query  policy 2026-11-01.3  2026-…Z  0.84 ms  decision 01J…  trace 4bf9…` */
+/** `ALLOW allowed  GET /query  [mcp tools/call search_docs]  policy 2026-11-01.3  2026-…Z  0.84 ms  decision 01J…  trace 4bf9…  [txn …]` */
 export function describeDecision(d: DecisionRecord): string {
   const request = d.method === "" && d.path === "" ? "" : `  ${d.method} ${d.path}`;
-  return `${d.decision.toUpperCase()} ${d.reason}${request}  policy ${d.policyVersion === "" ? "(none)" : d.policyVersion}  ${d.time}  ${formatLatency(d.latencyMs)}  decision ${d.decisionId}  trace ${d.traceId}`;
+  const mcp = d.mcpMethod === "" ? "" : `  mcp ${describeMcp(d)}`;
+  const txn = d.txn === "" ? "" : `  txn ${d.txn}`;
+  return `${d.decision.toUpperCase()} ${d.reason}${request}${mcp}  policy ${d.policyVersion === "" ? "(none)" : d.policyVersion}  ${d.time}  ${formatLatency(d.latencyMs)}  decision ${d.decisionId}  trace ${d.traceId}${txn}`;
+}
+
+/** `tools/call search_docs`, `resources/read file:///docs/a`, `tools/list`. */
+function describeMcp(d: DecisionRecord): string {
+  const target = d.mcpTool !== "" ? d.mcpTool : d.mcpResource;
+  return target === "" ? d.mcpMethod : `${d.mcpMethod} ${target}`;
+}
+
+/**
+ * Every hop of one transaction (`hopwarden trace --txn`), oldest first, one
+ * row each: when, who called whom (bound how), for whom, the request and its
+ * MCP method and tool, the answer, and the ids to look further.
+ */
+export function renderTransactionTable(txn: string, records: readonly DecisionRecord[]): string {
+  const sorted = [...records].sort((x, y) => x.startUs - y.startUs || compare(x.decisionId, y.decisionId));
+  const people = [...new Set(sorted.map((r) => r.onBehalfOf || UNKNOWN_PERSON))];
+  const header = ["#", "time", "caller", "binding", "callee", "request", "mcp", "decision", "reason", "decision id", "trace"];
+  const rows = sorted.map((r, i) => [
+    String(i + 1),
+    r.time,
+    r.caller || UNKNOWN_AGENT,
+    r.callerBinding || "-",
+    r.callee || UNKNOWN_AGENT,
+    r.method === "" && r.path === "" ? "-" : `${r.method} ${r.path}`,
+    r.mcpMethod === "" ? "-" : describeMcp(r),
+    r.decision.toUpperCase(),
+    r.reason,
+    r.decisionId,
+    r.traceId,
+  ]);
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)));
+  const line = (cells: readonly string[]) => cells.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd();
+  return [
+    `transaction ${txn}, on behalf of ${people.join(", ")}`,
+    "",
+    line(header),
+    line(widths.map((w) => "-".repeat(w))),
+    ...rows.map(line),
+    "",
+  ].join("\n");
 }
 
 /** A span's start as ISO 8601; "(invalid time)" for a timestamp no Date can hold. */

@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { CheckRequestSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
-import { DEFAULT_HEADER_NAMES } from "../../core/decision/check-input.js";
+import { DEFAULT_HEADER_NAMES, DEFAULT_TXN_TOKEN_HEADER } from "../../core/decision/check-input.js";
 import { decideCheckRequest, explainDecision, explainInput, formatExplanation } from "../../adapters/admin/explain.js";
 import { PolicyFileError, PolicyStore } from "../../adapters/config/policy-store.js";
 import { silentLogger } from "../../adapters/logging/logger.js";
@@ -30,9 +30,18 @@ Describe the request either with a full CheckRequest as Envoy sends it
   --on-behalf-of <value>    x-agent-on-behalf-of
   --chain <a,b,c>           x-agent-delegation-chain (aliases are NOT expanded)
   --token <jws>             x-agent-delegation-token
+  --txn-token <jws>         txn-token (a Transaction Token, SPEC 8)
   -H, --header 'name: value'  any other header (repeatable)
   --method <GET>            default GET
   --path </path?query>      default /
+  --mcp-method <method>     an MCP request, as Envoy's MCP filter reports it
+                            (e.g. tools/call): mcp: rules judge it
+  --mcp-tool <name>         the tool of a tools/call
+  --mcp-resource <uri>      the URI of a resources/read
+
+The caller given with --caller is bound by its principal (as agentgateway or
+proxyless gRPC send it), with --cert by a certificate (as Envoy sends it);
+the output says which, as serve records it.
 
 Output:
   --json                    print the decision as JSON instead of a table
@@ -43,6 +52,10 @@ Example:
     --on-behalf-of alice@example.com \\
     --chain spiffe://example.org/agent/orchestrator,spiffe://example.org/agent/research \\
     --method GET --path /query
+  hopwarden explain --policy examples/policy.yaml \
+    --cert research.pem --callee db --on-behalf-of alice@example.com \
+    --chain spiffe://example.org/agent/orchestrator,spiffe://example.org/agent/research \
+    --method POST --path /mcp --mcp-method tools/call --mcp-tool search_docs
 
 Exit status: 0 allowed, 1 denied, 2 usage error or unreadable policy.
 `;
@@ -61,6 +74,10 @@ export const explainCommand: Command = {
         "on-behalf-of": { type: "string" },
         chain: { type: "string" },
         token: { type: "string" },
+        "txn-token": { type: "string" },
+        "mcp-method": { type: "string" },
+        "mcp-tool": { type: "string" },
+        "mcp-resource": { type: "string" },
         header: { type: "string", short: "H", multiple: true },
         method: { type: "string" },
         path: { type: "string" },
@@ -92,6 +109,10 @@ export const explainCommand: Command = {
       if (values["on-behalf-of"] !== undefined) headers[names.onBehalfOf] = values["on-behalf-of"];
       if (values.chain !== undefined) headers[names.chain] = values.chain;
       if (values.token !== undefined) headers[names.token] = values.token;
+      if (values["txn-token"] !== undefined) headers[names.txnToken ?? DEFAULT_TXN_TOKEN_HEADER] = values["txn-token"];
+      if (values["mcp-method"] === undefined && (values["mcp-tool"] !== undefined || values["mcp-resource"] !== undefined)) {
+        throw new UsageError("--mcp-tool and --mcp-resource need --mcp-method (e.g. --mcp-method tools/call)");
+      }
 
       const pipeline = createExplainPipeline(store);
       let decision;
@@ -99,13 +120,19 @@ export const explainCommand: Command = {
         const json = JSON.parse(await readFile(values.request, "utf8")) as JsonValue;
         decision = await decideCheckRequest(pipeline, fromJson(CheckRequestSchema, json));
       } else {
-        let input = explainInput({
-          ...(values.caller !== undefined && { caller: values.caller }),
-          ...(values.callee !== undefined && { callee: values.callee }),
-          headers,
-          method: values.method ?? "GET",
-          path: values.path ?? "/",
-        });
+        let input = explainInput(
+          {
+            ...(values.caller !== undefined && { caller: values.caller }),
+            ...(values.callee !== undefined && { callee: values.callee }),
+            headers,
+            method: values.method ?? "GET",
+            path: values.path ?? "/",
+            ...(values["mcp-method"] !== undefined && { mcpMethod: values["mcp-method"] }),
+            ...(values["mcp-tool"] !== undefined && { mcpTool: values["mcp-tool"] }),
+            ...(values["mcp-resource"] !== undefined && { mcpResource: values["mcp-resource"] }),
+          },
+          pipeline.mcpKeys,
+        );
         if (values.cert !== undefined) input = { ...input, peerCertificate: encodeURIComponent(await readFile(values.cert, "utf8")) };
         decision = await pipeline.decide(input);
       }

@@ -14,7 +14,14 @@ import {
   ON_BEHALF_OF_DEFAULT_LOOKBACK_MS,
   type TimeWindow,
 } from "../../adapters/telemetry/trace-query.js";
-import { buildDelegationForest, decisionsFromSpans, renderDelegationForest, workflowOf, type DecisionRecord } from "../../adapters/telemetry/trace-tree.js";
+import {
+  buildDelegationForest,
+  decisionsFromSpans,
+  renderDelegationForest,
+  renderTransactionTable,
+  workflowOf,
+  type DecisionRecord,
+} from "../../adapters/telemetry/trace-tree.js";
 import { fromEnv, parseCommandArgs, UsageError, withUsage } from "../options.js";
 import type { Command } from "./index.js";
 
@@ -26,6 +33,7 @@ export const EXIT = { found: 0, notFound: 1, usage: 2, jaegerFailed: 3 } as cons
 
 const HELP = `Usage: hopwarden trace [options] <decision-id | trace-id>
        hopwarden trace [options] --on-behalf-of <person> [--since <when>] [--until <when>]
+       hopwarden trace [options] --txn <transaction-id> [--since <when>] [--until <when>]
 
 Rebuilds a delegation chain from hopwarden's decision spans (authz.check) in
 Jaeger and prints it as a tree: the person at the root, then each agent in
@@ -51,9 +59,15 @@ What to look up:
                   every decision made for this person between --since
                   (default 1h) and --until (default now), joined into one
                   tree per workflow
+  --txn <id>      every hop of one transaction: the decisions whose
+                  verified Txn-Token carried this txn (authz.txn, SPEC 8),
+                  between --since (default 1h) and --until, as a table in
+                  time order (caller, binding, callee, request, MCP method
+                  and tool, decision, reason, ids)
 
 Options:
   --on-behalf-of <person>  the agent.on_behalf_of value, exactly as recorded
+  --txn <id>               the authz.txn value (the Txn-Token's txn claim)
   --since <when>           a duration back from now (90s, 15m, 2h, 7d, 1w) or
                            an ISO 8601 time (2026-11-23T10:00:00Z)
   --until <when>           same forms; default now
@@ -73,12 +87,14 @@ Examples:
   hopwarden trace 01KAPQ3Z5B4X1S0M7Y6W2V8T9R
   hopwarden trace 4bf92f3577b34da6a3ce929d0e0e4736 --json
   hopwarden trace --on-behalf-of alice@example.com --since 30m
+  hopwarden trace --txn 0b0f7c58-4b1e-4f7e-9a53-0f6d2c1b9e77 --since 2h
 `;
 
 const OPTIONS = {
   help: { type: "boolean", short: "h" },
   json: { type: "boolean" },
   "on-behalf-of": { type: "string" },
+  txn: { type: "string" },
   since: { type: "string" },
   until: { type: "string" },
   "jaeger-url": { type: "string" },
@@ -100,7 +116,8 @@ interface Settings {
 type Lookup =
   | { readonly kind: "trace"; readonly id: string }
   | { readonly kind: "decision"; readonly id: string }
-  | { readonly kind: "on-behalf-of"; readonly person: string };
+  | { readonly kind: "on-behalf-of"; readonly person: string }
+  | { readonly kind: "txn"; readonly txn: string };
 
 export const traceCommand: Command = {
   run: (argv) =>
@@ -111,7 +128,7 @@ export const traceCommand: Command = {
         return EXIT.found;
       }
       const now = Date.now();
-      const lookup = readLookup(positionals, values["on-behalf-of"]);
+      const lookup = readLookup(positionals, values["on-behalf-of"], values.txn);
       const settings = readSettings(values, now);
       const client = new JaegerQueryClient(settings.jaegerUrl, { timeoutMs: settings.timeoutMs });
       try {
@@ -124,7 +141,12 @@ export const traceCommand: Command = {
     }),
 };
 
-function readLookup(positionals: readonly string[], person: string | undefined): Lookup {
+function readLookup(positionals: readonly string[], person: string | undefined, txn: string | undefined): Lookup {
+  if (txn !== undefined) {
+    if (positionals.length > 0 || person !== undefined) throw new UsageError("give one of an id, --on-behalf-of or --txn");
+    if (txn === "") throw new UsageError("--txn needs a value (the transaction id, the Txn-Token's txn claim)");
+    return { kind: "txn", txn };
+  }
   if (person !== undefined) {
     if (positionals.length > 0) throw new UsageError("give either an id or --on-behalf-of, not both");
     if (person === "") throw new UsageError("--on-behalf-of needs a value (the person, e.g. alice@example.com)");
@@ -221,6 +243,19 @@ async function runLookup(client: JaegerQueryClient, lookup: Lookup, settings: Se
   }
 
   const window: TimeWindow = { startMs: settings.since ?? now - ON_BEHALF_OF_DEFAULT_LOOKBACK_MS, endMs: settings.until ?? now };
+  if (lookup.kind === "txn") {
+    // The tag search finds spans; only decisions that really carry this txn are listed.
+    const records = (await search({ "authz.txn": lookup.txn }, window)).filter((r) => r.txn === lookup.txn);
+    if (records.length === 0) {
+      process.stderr.write(`hopwarden trace: no decision in transaction ${JSON.stringify(lookup.txn)} between ${iso(window.startMs)} and ${iso(window.endMs)} at ${settings.jaegerUrl}\n`);
+      return EXIT.notFound;
+    }
+    if (settings.json) return print({ kind: "txn", txn: lookup.txn, since: iso(window.startMs), until: iso(window.endMs) }, records, settings);
+    const traces = new Set(records.map((r) => r.traceId)).size;
+    process.stdout.write(`${records.length} hop${records.length === 1 ? "" : "s"} in ${traces} trace${traces === 1 ? "" : "s"} (Jaeger ${settings.jaegerUrl})\n\n`);
+    process.stdout.write(renderTransactionTable(lookup.txn, records));
+    return EXIT.found;
+  }
   const records = await search({ "agent.on_behalf_of": lookup.person }, window);
   if (records.length === 0) {
     process.stderr.write(`hopwarden trace: no decision on behalf of ${JSON.stringify(lookup.person)} between ${iso(window.startMs)} and ${iso(window.endMs)} at ${settings.jaegerUrl}\n`);

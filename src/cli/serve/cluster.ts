@@ -150,6 +150,7 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
 
   const explainPipeline = createExplainPipeline(policies, {
     headerNames: settings.config.headers,
+    mcpKeys: settings.config.mcp,
     trustForwardedClientCert: settings.config.trustForwardedClientCert,
     logger,
   });
@@ -225,6 +226,7 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
     adminListen: undefined,
     logger,
     headerNames: settings.config.headers,
+    mcpKeys: settings.config.mcp,
     trustForwardedClientCert: settings.config.trustForwardedClientCert,
     watchPolicy: false,
     // Each worker serves TLS itself, and watches the files itself.

@@ -21,6 +21,7 @@ export async function runSingleProcess(settings: ServeSettings, logger: Logger):
     adminListen: settings.adminListen,
     logger,
     headerNames: settings.config.headers,
+    mcpKeys: settings.config.mcp,
     trustForwardedClientCert: settings.config.trustForwardedClientCert,
     tls: settings.tls,
     ...(settings.config.hopCacheSize !== undefined && { hopCacheSize: settings.config.hopCacheSize }),

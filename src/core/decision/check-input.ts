@@ -22,6 +22,12 @@ export interface CheckInput {
   readonly method: string;
   /** The request target as sent: path and query. */
   readonly path: string;
+  /**
+   * attributes.metadata_context.filter_metadata[<MCP namespace>] as JSON
+   * (SPEC 8), or MCP_METADATA_OVER_BOUNDS when it is too large to read;
+   * absent when the request carries no such namespace.
+   */
+  readonly mcpMetadata?: unknown;
 }
 
 /** Header names the pipeline reads, lower case (configurable: SPEC 7 `headers.*`). */

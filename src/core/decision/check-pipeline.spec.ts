@@ -17,6 +17,7 @@ import type { CheckInput } from "./check-input.js";
 import { CheckPipeline, type CheckPipelineDeps } from "./check-pipeline.js";
 import type { Decision } from "./decision.js";
 import type { TokenCheckRequest, TokenCheckResult } from "./token-check.js";
+import type { TxnTokenVerifier } from "./txn-token-check.js";
 
 const ORCH = spiffe("orchestrator");
 const RESEARCH = spiffe("research");
@@ -738,9 +739,17 @@ describe("check order: the first failing check's reason wins", () => {
     { reason: "required_hop_missing", apply: header("x-agent-delegation-chain", `${PLANNER},${RESEARCH}`) },
     { reason: "token_missing", apply: header("x-agent-delegation-token", undefined) },
     { reason: "token_expired", apply: header("x-agent-delegation-token", "token_expired") },
+    // SPEC 8: the Transaction Token comes after the delegation token.
+    { reason: "token_missing", apply: header("txn-token", undefined) },
+    { reason: "token_chain_mismatch", apply: header("txn-token", "sub:bob@example.com") },
   ];
-  const orderPipeline = () => pipeline({ policy: policyFrom(`${POLICY}${TOKENS}  required: true\n`), tokens: new ScriptedTokenVerifier() });
-  const base = () => request({}, { "x-agent-delegation-token": "ok" });
+  /** A Txn-Token verifier that reads the token as `sub:<person>`. */
+  const txnTokens: TxnTokenVerifier = {
+    verify: (r) => Promise.resolve({ ok: true, txn: "txn-1", sub: r.token.slice(4), issuer: r.policy.issuer, audience: "example.org", tokenSha256: "h" }),
+  };
+  const TXN_TOKENS = "txnTokens:\n  issuer: https://sts.example.org\n  jwks: jwks.json\n  required: true\n";
+  const orderPipeline = () => pipeline({ policy: policyFrom(`${POLICY}${TXN_TOKENS}${TOKENS}  required: true\n`), tokens: new ScriptedTokenVerifier(), txnTokens });
+  const base = () => request({}, { "x-agent-delegation-token": "ok", "txn-token": `sub:${ALICE}` });
 
   it("allows the request with no fault", async () => {
     expect(await reasonOf(base(), orderPipeline())).toBe("allowed");

@@ -1,14 +1,16 @@
 // The Check pipeline of SPEC 2, as explicit phases in the binding order:
 // identity → revocation → subject → on-behalf-of → chain → callee → hops →
-// requireVia → delegation token. The first failure wins; every path, even an
-// unexpected exception, ends in a Decision (fail closed), never a throw.
+// requireVia → delegation token → Transaction Token (SPEC 8). The first
+// failure wins; every path, even an unexpected exception, ends in a Decision
+// (fail closed), never a throw.
 
 import type { DenialReason } from "../reasons.js";
 import { parseChainHeader } from "../chain/chain-header.js";
 import { parseSpiffeId, type SpiffeId } from "../identity/spiffe-id.js";
 import { svidIdentity, type ParsedPeerCertificate } from "../identity/peer-certificate.js";
 import { parseXfccLastElement } from "../identity/xfcc.js";
-import { evaluateHop, lastHopRequest, type HopOutcome, type LastHopRequest } from "../policy/evaluate-hop.js";
+import { evaluateHop, lastHopRequest, NO_MCP_METADATA, type HopOutcome, type LastHopRequest } from "../policy/evaluate-hop.js";
+import { DEFAULT_MCP_METADATA_KEYS, readMcpFacts, type McpMetadataKeys, type McpReading } from "../mcp/mcp-metadata.js";
 import { onBehalfOfProblem } from "../identity/on-behalf-of.js";
 import { exceedsUtf8Bytes, MAX_IDENTITY_BYTES, MAX_TOKEN_BYTES } from "../input/untrusted-bounds.js";
 import type { CompiledPolicy } from "../policy/model.js";
@@ -20,8 +22,9 @@ import type {
   HopDecisionCache,
   PolicySource,
 } from "../ports.js";
-import { CALLEE_CONTEXT_KEY, DEFAULT_HEADER_NAMES, XFCC_HEADER, type CheckInput, type HeaderNames } from "./check-input.js";
-import type { Decision, HopRecord } from "./decision.js";
+import { CALLEE_CONTEXT_KEY, DEFAULT_HEADER_NAMES, DEFAULT_TXN_TOKEN_HEADER, XFCC_HEADER, type CheckInput, type HeaderNames } from "./check-input.js";
+import type { CallerBinding, Decision, HopRecord } from "./decision.js";
+import { checkTxnTokenSubject, type TxnTokenVerifier } from "./txn-token-check.js";
 
 export interface CheckPipelineDeps {
   readonly policies: PolicySource;
@@ -33,6 +36,10 @@ export interface CheckPipelineDeps {
   readonly headerNames?: HeaderNames;
   /** SPEC 1: read the caller from x-forwarded-client-cert (its last element). */
   readonly trustForwardedClientCert?: boolean;
+  /** Verifies Transaction Tokens (SPEC 8) when the policy has `txnTokens`. */
+  readonly txnTokens?: TxnTokenVerifier;
+  /** Where in the MCP namespace the method, tool and resource are (`--config` `mcp:`). */
+  readonly mcpKeys?: McpMetadataKeys;
 }
 
 class Denial {
@@ -46,6 +53,8 @@ class Denial {
 interface Facts {
   policy: CompiledPolicy | undefined;
   caller: SpiffeId | undefined;
+  /** Where the caller was read from, as soon as a source was chosen (also when it then fails). */
+  binding: CallerBinding | undefined;
   certificate: ParsedPeerCertificate | undefined;
   callee: string | undefined;
   onBehalfOf: string | undefined;
@@ -54,34 +63,50 @@ interface Facts {
   requireToken: boolean;
   lastHopScopes: readonly string[] | undefined;
   tokenId: string | undefined;
+  /** What Envoy's MCP filter said of the body (read before any phase, so every decision records it). */
+  mcp: McpReading;
+  txn: string | undefined;
 }
 
 export class CheckPipeline {
   private readonly headers: HeaderNames;
+  private readonly txnTokenHeader: string;
+  /** Where the MCP facts are in the namespace the adapter hands over. */
+  readonly mcpKeys: McpMetadataKeys;
   /** The request headers the pipeline reads (lower case); an adapter may drop all others before deciding. */
   readonly headersRead: ReadonlySet<string>;
 
   constructor(private readonly deps: CheckPipelineDeps) {
     this.headers = deps.headerNames ?? DEFAULT_HEADER_NAMES;
-    this.headersRead = new Set([this.headers.subject, this.headers.onBehalfOf, this.headers.chain, this.headers.token, XFCC_HEADER]);
+    this.txnTokenHeader = this.headers.txnToken ?? DEFAULT_TXN_TOKEN_HEADER;
+    this.mcpKeys = deps.mcpKeys ?? DEFAULT_MCP_METADATA_KEYS;
+    this.headersRead = new Set([this.headers.subject, this.headers.onBehalfOf, this.headers.chain, this.headers.token, this.txnTokenHeader, XFCC_HEADER]);
   }
 
   decide(input: CheckInput): Decision | Promise<Decision> {
     const nowMs = this.deps.clock.nowMs();
     const facts = emptyFacts();
     try {
-      const denial = this.runSyncPhases(input, facts, nowMs);
-      if (denial !== undefined) return this.finish(input, facts, nowMs, denial);
-      const tokenDenial = this.tokenPhase(input, facts, nowMs);
-      if (tokenDenial === undefined) return this.finish(input, facts, nowMs, undefined);
-      if (tokenDenial instanceof Denial) return this.finish(input, facts, nowMs, tokenDenial);
-      return tokenDenial.then(
+      // A few property reads, and only when Envoy sent the namespace.
+      if (input.mcpMetadata !== undefined) facts.mcp = readMcpFacts(input.mcpMetadata, this.mcpKeys);
+      const outcome = this.runPhases(input, facts, nowMs);
+      if (!(outcome instanceof Promise)) return this.finish(input, facts, nowMs, outcome);
+      return outcome.then(
         (d) => this.finish(input, facts, nowMs, d),
         (err: unknown) => this.finish(input, facts, nowMs, internalError(err)),
       );
     } catch (err) {
       return this.finish(input, facts, nowMs, internalError(err));
     }
+  }
+
+  private runPhases(input: CheckInput, facts: Facts, nowMs: number): Denial | undefined | Promise<Denial | undefined> {
+    const denial = this.runSyncPhases(input, facts, nowMs);
+    if (denial !== undefined) return this.withTxnRecorded(input, facts, nowMs, denial);
+    const tokenDenial = this.tokenPhase(input, facts, nowMs);
+    if (tokenDenial instanceof Denial) return this.withTxnRecorded(input, facts, nowMs, tokenDenial);
+    if (tokenDenial === undefined) return this.txnTokenPhase(input, facts, nowMs);
+    return tokenDenial.then((d) => (d === undefined ? this.txnTokenPhase(input, facts, nowMs) : this.withTxnRecorded(input, facts, nowMs, d)));
   }
 
   /** A deny that needs no policy walk: a request that could not be read, or a service that cannot record decisions. */
@@ -110,7 +135,7 @@ export class CheckPipeline {
 
   // 1. caller identity present, valid, in an allowed trust domain.
   private identityPhase(input: CheckInput, facts: Facts, policy: CompiledPolicy, nowMs: number): Denial | undefined {
-    const resolved = this.resolveCaller(input, nowMs);
+    const resolved = this.resolveCaller(input, facts, policy.requireCertificate, nowMs);
     if (resolved instanceof Denial) return resolved;
     facts.caller = resolved.id;
     facts.certificate = resolved.certificate;
@@ -120,13 +145,29 @@ export class CheckPipeline {
     return undefined;
   }
 
-  private resolveCaller(input: CheckInput, nowMs: number): Denial | { id: SpiffeId; certificate: ParsedPeerCertificate | undefined } {
+  /** SPEC 8: the binding is the source chosen, in this order: a trusted XFCC, the peer certificate, the principal. */
+  private resolveCaller(
+    input: CheckInput,
+    facts: Facts,
+    requireCertificate: boolean,
+    nowMs: number,
+  ): Denial | { id: SpiffeId; certificate: ParsedPeerCertificate | undefined } {
     if (this.deps.trustForwardedClientCert === true) {
       const xfcc = input.headers[XFCC_HEADER];
-      if (xfcc !== undefined) return this.callerFromXfcc(xfcc, nowMs);
+      if (xfcc !== undefined) {
+        facts.binding = "xfcc";
+        return this.callerFromXfcc(xfcc, nowMs);
+      }
     }
-    if (input.peerCertificate.length > 0) return this.callerFromCertificate(input.peerCertificate, nowMs, "peer certificate");
+    if (input.peerCertificate.length > 0) {
+      facts.binding = "certificate";
+      return this.callerFromCertificate(input.peerCertificate, nowMs, "peer certificate");
+    }
     if (input.peerPrincipal.length > 0) {
+      facts.binding = "principal";
+      if (requireCertificate) {
+        return new Denial("missing_peer_certificate", "the caller is named by source.principal alone, and the policy requires a certificate (requireCertificate)");
+      }
       const parsed = parseSpiffeId(input.peerPrincipal);
       if (!parsed.ok) return new Denial("invalid_peer_certificate", `peer principal ${JSON.stringify(input.peerPrincipal)} ${parsed.problem}`);
       return { id: parsed.value, certificate: undefined };
@@ -267,11 +308,12 @@ export class CheckPipeline {
     return undefined;
   }
 
-  // 7. every hop of chain + [callee] admitted; method and path on the last.
+  // 7. every hop of chain + [callee] admitted; method, path and MCP request on the last (SPEC 8).
   private hopPhase(input: CheckInput, facts: Facts, policy: CompiledPolicy): Denial | undefined {
     const chain = facts.chain;
     const callee = facts.callee!;
-    const last = lastHopRequest(input.method, input.path);
+    // The MCP facts enter the last hop only under a policy with `mcp:` rules: otherwise they cannot change an outcome (nor split its cache entry).
+    const last = lastHopRequest(input.method, input.path, policy.hasMcpRules ? facts.mcp : NO_MCP_METADATA);
     // SPEC 1: an oversized path is refused before any rule is walked.
     if (!last.rulePath.ok && last.rulePath.tooLong === true) return new Denial("hop_not_allowed", `the request path ${last.rulePath.problem}`);
     for (let i = 0; i < chain.length; i++) {
@@ -283,7 +325,13 @@ export class CheckPipeline {
       if (!outcome.allowed) return new Denial("hop_not_allowed", `hop ${from} → ${to} is not allowed: ${outcome.detail}`);
       const rule = policy.hops[outcome.ruleIndex];
       if (rule?.requireToken === true) facts.requireToken = true;
-      if (isLast) facts.lastHopScopes = rule?.scopes;
+      if (isLast) {
+        facts.lastHopScopes = rule?.scopes;
+        // SPEC 8: the rule that admits this call may refuse a caller named by a principal alone.
+        if (rule?.requireCertificate === true && facts.binding === "principal") {
+          return new Denial("missing_peer_certificate", `${rule.name} admits ${from} → ${to} only for a caller bound by a certificate, and this caller is named by source.principal alone`);
+        }
+      }
     }
     return undefined;
   }
@@ -308,6 +356,8 @@ export class CheckPipeline {
     if (last !== undefined) {
       const path = last.rulePath.ok ? `=${last.rulePath.path}` : `!${last.rulePath.problem}`;
       key += `\u0000${last.method.length}:${last.method}\u0000${path}`;
+      // Only under a policy with mcp: rules (see hopPhase). The MCP method, tool and URI come from the body: length-prefixed like every free-form value.
+      if (policy.hasMcpRules) key += `\u0000${mcpKeyPart(last.mcp)}`;
     }
     const hit = cache.get(key);
     if (hit !== undefined) return { outcome: hit, cached: true };
@@ -364,6 +414,52 @@ export class CheckPipeline {
       });
   }
 
+  // 9, continued (SPEC 8): the Transaction Token, after the delegation token.
+  private txnTokenPhase(input: CheckInput, facts: Facts, nowMs: number): Denial | undefined | Promise<Denial | undefined> {
+    const policy = facts.policy!;
+    const header = this.txnTokenHeader;
+    const token = input.headers[header];
+    if (token === undefined || token.length === 0) {
+      return policy.txnTokens?.required === true ? new Denial("token_missing", `the ${header} header (a Transaction Token) is required by the policy (txnTokens.required)`) : undefined;
+    }
+    if (isRepeated(input, header)) return new Denial("token_invalid", `the ${header} header arrived more than once; it carries exactly one Txn-Token`);
+    if (exceedsUtf8Bytes(token, MAX_TOKEN_BYTES)) return new Denial("token_invalid", `the ${header} header is longer than ${MAX_TOKEN_BYTES} bytes`);
+    if (policy.txnTokens === undefined) {
+      return new Denial("token_invalid", `a Txn-Token was sent (${header}), but the policy configures no txnTokens issuer to verify it against`);
+    }
+    const verifier = this.deps.txnTokens;
+    if (verifier === undefined) return new Denial("internal_error", "the policy configures txnTokens, but no Txn-Token verifier is running");
+    return verifier.verify({ token, policy: policy.txnTokens, trustDomains: policy.trustDomains, nowMs }).then((result) => {
+      if (!result.ok) return new Denial(result.reason, result.message);
+      // Recorded even when refused below: the audit trail shows which transaction the mismatch was in.
+      facts.txn = result.txn;
+      const mismatch = checkTxnTokenSubject(result.sub, facts.onBehalfOf);
+      return mismatch === undefined ? undefined : new Denial(mismatch.reason, mismatch.message);
+    });
+  }
+
+  /**
+   * A request denied before the Txn-Token step still records the transaction
+   * of a valid Txn-Token it carries, so that `trace --txn` lists every hop of
+   * a transaction, the refused ones too (SPEC 8). The reason never changes:
+   * the token is verified for the record only, and any failure is ignored.
+   * Costs nothing without the header; a reused token is a cache hit.
+   */
+  private withTxnRecorded(input: CheckInput, facts: Facts, nowMs: number, denial: Denial): Denial | Promise<Denial> {
+    const policy = facts.policy?.txnTokens;
+    const verifier = this.deps.txnTokens;
+    const token = input.headers[this.txnTokenHeader];
+    if (policy === undefined || verifier === undefined || token === undefined || token.length === 0) return denial;
+    if (isRepeated(input, this.txnTokenHeader) || exceedsUtf8Bytes(token, MAX_TOKEN_BYTES)) return denial;
+    return verifier.verify({ token, policy, trustDomains: facts.policy!.trustDomains, nowMs }).then(
+      (result) => {
+        if (result.ok) facts.txn = result.txn;
+        return denial;
+      },
+      () => denial,
+    );
+  }
+
   private finish(input: CheckInput, facts: Facts, nowMs: number, denial: Denial | undefined): Decision {
     // One literal for both shapes (this runs on every Check): `allowed` and
     // `reason` come from the same `denial`, so the pair is always consistent.
@@ -383,6 +479,9 @@ export class CheckPipeline {
       method: input.method,
       path: input.path,
       tokenId: facts.tokenId,
+      callerBinding: facts.binding,
+      mcp: facts.mcp.kind === "mcp" ? facts.mcp.facts : undefined,
+      txn: facts.txn,
     } as Decision;
   }
 }
@@ -391,10 +490,19 @@ function isRepeated(input: CheckInput, header: string): boolean {
   return input.repeatedHeaders !== undefined && input.repeatedHeaders.has(header);
 }
 
+/** The MCP part of the last hop's cache key: unambiguous, every value length-prefixed (-1: none). */
+function mcpKeyPart(mcp: McpReading): string {
+  if (mcp.kind === "absent") return "a";
+  if (mcp.kind === "unparsable") return `u${mcp.problem.length}:${mcp.problem}`;
+  const { method, tool, resource } = mcp.facts;
+  return `m${method.length}:${method}\u0000${tool === undefined ? -1 : tool.length}:${tool ?? ""}\u0000${resource === undefined ? -1 : resource.length}:${resource ?? ""}`;
+}
+
 function emptyFacts(): Facts {
   return {
     policy: undefined,
     caller: undefined,
+    binding: undefined,
     certificate: undefined,
     callee: undefined,
     onBehalfOf: undefined,
@@ -403,6 +511,8 @@ function emptyFacts(): Facts {
     requireToken: false,
     lastHopScopes: undefined,
     tokenId: undefined,
+    mcp: NO_MCP_METADATA,
+    txn: undefined,
   };
 }
 

@@ -1,7 +1,15 @@
 // The result of one Check: allow or deny with a stable reason, and everything
 // the audit trail records about it.
 
+import type { McpFacts } from "../mcp/mcp-metadata.js";
 import type { DenialReason } from "../reasons.js";
+
+/**
+ * How the caller's identity was established (SPEC 8): the peer certificate
+ * Envoy sent, a trusted x-forwarded-client-cert, or source.principal alone.
+ */
+export type CallerBinding = "certificate" | "xfcc" | "principal";
+export const CALLER_BINDINGS: readonly CallerBinding[] = ["certificate", "xfcc", "principal"];
 
 export interface HopRecord {
   readonly from: string;
@@ -33,6 +41,12 @@ interface DecisionRecord {
   readonly path: string;
   /** The verified delegation token's jti, when one was checked and passed. */
   readonly tokenId: string | undefined;
+  /** Where the caller's identity was read from; undefined when the request carried none. */
+  readonly callerBinding: CallerBinding | undefined;
+  /** The MCP method and tool (or resource) Envoy's MCP filter read from the body; undefined without usable MCP metadata. */
+  readonly mcp: McpFacts | undefined;
+  /** The transaction id of the verified Txn-Token (SPEC 8), when one was sent and verified. */
+  readonly txn: string | undefined;
 }
 
 export interface AllowedDecision extends DecisionRecord {

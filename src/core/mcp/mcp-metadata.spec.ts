@@ -4,7 +4,7 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_MCP_METADATA_KEYS, MAX_MCP_VALUE_LENGTH, readMcpFacts } from "./mcp-metadata.js";
+import { DEFAULT_MCP_METADATA_KEYS, MAX_MCP_VALUE_LENGTH, MCP_METADATA_OVER_BOUNDS, mcpMetadataFor, readMcpFacts } from "./mcp-metadata.js";
 
 const TOOLS_CALL = { id: 1, is_mcp_request: true, jsonrpc: "2.0", method: "tools/call", params: { name: "search_docs" }, status: "mcp_ok" };
 
@@ -43,6 +43,7 @@ describe("MCP facts from Envoy 1.40's metadata", () => {
     ["an overlong method", { ...TOOLS_CALL, method: "x".repeat(MAX_MCP_VALUE_LENGTH + 1) }],
     ["a list instead of a struct", [TOOLS_CALL]],
     ["null", null],
+    ["a struct the adapter would not read whole (over its bounds)", MCP_METADATA_OVER_BOUNDS],
   ])("%s is unparsable", (_what, metadata) => {
     expect(readMcpFacts(metadata)).toMatchObject({ kind: "unparsable" });
   });
@@ -61,5 +62,27 @@ describe("MCP facts from Envoy 1.40's metadata", () => {
         if (reading.kind === "mcp") expect(typeof reading.facts.method).toBe("string");
       }),
     );
+  });
+});
+
+describe("the problem an unparsable reading names", () => {
+  it("names Envoy's passthrough_reason when it is one of its short identifiers, and never quotes anything else", () => {
+    expect(readMcpFacts({ ...TOOLS_CALL, passthrough_reason: "mcp_body_too_large" })).toEqual({ kind: "unparsable", problem: "Envoy passed the body through unparsed (mcp_body_too_large)" });
+    const long = readMcpFacts({ ...TOOLS_CALL, passthrough_reason: "x".repeat(10_000) });
+    expect(long).toEqual({ kind: "unparsable", problem: "Envoy passed the body through unparsed (passthrough_reason)" });
+  });
+});
+
+describe("the struct explain decides for --mcp-method/--mcp-tool", () => {
+  it("is what Envoy 1.40 writes, read back to the same facts", () => {
+    expect(mcpMetadataFor({ method: "tools/call", tool: "search_docs" })).toEqual({ is_mcp_request: true, jsonrpc: "2.0", method: "tools/call", params: { name: "search_docs" } });
+    expect(readMcpFacts(mcpMetadataFor({ method: "resources/read", resource: "file:///a" }))).toEqual({ kind: "mcp", facts: { method: "resources/read", tool: undefined, resource: "file:///a" } });
+  });
+
+  it("follows configured keys", () => {
+    const keys = { ...DEFAULT_MCP_METADATA_KEYS, methodKey: "rpc.method", toolKey: "rpc.tool" };
+    const struct = mcpMetadataFor({ method: "tools/call", tool: "t" }, keys);
+    expect(struct).toEqual({ is_mcp_request: true, jsonrpc: "2.0", rpc: { method: "tools/call", tool: "t" } });
+    expect(readMcpFacts(struct, keys)).toEqual({ kind: "mcp", facts: { method: "tools/call", tool: "t", resource: undefined } });
   });
 });

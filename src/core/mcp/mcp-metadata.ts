@@ -66,16 +66,36 @@ function boundedString(value: unknown): string | undefined {
 }
 
 /**
+ * What the Envoy adapter hands over instead of the struct when the namespace
+ * is larger or deeper than it reads (MAX_MCP_METADATA_BYTES,
+ * MAX_MCP_METADATA_DEPTH): Envoy's MCP filter writes a few short fields, so
+ * a struct that big did not come from it, and is unparsable.
+ */
+export const MCP_METADATA_OVER_BOUNDS: unique symbol = Symbol("MCP metadata over bounds");
+/** The encoded size of the namespace's struct the adapter reads at most. */
+export const MAX_MCP_METADATA_BYTES = 64 * 1024;
+/** Nesting of structs and lists the adapter reads at most (Envoy 1.40's deepest key is params.name: depth 2). */
+export const MAX_MCP_METADATA_DEPTH = 8;
+
+/** Envoy's passthrough_reason values are short identifiers (mcp_body_too_large): anything else is only named. */
+function shortReason(reason: unknown): string {
+  return typeof reason === "string" && /^[a-z0-9_]{1,64}$/.test(reason) ? reason : "passthrough_reason";
+}
+
+/**
  * `namespaced` is the namespace's struct as JSON (undefined when Envoy sent
  * no such namespace). "absent" and "unparsable" both mean: no MCP facts, so
  * no `mcp:` rule admits the request; the difference is for the audit trail.
  */
 export function readMcpFacts(namespaced: unknown, keys: McpMetadataKeys = DEFAULT_MCP_METADATA_KEYS): McpReading {
   if (namespaced === undefined) return { kind: "absent" };
+  if (namespaced === MCP_METADATA_OVER_BOUNDS) {
+    return { kind: "unparsable", problem: `the ${keys.namespace} metadata is larger than ${MAX_MCP_METADATA_BYTES} bytes or nested deeper than ${MAX_MCP_METADATA_DEPTH} levels` };
+  }
   if (!isObject(namespaced)) return { kind: "unparsable", problem: `the ${keys.namespace} metadata is not a struct` };
   if (namespaced["is_mcp_request"] !== true) return { kind: "unparsable", problem: "Envoy did not recognise the body as an MCP request (is_mcp_request is not true)" };
   const reason = namespaced["passthrough_reason"];
-  if (reason !== undefined) return { kind: "unparsable", problem: `Envoy passed the body through unparsed (${typeof reason === "string" ? reason : "passthrough_reason"})` };
+  if (reason !== undefined) return { kind: "unparsable", problem: `Envoy passed the body through unparsed (${shortReason(reason)})` };
   if (namespaced["is_exceeding_limit"] === true) return { kind: "unparsable", problem: "the body exceeded the MCP filter's size limit" };
   const method = boundedString(at(namespaced, keys.methodKey));
   if (method === undefined) return { kind: "unparsable", problem: `${keys.methodKey} is missing, not a string, or longer than ${MAX_MCP_VALUE_LENGTH} characters` };
@@ -87,4 +107,26 @@ export function readMcpFacts(namespaced: unknown, keys: McpMetadataKeys = DEFAUL
       resource: method === MCP_RESOURCES_READ ? boundedString(at(namespaced, keys.resourceKey)) : undefined,
     },
   };
+}
+
+/**
+ * The struct Envoy's MCP filter would write for `facts`, at the configured
+ * keys: what `explain --mcp-method/--mcp-tool` decides, so a dry-run goes
+ * through the same reading as a real request.
+ */
+export function mcpMetadataFor(facts: { readonly method: string; readonly tool?: string | undefined; readonly resource?: string | undefined }, keys: McpMetadataKeys = DEFAULT_MCP_METADATA_KEYS): Record<string, unknown> {
+  const struct: Record<string, unknown> = { is_mcp_request: true, jsonrpc: "2.0" };
+  const put = (dotted: string, value: string) => {
+    const parts = dotted.split(".");
+    let node = struct;
+    for (const part of parts.slice(0, -1)) {
+      const next = node[part];
+      node = isObject(next) ? next : (node[part] = {});
+    }
+    node[parts[parts.length - 1]!] = value;
+  };
+  put(keys.methodKey, facts.method);
+  if (facts.tool !== undefined) put(keys.toolKey, facts.tool);
+  if (facts.resource !== undefined) put(keys.resourceKey, facts.resource);
+  return struct;
 }

@@ -3,7 +3,8 @@
 
 import { normalizeSerial } from "../identity/certificate-serial.js";
 import { compileGlob, compileMatcherList, compilePathGlob, type Matcher } from "./glob.js";
-import { DEFAULT_MAX_CHAIN_LENGTH, type CompiledPolicy, type HopRule, type PolicyDocument, type RequireViaRule } from "./model.js";
+import { compileMcpRule } from "./mcp-rule.js";
+import { DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_MAX_CHAIN_LENGTH, type CompiledPolicy, type HopRule, type PolicyDocument, type RequireViaRule } from "./model.js";
 
 /** An alias resolves to its SPIFFE ID; anything else (a SPIFFE ID or a glob) stays as written. */
 export function resolveAgentPattern(pattern: string, agents: ReadonlyMap<string, string>): string {
@@ -33,6 +34,8 @@ export function compilePolicy(doc: PolicyDocument, sha256: string, crlSerials: r
     paths: rule.paths && compileMatcherList(rule.paths, compilePathGlob),
     scopes: rule.scopes,
     requireToken: rule.requireToken ?? false,
+    mcp: rule.mcp && compileMcpRule(rule.mcp, compileGlob),
+    requireCertificate: rule.requireCertificate ?? false,
   }));
   const requireVia: RequireViaRule[] = (doc.requireVia ?? []).map((rule, index) => ({
     name: `requireVia[${index}]`,
@@ -63,8 +66,18 @@ export function compilePolicy(doc: PolicyDocument, sha256: string, crlSerials: r
           jwks: doc.tokens.jwks,
           required: doc.tokens.required ?? false,
           singleUse: doc.tokens.singleUse ?? false,
-          clockSkewSeconds: doc.tokens.clockSkew ?? 30,
+          clockSkewSeconds: doc.tokens.clockSkew ?? DEFAULT_CLOCK_SKEW_SECONDS,
         }
       : undefined,
+    requireCertificate: doc.requireCertificate ?? false,
+    txnTokens: doc.txnTokens
+      ? {
+          issuer: doc.txnTokens.issuer,
+          jwks: doc.txnTokens.jwks,
+          required: doc.txnTokens.required ?? false,
+          clockSkewSeconds: doc.txnTokens.clockSkew ?? DEFAULT_CLOCK_SKEW_SECONDS,
+        }
+      : undefined,
+    hasMcpRules: hops.some((rule) => rule.mcp !== undefined),
   };
 }

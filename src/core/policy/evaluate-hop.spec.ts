@@ -4,7 +4,8 @@
 
 import { describe, expect, it } from "vitest";
 import { compilePolicy } from "./compile.js";
-import { evaluateHop, lastHopRequest } from "./evaluate-hop.js";
+import type { McpReading } from "../mcp/mcp-metadata.js";
+import { evaluateHop, lastHopRequest, NO_MCP_METADATA } from "./evaluate-hop.js";
 import type { PolicyDocument } from "./model.js";
 
 const ORCH = "spiffe://example.org/agent/orchestrator";
@@ -158,5 +159,54 @@ describe("compiling a policy", () => {
   it("fills token defaults: not required, not single use, 30 s clock skew", () => {
     const compiled = compilePolicy({ ...DOC, tokens: { issuer: "https://sts.example.org", jwks: "jwks.json" } }, "ee".repeat(32));
     expect(compiled.tokens).toEqual({ issuer: "https://sts.example.org", jwks: "jwks.json", required: false, singleUse: false, clockSkewSeconds: 30 });
+  });
+});
+
+describe("mcp: on a rule applies to the last hop (SPEC 8)", () => {
+  const mcpPolicy = compilePolicy(
+    {
+      ...DOC,
+      hops: [
+        { from: "orchestrator", to: "research", mcp: { methods: ["tools/call", "tools/list"], tools: ["search_*"] } },
+        { from: "research", to: "db", mcp: { methods: ["resources/read"], resources: ["file:///docs/*"] } },
+      ],
+    },
+    "ff".repeat(32),
+  );
+  const call = (mcp: McpReading) => evaluateHop(mcpPolicy, ORCH, RESEARCH, ALICE, lastHopRequest("POST", "/mcp", mcp));
+  const facts = (method: string, tool?: string, resource?: string): McpReading => ({ kind: "mcp", facts: { method, tool, resource } });
+  const OVERSIZED: McpReading = { kind: "unparsable", problem: "the body exceeded the MCP filter's size limit" };
+
+  it("admits tools/call of an allowed tool, and another admitted method", () => {
+    expect(call(facts("tools/call", "search_docs"))).toMatchObject({ allowed: true, rule: "hops[0]" });
+    expect(call(facts("tools/list")).allowed).toBe(true);
+  });
+
+  it.each([
+    ["another tool", facts("tools/call", "delete_index"), 'tool "delete_index" is not one the rule admits'],
+    ["another method", facts("prompts/get"), 'MCP method "prompts/get" is not one the rule admits'],
+    ["a body without MCP metadata (a batch, a body that is not JSON-RPC)", NO_MCP_METADATA, "the request carries no readable MCP metadata"],
+    ["unparsable metadata (an oversized body)", OVERSIZED, "the MCP metadata is unusable: the body exceeded"],
+  ])("refuses %s, saying why", (_what, mcp, detail) => {
+    const outcome = call(mcp);
+    expect(outcome.allowed).toBe(false);
+    expect(outcome.detail).toContain(detail);
+  });
+
+  it("refuses a resource URI that escapes the glob's directory once resolved", () => {
+    const read = (uri: string) => evaluateHop(mcpPolicy, RESEARCH, DB, ALICE, lastHopRequest("POST", "/mcp", facts("resources/read", undefined, uri)));
+    expect(read("file:///docs/readme.md").allowed).toBe(true);
+    expect(read("file:///docs/..").allowed).toBe(false);
+    expect(read("file:///docs/%2E%2E").detail).toContain("holds a dot-segment");
+  });
+
+  it("does not apply to earlier hops", () => {
+    expect(evaluateHop(mcpPolicy, ORCH, RESEARCH, ALICE, undefined).allowed).toBe(true);
+  });
+
+  it("leaves rules without mcp: blind to the MCP metadata", () => {
+    expect(evaluateHop(policy, RESEARCH, DB, ALICE, lastHopRequest("GET", "/query", facts("tools/call", "delete_index"))).allowed).toBe(true);
+    expect(policy.hasMcpRules).toBe(false);
+    expect(mcpPolicy.hasMcpRules).toBe(true);
   });
 });

@@ -1,7 +1,9 @@
 // Decides one hop of `chain + [callee]`: is there a rule that admits `from`
 // calling `to` for this on-behalf-of, and, for the last hop (this very call),
-// this method and path? Default deny.
+// this method, path and MCP request (SPEC 8)? Default deny.
 
+import type { McpReading } from "../mcp/mcp-metadata.js";
+import { mcpRuleAdmits } from "./mcp-rule.js";
 import type { CompiledPolicy, HopRule } from "./model.js";
 import { toRulePath, type RulePath } from "./request-path.js";
 
@@ -9,11 +11,23 @@ export interface LastHopRequest {
   readonly method: string;
   /** What path rules see of the request target (toRulePath): the path, or why none may match. */
   readonly rulePath: RulePath;
+  /** What Envoy's MCP filter said of the body; only `mcp:` rules read it. */
+  readonly mcp: McpReading;
 }
 
-/** The last hop of a request as Envoy sent it: method and target (path and query). */
-export function lastHopRequest(method: string, target: string): LastHopRequest {
-  return { method, rulePath: toRulePath(target) };
+export const NO_MCP_METADATA: McpReading = Object.freeze({ kind: "absent" });
+
+/** The last hop of a request as Envoy sent it: method, target (path and query) and MCP metadata. */
+export function lastHopRequest(method: string, target: string, mcp: McpReading = NO_MCP_METADATA): LastHopRequest {
+  return { method, rulePath: toRulePath(target), mcp };
+}
+
+/** Why `rule`'s `mcp:` does not admit the request, or undefined when it does (or the rule has none). */
+function mcpRefusal(rule: HopRule, mcp: McpReading): string | undefined {
+  if (rule.mcp === undefined) return undefined;
+  const result = mcpRuleAdmits(rule.mcp, mcp.kind === "mcp" ? mcp.facts : undefined);
+  if (result.admitted) return undefined;
+  return mcp.kind === "unparsable" ? `${rule.name} admits only MCP requests, and the MCP metadata is unusable: ${mcp.problem}` : `${rule.name}: ${result.detail}`;
 }
 
 export interface HopOutcome {
@@ -58,6 +72,11 @@ export function evaluateHop(
           nearMiss ??= `${rule.name} does not admit path ${JSON.stringify(rulePath.path)}`;
           continue;
         }
+      }
+      const refusal = mcpRefusal(rule, last.mcp);
+      if (refusal !== undefined) {
+        nearMiss ??= refusal;
+        continue;
       }
     }
     return { allowed: true, rule: rule.name, ruleIndex: rule.index, detail: `admitted by ${rule.name}` };

@@ -27,6 +27,9 @@ describe("an mcp: rule", () => {
     ["a tool whose glob match would need to cross '/'", facts("tools/call", { tool: "search_/etc" })],
     ["a resource outside the glob", facts("resources/read", { resource: "file:///etc/passwd" })],
     ["a resources/read without a URI", facts("resources/read")],
+    ["a resource the glob matches only before the MCP server resolves '..'", facts("resources/read", { resource: "file:///docs/.." })],
+    ["a resource with an encoded dot-segment", facts("resources/read", { resource: "file:///docs/%2e%2e" })],
+    ["a resource with an encoded slash inside the starred segment", facts("resources/read", { resource: "file:///docs/..%2Fetc%2Fpasswd" })],
   ])("refuses %s", (_what, f) => {
     const result = mcpRuleAdmits(rule, f);
     expect(result.admitted).toBe(false);

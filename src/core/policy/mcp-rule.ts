@@ -3,11 +3,14 @@
 // like `methods` and `paths`: a rule with `mcp:` admits a request only when
 // Envoy's MCP metadata was read (docs/mcp.md), its method matches `methods`,
 // and, for tools/call, its tool matches `tools`; for resources/read, its URI
-// matches `resources`. The glob compiler is passed in, so this file does not
-// depend on how globs are matched.
+// matches `resources`. A URI that an MCP server might resolve differently
+// from the glob (dot-segments, encoded slashes: the path rules' safeguards,
+// SPEC 3) matches no `resources` glob. The glob compiler is passed in, so
+// this file does not depend on how globs are matched.
 
 import { MCP_RESOURCES_READ, MCP_TOOLS_CALL, type McpFacts } from "../mcp/mcp-metadata.js";
 import type { Matcher } from "./glob.js";
+import { resourceUriProblem } from "./request-path.js";
 import type { McpRule, McpRuleDocument } from "./model.js";
 
 export function compileMcpRule(doc: McpRuleDocument, compileGlob: (pattern: string) => Matcher): McpRule {
@@ -32,6 +35,8 @@ export function mcpRuleAdmits(rule: McpRule, facts: McpFacts | undefined): McpRu
   }
   if (facts.method === MCP_RESOURCES_READ && rule.resources !== undefined) {
     if (facts.resource === undefined) return { admitted: false, detail: "the resources/read names no URI (or not as a string)" };
+    const problem = resourceUriProblem(facts.resource);
+    if (problem !== undefined) return { admitted: false, detail: `resource ${JSON.stringify(facts.resource)} ${problem}, so it matches no resources glob` };
     if (!some(rule.resources, facts.resource)) return { admitted: false, detail: `resource ${JSON.stringify(facts.resource)} is not one the rule admits` };
   }
   return { admitted: true };

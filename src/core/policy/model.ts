@@ -92,14 +92,10 @@ export interface HopRule {
   readonly paths: MatcherList | undefined;
   readonly scopes: readonly string[] | undefined;
   readonly requireToken: boolean;
-  /**
-   * The compiled `mcp:`; undefined when the rule has none. Optional while
-   * compile.ts does not fill it yet (issue 12): the loader refuses a policy
-   * whose `mcp:` the compiled rule does not carry, rather than ignore it.
-   */
-  readonly mcp?: McpRule | undefined;
-  /** Optional for the same reason as `mcp`. */
-  readonly requireCertificate?: boolean;
+  /** The compiled `mcp:` (last hop only); undefined when the rule has none. */
+  readonly mcp: McpRule | undefined;
+  /** The last hop's caller must not be bound by a principal alone (SPEC 8). */
+  readonly requireCertificate: boolean;
 }
 
 export interface McpRule {
@@ -150,8 +146,9 @@ export interface CompiledPolicy {
   /** Normalized serials: lower-case hex, no separators, no leading zeros. */
   readonly revokedSerials: ReadonlySet<string>;
   readonly tokens: TokenPolicy | undefined;
-  /** Optional while compile.ts does not fill it yet (see HopRule.mcp). */
-  readonly requireCertificate?: boolean;
-  /** Optional while compile.ts does not fill it yet (see HopRule.mcp). */
-  readonly txnTokens?: TxnTokenPolicy | undefined;
+  /** Every caller must be bound by a certificate (Envoy's or a trusted XFCC), never a principal alone (SPEC 8). */
+  readonly requireCertificate: boolean;
+  readonly txnTokens: TxnTokenPolicy | undefined;
+  /** Some hop rule has `mcp:`: only then do the MCP facts enter the last hop's decision (and its cache key). */
+  readonly hasMcpRules: boolean;
 }

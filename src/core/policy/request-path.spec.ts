@@ -4,7 +4,7 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { toRulePath } from "./request-path.js";
+import { resourceUriProblem, toRulePath } from "./request-path.js";
 
 describe("path rules match the path without its query string", () => {
   it("strips the query string", () => {
@@ -108,5 +108,34 @@ describe("reading untrusted request targets (property)", () => {
       }),
       { numRuns: 5000, seed: 6 },
     );
+  });
+});
+
+describe("an MCP resource URI gets the path safeguards (SPEC 8, docs/mcp.md)", () => {
+  it.each(["file:///docs/readme.md", "file:///docs/a/b.md?rev=2", "db://reports/q3#summary", "https://example.org/x?next=/../admin"])("leaves %s to the globs", (uri) => {
+    expect(resourceUriProblem(uri)).toBeUndefined();
+  });
+
+  it.each([
+    ["file:///docs/..", "holds a dot-segment"],
+    ["file:///docs/../etc/passwd", "holds a dot-segment"],
+    ["file:///docs/%2e%2e", "holds a dot-segment"],
+    ["file:///docs/.", "holds a dot-segment"],
+    ["file:///docs/a%2Fb", "holds an encoded slash or backslash"],
+    ["file:///docs/a%5cb", "holds an encoded slash or backslash"],
+    ["file:///docs\\..\\x", "holds a backslash"],
+    ["file:///docs/..;/x", 'holds a ";" (path parameters)'],
+    ["file:///docs/a;b", 'holds a ";" (path parameters)'],
+    ["file:///docs/%252e%252e", 'holds "%25" (double percent-encoding)'],
+    ["file:///docs/\u00e9", "holds a control or non-ASCII character"],
+    ["file:///docs/a?x=\u0000", "holds a control or non-ASCII character"],
+  ])("refuses %s", (uri, problem) => {
+    expect(resourceUriProblem(uri)).toBe(problem);
+  });
+
+  it("is linear: a long URI of dots and escapes is judged at once", () => {
+    const started = performance.now();
+    expect(resourceUriProblem(`file:///${"%2e.".repeat(50_000)}`)).toBeUndefined();
+    expect(performance.now() - started).toBeLessThan(200);
   });
 });

@@ -5,6 +5,7 @@
 // "/..;/", which some servers strip before resolving), "%25" (double
 // encoding: "%252e" becomes "%2e" one decode later), and control or non-ASCII
 // bytes. A refused path matches no path rule. One pass, linear in the path.
+// The same safeguards guard the resource URIs of MCP rules (resourceUriProblem).
 
 import { exceedsUtf8Bytes } from "../input/untrusted-bounds.js";
 
@@ -54,30 +55,59 @@ function isDotSegment(path: string, start: number, end: number): boolean {
 }
 
 export function toRulePath(target: string): RulePath {
+  const path = target.slice(0, beforeQueryOrFragment(target));
+  if (exceedsUtf8Bytes(path, MAX_PATH_BYTES)) return { ok: false, problem: `is longer than ${MAX_PATH_BYTES} bytes`, tooLong: true };
+  const problem = unsafePathProblem(path);
+  return problem === undefined ? { ok: true, path } : refuse(problem);
+}
+
+/** Where the query string or fragment of a target starts (its length when it has neither). */
+function beforeQueryOrFragment(target: string): number {
   let end = target.length;
   const q = target.indexOf("?");
   if (q !== -1) end = q;
   const hash = target.indexOf("#");
   if (hash !== -1 && hash < end) end = hash;
-  const path = target.slice(0, end);
-  if (exceedsUtf8Bytes(path, MAX_PATH_BYTES)) return { ok: false, problem: `is longer than ${MAX_PATH_BYTES} bytes`, tooLong: true };
+  return end;
+}
+
+/** Why an upstream might resolve `path` differently from a rule (SPEC 3), or undefined when it is safe to match. */
+function unsafePathProblem(path: string): string | undefined {
   let segmentStart = 0;
   for (let i = 0; i <= path.length; i++) {
     const c = i < path.length ? path.charCodeAt(i) : SLASH;
     if (c === SLASH) {
-      if (isDotSegment(path, segmentStart, i)) return refuse("holds a dot-segment");
+      if (isDotSegment(path, segmentStart, i)) return "holds a dot-segment";
       segmentStart = i + 1;
     } else if (c < 0x20 || c >= 0x7f) {
-      return refuse("holds a control or non-ASCII character");
+      return "holds a control or non-ASCII character";
     } else if (c === 0x5c) {
-      return refuse("holds a backslash");
+      return "holds a backslash";
     } else if (c === 0x3b) {
-      return refuse('holds a ";" (path parameters)');
+      return 'holds a ";" (path parameters)';
     } else if (c === PERCENT) {
       const byte = escapedByte(path, i);
-      if (byte === 0x2f || byte === 0x5c) return refuse("holds an encoded slash or backslash");
-      if (byte === PERCENT) return refuse('holds "%25" (double percent-encoding)');
+      if (byte === 0x2f || byte === 0x5c) return "holds an encoded slash or backslash";
+      if (byte === PERCENT) return 'holds "%25" (double percent-encoding)';
     }
   }
-  return { ok: true, path };
+  return undefined;
+}
+
+/**
+ * Why a resource URI of an MCP `resources/read` (SPEC 8) must match no
+ * `resources` glob, or undefined. The MCP server resolves the URI, so the
+ * path rules' safeguards apply to it up to its query or fragment:
+ * `file:///docs/*` must not admit `file:///docs/..` or `file:///docs/%2e%2e`.
+ * The query and fragment may hold no control or non-ASCII character either.
+ */
+export function resourceUriProblem(uri: string): string | undefined {
+  const end = beforeQueryOrFragment(uri);
+  const problem = unsafePathProblem(uri.slice(0, end));
+  if (problem !== undefined) return problem;
+  for (let i = end; i < uri.length; i++) {
+    const c = uri.charCodeAt(i);
+    if (c < 0x20 || c >= 0x7f) return "holds a control or non-ASCII character";
+  }
+  return undefined;
 }

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hopwarden/admin/v1/admin.proto.
  */
 export const file_hopwarden_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Ch5ob3B3YXJkZW4vYWRtaW4vdjEvYWRtaW4ucHJvdG8SEmhvcHdhcmRlbi5hZG1pbi52MSL8AQoORXhwbGFpblJlcXVlc3QSOgoNY2hlY2tfcmVxdWVzdBgBIAEoCzIjLmVudm95LnNlcnZpY2UuYXV0aC52My5DaGVja1JlcXVlc3QSDgoGY2FsbGVyGAIgASgJEg4KBmNhbGxlZRgDIAEoCRJACgdoZWFkZXJzGAQgAygLMi8uaG9wd2FyZGVuLmFkbWluLnYxLkV4cGxhaW5SZXF1ZXN0LkhlYWRlcnNFbnRyeRIOCgZtZXRob2QYBSABKAkSDAoEcGF0aBgGIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJYCg5Ib3BFeHBsYW5hdGlvbhIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHJ1bGUYAyABKAkSDgoGcmVzdWx0GAQgASgJEg4KBmRldGFpbBgFIAEoCSL9AQoPRXhwbGFpblJlc3BvbnNlEhAKCGRlY2lzaW9uGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhYKDnBvbGljeV92ZXJzaW9uGAQgASgJEjAKBGhvcHMYBSADKAsyIi5ob3B3YXJkZW4uYWRtaW4udjEuSG9wRXhwbGFuYXRpb24SDgoGY2FsbGVyGAYgASgJEg4KBmNhbGxlZRgHIAEoCRIUCgxvbl9iZWhhbGZfb2YYCCABKAkSDQoFY2hhaW4YCSADKAkSEwoLaHR0cF9zdGF0dXMYCiABKA0SEwoLZ3JwY19zdGF0dXMYCyABKAUiEgoQR2V0UG9saWN5UmVxdWVzdCJ6ChFHZXRQb2xpY3lSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEg4KBnNvdXJjZRgCIAEoCRIRCglsb2FkZWRfYXQYAyABKAkSDgoGc2hhMjU2GAQgASgJEg4KBmFnZW50cxgFIAEoDRIRCglob3BfcnVsZXMYBiABKA0iDwoNUmVsb2FkUmVxdWVzdCI9Cg5SZWxvYWRSZXNwb25zZRIKCgJvaxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgJEg4KBmVycm9ycxgDIAMoCTKNAgoMQWRtaW5TZXJ2aWNlElIKB0V4cGxhaW4SIi5ob3B3YXJkZW4uYWRtaW4udjEuRXhwbGFpblJlcXVlc3QaIy5ob3B3YXJkZW4uYWRtaW4udjEuRXhwbGFpblJlc3BvbnNlElgKCUdldFBvbGljeRIkLmhvcHdhcmRlbi5hZG1pbi52MS5HZXRQb2xpY3lSZXF1ZXN0GiUuaG9wd2FyZGVuLmFkbWluLnYxLkdldFBvbGljeVJlc3BvbnNlEk8KBlJlbG9hZBIhLmhvcHdhcmRlbi5hZG1pbi52MS5SZWxvYWRSZXF1ZXN0GiIuaG9wd2FyZGVuLmFkbWluLnYxLlJlbG9hZFJlc3BvbnNlYgZwcm90bzM", [file_envoy_service_auth_v3_external_auth]);
+  fileDesc("Ch5ob3B3YXJkZW4vYWRtaW4vdjEvYWRtaW4ucHJvdG8SEmhvcHdhcmRlbi5hZG1pbi52MSK4AgoORXhwbGFpblJlcXVlc3QSOgoNY2hlY2tfcmVxdWVzdBgBIAEoCzIjLmVudm95LnNlcnZpY2UuYXV0aC52My5DaGVja1JlcXVlc3QSDgoGY2FsbGVyGAIgASgJEg4KBmNhbGxlZRgDIAEoCRJACgdoZWFkZXJzGAQgAygLMi8uaG9wd2FyZGVuLmFkbWluLnYxLkV4cGxhaW5SZXF1ZXN0LkhlYWRlcnNFbnRyeRIOCgZtZXRob2QYBSABKAkSDAoEcGF0aBgGIAEoCRISCgptY3BfbWV0aG9kGAcgASgJEhAKCG1jcF90b29sGAggASgJEhQKDG1jcF9yZXNvdXJjZRgJIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJYCg5Ib3BFeHBsYW5hdGlvbhIMCgRmcm9tGAEgASgJEgoKAnRvGAIgASgJEgwKBHJ1bGUYAyABKAkSDgoGcmVzdWx0GAQgASgJEg4KBmRldGFpbBgFIAEoCSLeAgoPRXhwbGFpblJlc3BvbnNlEhAKCGRlY2lzaW9uGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEhYKDnBvbGljeV92ZXJzaW9uGAQgASgJEjAKBGhvcHMYBSADKAsyIi5ob3B3YXJkZW4uYWRtaW4udjEuSG9wRXhwbGFuYXRpb24SDgoGY2FsbGVyGAYgASgJEg4KBmNhbGxlZRgHIAEoCRIUCgxvbl9iZWhhbGZfb2YYCCABKAkSDQoFY2hhaW4YCSADKAkSEwoLaHR0cF9zdGF0dXMYCiABKA0SEwoLZ3JwY19zdGF0dXMYCyABKAUSFgoOY2FsbGVyX2JpbmRpbmcYDCABKAkSEgoKbWNwX21ldGhvZBgNIAEoCRIQCghtY3BfdG9vbBgOIAEoCRIUCgxtY3BfcmVzb3VyY2UYDyABKAkSCwoDdHhuGBAgASgJIhIKEEdldFBvbGljeVJlcXVlc3QiegoRR2V0UG9saWN5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRIOCgZzb3VyY2UYAiABKAkSEQoJbG9hZGVkX2F0GAMgASgJEg4KBnNoYTI1NhgEIAEoCRIOCgZhZ2VudHMYBSABKA0SEQoJaG9wX3J1bGVzGAYgASgNIg8KDVJlbG9hZFJlcXVlc3QiPQoOUmVsb2FkUmVzcG9uc2USCgoCb2sYASABKAgSDwoHdmVyc2lvbhgCIAEoCRIOCgZlcnJvcnMYAyADKAkyjQIKDEFkbWluU2VydmljZRJSCgdFeHBsYWluEiIuaG9wd2FyZGVuLmFkbWluLnYxLkV4cGxhaW5SZXF1ZXN0GiMuaG9wd2FyZGVuLmFkbWluLnYxLkV4cGxhaW5SZXNwb25zZRJYCglHZXRQb2xpY3kSJC5ob3B3YXJkZW4uYWRtaW4udjEuR2V0UG9saWN5UmVxdWVzdBolLmhvcHdhcmRlbi5hZG1pbi52MS5HZXRQb2xpY3lSZXNwb25zZRJPCgZSZWxvYWQSIS5ob3B3YXJkZW4uYWRtaW4udjEuUmVsb2FkUmVxdWVzdBoiLmhvcHdhcmRlbi5hZG1pbi52MS5SZWxvYWRSZXNwb25zZWIGcHJvdG8z", [file_envoy_service_auth_v3_external_auth]);
 
 /**
  * @generated from message hopwarden.admin.v1.ExplainRequest
@@ -58,6 +58,24 @@ export type ExplainRequest = Message<"hopwarden.admin.v1.ExplainRequest"> & {
    * @generated from field: string path = 6;
    */
   path: string;
+
+  /**
+   * Shorthand: the MCP request Envoy's MCP filter would report (SPEC 8): the
+   * JSON-RPC method, and the tool of a tools/call or the URI of a resources/read.
+   *
+   * @generated from field: string mcp_method = 7;
+   */
+  mcpMethod: string;
+
+  /**
+   * @generated from field: string mcp_tool = 8;
+   */
+  mcpTool: string;
+
+  /**
+   * @generated from field: string mcp_resource = 9;
+   */
+  mcpResource: string;
 };
 
 /**
@@ -166,6 +184,37 @@ export type ExplainResponse = Message<"hopwarden.admin.v1.ExplainResponse"> & {
    * @generated from field: int32 grpc_status = 11;
    */
   grpcStatus: number;
+
+  /**
+   * How the caller was bound: "certificate", "xfcc", "principal", or empty when none was named.
+   *
+   * @generated from field: string caller_binding = 12;
+   */
+  callerBinding: string;
+
+  /**
+   * The MCP facts the decision saw (empty without MCP metadata).
+   *
+   * @generated from field: string mcp_method = 13;
+   */
+  mcpMethod: string;
+
+  /**
+   * @generated from field: string mcp_tool = 14;
+   */
+  mcpTool: string;
+
+  /**
+   * @generated from field: string mcp_resource = 15;
+   */
+  mcpResource: string;
+
+  /**
+   * The verified Txn-Token's transaction id, or empty.
+   *
+   * @generated from field: string txn = 16;
+   */
+  txn: string;
 };
 
 /**

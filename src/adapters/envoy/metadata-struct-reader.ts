@@ -1,0 +1,195 @@
+// Reads one namespace of a CheckRequest's `attributes.metadata_context`
+// (envoy.config.core.v3.Metadata: map<string, google.protobuf.Struct>
+// filter_metadata = 1) into plain JSON, for the MCP facts (SPEC 8). Only the
+// namespace asked for is decoded; every other entry is framed and its key
+// read, nothing more.
+//
+// Read as protobuf reads it (the generated schema is the reference:
+// check-request-decoder.properties.spec.ts): the last filter_metadata entry
+// for the namespace wins; a Struct sent in several pieces is merged (its
+// fields added up, the last value of a key winning); a Value whose
+// struct_value or list_value comes twice is merged (fields added, list
+// items appended), whereas a Value switching kinds takes the last; a Value
+// with no kind is null. Objects have no prototype, so a key "__proto__" is
+// an ordinary key.
+//
+// Bounded: Envoy's MCP filter writes a few short fields (docs/mcp.md), so a
+// namespace whose Struct is over MAX_MCP_METADATA_BYTES is not read at all,
+// and a struct or list nested deeper than MAX_MCP_METADATA_DEPTH is framed,
+// not read; either way the namespace becomes MCP_METADATA_OVER_BOUNDS, which
+// no `mcp:` rule admits.
+
+import { MAX_MCP_METADATA_BYTES, MAX_MCP_METADATA_DEPTH, MCP_METADATA_OVER_BOUNDS } from "../../core/mcp/mcp-metadata.js";
+import { WireError, WireReader, WireType } from "../protobuf/wire.js";
+
+/** [start, end) of each piece of the namespace's Struct, in wire order; undefined until an entry names the namespace. */
+export type StructPieces = Array<[number, number]>;
+
+function expectWireType(wireType: number, expected: number, what: string): void {
+  if (wireType !== expected) throw new WireError(`${what} has wire type ${wireType}, expected ${expected}`);
+}
+
+/**
+ * Metadata { map<string, Struct> filter_metadata = 1 }: the pieces of the
+ * last entry whose key is `namespace`, or `found` unchanged when no entry of
+ * these bytes names it. Keys are read (they must be UTF-8); other values
+ * only framed.
+ */
+export function findNamespace(buf: Buffer, start: number, end: number, namespace: string, found: StructPieces | undefined): StructPieces | undefined {
+  const r = new WireReader(buf, start, end);
+  while (!r.done()) {
+    const tag = r.tag();
+    if (tag >>> 3 !== 1) {
+      r.skip(tag & 7);
+      continue;
+    }
+    expectWireType(tag & 7, WireType.LEN, "Metadata.filter_metadata");
+    const [s, e] = r.lengthDelimited();
+    const entry = new WireReader(buf, s, e);
+    let key = "";
+    const pieces: StructPieces = [];
+    while (!entry.done()) {
+      const t = entry.tag();
+      const field = t >>> 3;
+      if (field === 1) {
+        expectWireType(t & 7, WireType.LEN, "Metadata.filter_metadata key");
+        key = entry.string("Metadata.filter_metadata key");
+      } else if (field === 2) {
+        expectWireType(t & 7, WireType.LEN, "Metadata.filter_metadata value");
+        pieces.push(entry.lengthDelimited());
+      } else entry.skip(t & 7);
+    }
+    if (key === namespace) found = pieces;
+  }
+  return found;
+}
+
+/** A Value being read: its kind (0 for none, else the oneof's field number) and what it holds. */
+interface ValueState {
+  kind: number;
+  value: unknown;
+}
+
+const NULL_VALUE = 1;
+const NUMBER_VALUE = 2;
+const STRING_VALUE = 3;
+const BOOL_VALUE = 4;
+const STRUCT_VALUE = 5;
+const LIST_VALUE = 6;
+
+class OverBounds {
+  over = false;
+}
+
+/** The namespace's Struct as JSON, or MCP_METADATA_OVER_BOUNDS. */
+export function readNamespaceStruct(buf: Buffer, pieces: StructPieces): unknown {
+  let size = 0;
+  for (const [s, e] of pieces) size += e - s;
+  if (size > MAX_MCP_METADATA_BYTES) return MCP_METADATA_OVER_BOUNDS;
+  const struct = Object.create(null) as Record<string, unknown>;
+  const bounds = new OverBounds();
+  for (const [s, e] of pieces) readStruct(buf, s, e, struct, 1, bounds);
+  return bounds.over ? MCP_METADATA_OVER_BOUNDS : struct;
+}
+
+/** Struct { map<string, Value> fields = 1 }, merged into `into`; `depth` is the struct's own (the namespace's is 1). */
+function readStruct(buf: Buffer, start: number, end: number, into: Record<string, unknown>, depth: number, bounds: OverBounds): void {
+  const r = new WireReader(buf, start, end);
+  while (!r.done()) {
+    const tag = r.tag();
+    if (tag >>> 3 !== 1) {
+      r.skip(tag & 7);
+      continue;
+    }
+    expectWireType(tag & 7, WireType.LEN, "Struct.fields");
+    const [s, e] = r.lengthDelimited();
+    const entry = new WireReader(buf, s, e);
+    let key = "";
+    const state: ValueState = { kind: 0, value: null };
+    while (!entry.done()) {
+      const t = entry.tag();
+      const field = t >>> 3;
+      if (field === 1) {
+        expectWireType(t & 7, WireType.LEN, "Struct.fields key");
+        key = entry.string("Struct.fields key");
+      } else if (field === 2) {
+        expectWireType(t & 7, WireType.LEN, "Struct.fields value");
+        const [vs, ve] = entry.lengthDelimited();
+        readValue(buf, vs, ve, state, depth, bounds);
+      } else entry.skip(t & 7);
+    }
+    // A map entry replaces an earlier one of the same key.
+    into[key] = state.value;
+  }
+}
+
+/** ListValue { repeated Value values = 1 }, appended to `into`. */
+function readList(buf: Buffer, start: number, end: number, into: unknown[], depth: number, bounds: OverBounds): void {
+  const r = new WireReader(buf, start, end);
+  while (!r.done()) {
+    const tag = r.tag();
+    if (tag >>> 3 !== 1) {
+      r.skip(tag & 7);
+      continue;
+    }
+    expectWireType(tag & 7, WireType.LEN, "ListValue.values");
+    const [s, e] = r.lengthDelimited();
+    const state: ValueState = { kind: 0, value: null };
+    readValue(buf, s, e, state, depth, bounds);
+    into.push(state.value);
+  }
+}
+
+/**
+ * Value { oneof kind { null_value = 1; number_value = 2; string_value = 3;
+ * bool_value = 4; struct_value = 5; list_value = 6 } }, merged into `state`
+ * (a Value sent in pieces). `depth` is that of the container holding it.
+ */
+function readValue(buf: Buffer, start: number, end: number, state: ValueState, depth: number, bounds: OverBounds): void {
+  const r = new WireReader(buf, start, end);
+  while (!r.done()) {
+    const tag = r.tag();
+    const field = tag >>> 3;
+    const wt = tag & 7;
+    switch (field) {
+      case NULL_VALUE:
+        expectWireType(wt, WireType.VARINT, "Value.null_value");
+        r.varint();
+        set(state, NULL_VALUE, null);
+        break;
+      case NUMBER_VALUE:
+        expectWireType(wt, WireType.I64, "Value.number_value");
+        set(state, NUMBER_VALUE, r.double());
+        break;
+      case STRING_VALUE:
+        expectWireType(wt, WireType.LEN, "Value.string_value");
+        set(state, STRING_VALUE, r.string("Value.string_value"));
+        break;
+      case BOOL_VALUE:
+        expectWireType(wt, WireType.VARINT, "Value.bool_value");
+        set(state, BOOL_VALUE, r.bool());
+        break;
+      case STRUCT_VALUE:
+      case LIST_VALUE: {
+        expectWireType(wt, WireType.LEN, field === STRUCT_VALUE ? "Value.struct_value" : "Value.list_value");
+        const [s, e] = r.lengthDelimited();
+        // The same message kind again merges into it; another kind is replaced.
+        if (state.kind !== field) set(state, field, field === STRUCT_VALUE ? Object.create(null) : []);
+        if (depth + 1 > MAX_MCP_METADATA_DEPTH) {
+          bounds.over = true;
+          break;
+        }
+        if (field === STRUCT_VALUE) readStruct(buf, s, e, state.value as Record<string, unknown>, depth + 1, bounds);
+        else readList(buf, s, e, state.value as unknown[], depth + 1, bounds);
+        break;
+      }
+      default:
+        r.skip(wt);
+    }
+  }
+}
+
+function set(state: ValueState, kind: number, value: unknown): void {
+  state.kind = kind;
+  state.value = value;
+}
