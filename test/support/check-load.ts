@@ -30,7 +30,7 @@ export interface CallRecord {
   /** performance.now() when the call was made and when its callback ran. */
   readonly startedAt: number;
   readonly endedAt: number;
-  /** A value the caller sampled just before the call and just after its answer (e.g. a reload generation). */
+  /** LoadOptions.before() just before the call, LoadOptions.after() just after its answer (e.g. reload generations). */
   readonly before: number;
   readonly after: number;
   readonly outcome: AnsweredCall | FailedCall;
@@ -52,8 +52,9 @@ export interface LoadOptions {
   readonly connections: number;
   readonly inFlightPerConnection: number;
   readonly requests: readonly CheckRequest[];
-  /** Sampled before each call and after each answer; default 0. */
-  readonly generation?: () => number;
+  /** Sampled just before each call and just after each answer (CallRecord.before/after); default 0. */
+  readonly before?: () => number;
+  readonly after?: () => number;
   /** Per-call deadline (default 10 s). */
   readonly deadlineMs?: number;
   /** A connection makes no new call after one of its calls failed (a server that stopped): no tight loop of refusals. */
@@ -71,7 +72,8 @@ export interface RunningLoad {
 
 export function startCheckLoad(options: LoadOptions): RunningLoad {
   const encoded = options.requests.map((r) => Buffer.from(toBinary(CheckRequestSchema, r)));
-  const generation = options.generation ?? (() => 0);
+  const sampleBefore = options.before ?? (() => 0);
+  const sampleAfter = options.after ?? (() => 0);
   const deadlineMs = options.deadlineMs ?? 10_000;
   const calls: CallRecord[] = [];
   const clients: Client[] = [];
@@ -82,7 +84,7 @@ export function startCheckLoad(options: LoadOptions): RunningLoad {
   const call = (client: Client, connection: number): Promise<void> =>
     new Promise((resolve) => {
       const request = next++ % encoded.length;
-      const before = generation();
+      const before = sampleBefore();
       const startedAt = performance.now();
       client.makeUnaryRequest(
         "/envoy.service.auth.v3.Authorization/Check",
@@ -94,7 +96,7 @@ export function startCheckLoad(options: LoadOptions): RunningLoad {
         (err: ServiceError | null, response?: CheckResponse) => {
           const endedAt = performance.now();
           const outcome: AnsweredCall | FailedCall = err ? { kind: "failed", code: err.code, details: err.details } : answeredCall(response!);
-          calls.push({ connection, request, startedAt, endedAt, before, after: generation(), outcome });
+          calls.push({ connection, request, startedAt, endedAt, before, after: sampleAfter(), outcome });
           if (err) failedConnections.add(connection);
           resolve();
         },
