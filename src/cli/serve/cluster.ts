@@ -231,6 +231,11 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
     watchPolicy: false,
     // Each worker serves TLS itself, and watches the files itself.
     tls: settings.tls,
+    // Each worker holds its own caches, each bounded as configured (`--config` `cache:`).
+    ...(settings.config.hopCacheSize !== undefined && { hopCacheSize: settings.config.hopCacheSize }),
+    ...(settings.config.hopCacheBytes !== undefined && { hopCacheBytes: settings.config.hopCacheBytes }),
+    ...(settings.config.certificateCacheSize !== undefined && { certificateCacheSize: settings.config.certificateCacheSize }),
+    ...(settings.config.certificateCacheBytes !== undefined && { certificateCacheBytes: settings.config.certificateCacheBytes }),
   });
   running.hopwarden = hopwarden;
   if (stopping !== undefined) {
