@@ -80,7 +80,8 @@ export class PolicyStore implements PolicySource {
   private poll: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private reloading: Promise<ReloadOutcome> | undefined;
-  private pendingReload = false;
+  /** The read that calls made during `reloading` wait for. */
+  private nextReload: Promise<ReloadOutcome> | undefined;
   /** The errors of the last refused reload: a poll or watch event that finds the same broken file stays quiet. */
   private lastRefusal = "";
   readonly file: string;
@@ -114,20 +115,32 @@ export class PolicyStore implements PolicySource {
     this.loadedAtMs = Date.now();
   }
 
-  /** Re-reads the file; concurrent calls share one read, and a call during a read triggers one more. */
+  /**
+   * Re-reads the file. A call made while a read is under way waits for the
+   * next read, which starts once that one has ended (one read for all such
+   * calls): the read under way may have begun before the caller's change, so
+   * its outcome could name the file as it was before (an admin Reload that
+   * answered with the old version while the new file waited for the next read).
+   */
   reload(trigger: string): Promise<ReloadOutcome> {
-    if (this.reloading !== undefined) {
-      this.pendingReload = true;
-      return this.reloading;
+    if (this.reloading === undefined) return this.startReload(trigger);
+    if (this.nextReload === undefined) {
+      const next = () => {
+        this.nextReload = undefined;
+        // A read started since the last one ended began after this call: share it.
+        return this.reloading ?? this.startReload(trigger);
+      };
+      this.nextReload = this.reloading.then(next, next);
     }
-    this.reloading = this.doReload(trigger).finally(() => {
-      this.reloading = undefined;
-      if (this.pendingReload) {
-        this.pendingReload = false;
-        void this.reload(trigger);
-      }
+    return this.nextReload;
+  }
+
+  private startReload(trigger: string): Promise<ReloadOutcome> {
+    const reloading: Promise<ReloadOutcome> = this.doReload(trigger).finally(() => {
+      if (this.reloading === reloading) this.reloading = undefined;
     });
-    return this.reloading;
+    this.reloading = reloading;
+    return reloading;
   }
 
   private async doReload(trigger: string): Promise<ReloadOutcome> {
