@@ -1,8 +1,11 @@
 // SPEC 3, hot reload under load (issue 10, "Soak and faults"): 500 reloads of
-// the built CLI's policy while four connections keep Checks in flight. Two
-// policies, A and B, alternate by atomic rename; each new file is taken up by
-// the directory watch, by SIGHUP or by the admin Reload, in turn, and the
-// next rename waits until GetPolicy shows the new version in force. A and B
+// the built CLI's policy while four connections keep Checks in flight, with
+// one process and with --workers 2. Two policies, A and B, alternate by
+// atomic rename; each new file is taken up by the directory watch, by SIGHUP
+// or by the admin Reload, in turn, and the next rename waits until the new
+// version is in force: GetPolicy shows it (one process), or an admin Reload
+// has answered for it, which it does once every worker serves it (SPEC 7: a
+// reload reaches every worker). A and B
 // decide differently for most of the requests, so a decision is checked
 // twice:
 //
@@ -27,6 +30,8 @@ import { readAuditDirectory, verifyAuditDirectory } from "./support/audit-direct
 import { spiffe } from "./support/pki.js";
 
 const RELOADS = 500;
+/** With --workers 2 each reload also waits for both workers: fewer, so the case stays well under a minute here. */
+const WORKER_RELOADS = 300;
 const MECHANISMS = ["file-watch", "SIGHUP", "admin Reload"] as const;
 type Mechanism = (typeof MECHANISMS)[number];
 /** How long one reload may take to show in GetPolicy (the watch debounces by 100 ms; the 5 s poll is its fallback). */
@@ -124,20 +129,20 @@ async function reloadsTotal(serve: ServeProcess): Promise<number> {
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
-let dir: string;
+let root: string;
 
 beforeAll(async () => {
   requireBuiltCli();
-  dir = await mkdtemp(join(tmpdir(), "hopwarden-reload-load-"));
+  root = await mkdtemp(join(tmpdir(), "hopwarden-reload-load-"));
 });
 
 afterAll(async () => {
   await killAllServes();
-  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  if (root !== undefined) await rm(root, { recursive: true, force: true });
 });
 
-describe("policy reload under load", () => {
-  it(`serves no stale decision through ${RELOADS} reloads (atomic renames taken up by the watch, SIGHUP and admin Reload in turn)`, async () => {
+async function reloadUnderLoad(workers: number, reloads: number): Promise<void> {
+    const dir = await mkdtemp(join(root, `workers-${workers}-`));
     const policy = join(dir, "policy.yaml");
     await writeFile(policy, policyYaml(versionOf(0)));
     const keygen = await runCli(["audit", "keygen", "--out", join(dir, "audit-key")]);
@@ -150,10 +155,11 @@ describe("policy reload under load", () => {
       "--admin-listen", "127.0.0.1:0",
       "--audit-log", join(auditDir, "audit.log"),
       "--audit-key", join(dir, "audit-key.key"),
+      "--workers", String(workers),
     ]);
 
     // Generation g is versionOf(g). `renamed`: the last generation whose file was (being) put in place;
-    // `applied`: the last one GetPolicy showed in force. Versions only move forward, so a call made when
+    // `applied`: the last one seen in force. Versions only move forward, so a call made when
     // `applied` was b and answered when `renamed` was a may carry the version of any generation in [b, a].
     let renamed = 0;
     let applied = 0;
@@ -168,11 +174,11 @@ describe("policy reload under load", () => {
     });
 
     const byMechanism: Record<Mechanism, number> = { "file-watch": 0, SIGHUP: 0, "admin Reload": 0 };
-    /** Admin Reload answers that named another version than the file renamed into place just before. */
+    /** Admin Reload answers that named another version than the file renamed into place just before, or were not ok. */
     const reloadAnswers: { generation: number; expected: Version; answered: string }[] = [];
     const started = Date.now();
     try {
-      for (let g = 1; g <= RELOADS; g++) {
+      for (let g = 1; g <= reloads; g++) {
         const next = join(dir, `policy.${g}.yaml`);
         await writeFile(next, policyYaml(versionOf(g)));
         renamed = g;
@@ -182,12 +188,17 @@ describe("policy reload under load", () => {
         if (mechanism === "SIGHUP") serve.child.kill("SIGHUP");
         if (mechanism === "admin Reload") {
           const answer = await admin(serve, "Reload");
-          if (answer.version !== versionOf(g)) reloadAnswers.push({ generation: g, expected: versionOf(g), answered: answer.version });
+          if (answer.version !== versionOf(g) || answer.ok !== true) reloadAnswers.push({ generation: g, expected: versionOf(g), answered: `${answer.version} (ok: ${answer.ok})` });
         }
         const deadline = Date.now() + APPLY_TIMEOUT_MS;
         while ((await admin(serve, "GetPolicy")).version !== versionOf(g)) {
           if (Date.now() > deadline) throw new Error(`generation ${g} (${versionOf(g)}, by ${mechanism}) not in force after ${APPLY_TIMEOUT_MS} ms`);
           await new Promise((r) => setTimeout(r, 2));
+        }
+        // GetPolicy is the primary's; the workers are in step once an admin Reload has answered for it.
+        if (workers > 1 && mechanism !== "admin Reload") {
+          const answer = await admin(serve, "Reload");
+          if (answer.version !== versionOf(g) || answer.ok !== true) reloadAnswers.push({ generation: g, expected: versionOf(g), answered: `${answer.version} (ok: ${answer.ok})` });
         }
         applied = g;
         await new Promise((r) => setTimeout(r, SETTLED_MS));
@@ -218,7 +229,7 @@ describe("policy reload under load", () => {
     }
     const answered = calls.length - failed.length;
     process.stderr.write(
-      `[reload under load] ${RELOADS} reloads in ${reloadSeconds.toFixed(1)} s (${Object.entries(byMechanism).map(([m, n]) => `${n} by ${m}`).join(", ")}; reloads_total ${reloadsCounted}); ` +
+      `[reload under load, --workers ${workers}] ${reloads} reloads in ${reloadSeconds.toFixed(1)} s (${Object.entries(byMechanism).map(([m, n]) => `${n} by ${m}`).join(", ")}; reloads_total ${reloadsCounted}); ` +
         `${calls.length} Checks, ${answered} answered, ${failed.length} failed, ${settled} made and answered with one version in force, ${duringReload} while a reload was under way; stale: ${stale.length}; admin Reload answers naming an older version: ${reloadAnswers.length}\n`,
     );
 
@@ -227,12 +238,13 @@ describe("policy reload under load", () => {
     // The load was real: many decisions, under both versions, many of them while a reload was under way.
     const versions = new Set(calls.flatMap((c) => (c.outcome.kind === "answered" ? [c.outcome.policyVersion] : [])));
     expect(versions).toEqual(new Set(["reload-A", "reload-B"]));
-    expect(answered).toBeGreaterThan(RELOADS * 2);
+    expect(answered).toBeGreaterThan(reloads * 2);
     expect(duringReload).toBeGreaterThan(0);
-    expect(settled).toBeGreaterThan(RELOADS);
-    // Every reload is counted once: each one changed the content (SPEC 7: the same content is no reload).
-    expect(reloadsCounted).toBe(RELOADS);
-    // An admin Reload answers for the file as it was when it was asked.
+    expect(settled).toBeGreaterThan(reloads);
+    // Every reload is counted once by each process that decides (the primary's /metrics adds up its workers'):
+    // each one changed the content (SPEC 7: the same content is no reload).
+    expect(reloadsCounted).toBe(reloads * workers);
+    // An admin Reload answers for the file as it was when it was asked (and, with workers, once they all serve it).
     expect(reloadAnswers).toEqual([]);
 
     // The audit log records the version each client was told.
@@ -242,5 +254,14 @@ describe("policy reload under load", () => {
     const differing = calls.filter((c: CallRecord) => c.outcome.kind === "answered" && audit.versions.get(c.outcome.decisionId) !== c.outcome.policyVersion);
     expect(differing.length).toBe(0);
     expect(audit.decisionIds.length).toBe(answered);
+}
+
+describe("policy reload under load", () => {
+  it(`serves no stale decision through ${RELOADS} reloads (atomic renames taken up by the watch, SIGHUP and admin Reload in turn)`, async () => {
+    await reloadUnderLoad(1, RELOADS);
+  }, 90_000);
+
+  it(`does the same through ${WORKER_RELOADS} reloads with --workers 2, in step once an admin Reload has answered`, async () => {
+    await reloadUnderLoad(2, WORKER_RELOADS);
   }, 90_000);
 });

@@ -25,8 +25,8 @@ import { openReplayStore, primaryReplayMemory, replayMemoryMetrics, serveReplayQ
 
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" } | { type: "metrics"; id: number };
 type WorkerMessage =
-  | { type: "ready"; address: string }
-  | { type: "reloaded"; ok: boolean; version: string | undefined; errors: readonly string[] }
+  | { type: "ready"; address: string; sha256: string | undefined }
+  | { type: "reloaded"; ok: boolean; version: string | undefined; sha256: string | undefined; errors: readonly string[] }
   | { type: "metrics"; id: number; text: string };
 
 /** How long shutdown waits for workers to drain before killing them. */
@@ -35,6 +35,8 @@ const RESTART_DELAY_MIN_MS = 500;
 const RESTART_DELAY_MAX_MS = 30_000;
 /** How long /metrics waits for each worker's numbers. */
 const METRICS_TIMEOUT_MS = 2_000;
+/** How long an admin Reload waits for every worker to serve the policy the primary loaded. */
+const WORKER_RELOAD_TIMEOUT_MS = 5_000;
 
 export class WorkerStartError extends Error {}
 
@@ -67,6 +69,31 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   let restartDelayMs = RESTART_DELAY_MIN_MS;
   let lastRestartMs = 0;
 
+  // The policy (content hash) each worker last reported in force, so that an admin Reload
+  // answers only once every worker serves what the primary loaded: a Check sent after the
+  // answer is never decided by a worker still on the previous policy.
+  const workerPolicies = new Map<number, string | undefined>();
+  const onWorkerPolicy = new Set<() => void>();
+  const reportPolicy = (worker: Worker, sha256: string | undefined) => {
+    workerPolicies.set(worker.id, sha256);
+    for (const wake of onWorkerPolicy) wake();
+  };
+  const workersServe = (sha256: string | undefined, timeoutMs: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const check = () => {
+        const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w?.isConnected() === true);
+        if (live.every((w) => workerPolicies.get(w.id) === sha256)) done(true);
+      };
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        onWorkerPolicy.delete(check);
+        resolve(ok);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      onWorkerPolicy.add(check);
+      check();
+    });
+
   // /metrics in the primary: ask every worker for its numbers and merge them.
   let metricsRequest = 0;
   const pendingMetrics = new Map<number, (text: string) => void>();
@@ -77,8 +104,11 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     worker.on("message", (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       if (message.type === "ready") {
+        reportPolicy(worker, message.sha256);
         readyAddresses.set(worker.id, message.address);
         if (!started && readyAddresses.size >= settings.workers) startup?.resolve();
+      } else if (message.type === "reloaded") {
+        reportPolicy(worker, message.sha256);
       } else if (message.type === "metrics") {
         pendingMetrics.get(message.id)?.(message.text);
       }
@@ -109,6 +139,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   };
   cluster.on("exit", (worker, code, signal) => {
     readyAddresses.delete(worker.id);
+    workerPolicies.delete(worker.id);
+    for (const wake of onWorkerPolicy) wake();
     if (stopping) return;
     if (!started) {
       startup?.reject(new WorkerStartError(`worker ${worker.id} exited during start-up (code ${code ?? "-"}, signal ${signal ?? "-"}); its error is above`));
@@ -161,7 +193,13 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
           listen: settings.adminListen,
           explainPipeline,
           policies,
-          reload: () => policies.reload("admin"),
+          reload: async () => {
+            const outcome = await policies.reload("admin");
+            if (!outcome.ok) return outcome;
+            const want = policies.current();
+            if (await workersServe(want?.sha256, WORKER_RELOAD_TIMEOUT_MS)) return { ...outcome, version: want?.version };
+            return { ok: false, version: outcome.version, errors: [`not every worker serves policy version ${want?.version ?? "?"} after ${WORKER_RELOAD_TIMEOUT_MS} ms`] };
+          },
           metrics: (_req, res) => {
             void workerMetrics().then(
               (text) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(text),
@@ -205,7 +243,9 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
   // Listen before starting, so a shutdown that arrives during start-up is not lost.
   process.on("message", (message: PrimaryMessage) => {
     if (message.type === "reload") {
-      void running.hopwarden?.reload(message.trigger).then((o) => process.send?.({ type: "reloaded", ok: o.ok, version: o.version, errors: o.errors } satisfies WorkerMessage));
+      void running.hopwarden
+        ?.reload(message.trigger)
+        .then((o) => process.send?.({ type: "reloaded", ok: o.ok, version: o.version, sha256: running.hopwarden?.policies.current()?.sha256, errors: o.errors } satisfies WorkerMessage));
     } else if (message.type === "shutdown") {
       exitAfterStop();
     } else if (message.type === "metrics") {
@@ -243,6 +283,6 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
     await stop();
     process.exit(0);
   }
-  process.send?.({ type: "ready", address: hopwarden.grpcAddress } satisfies WorkerMessage);
+  process.send?.({ type: "ready", address: hopwarden.grpcAddress, sha256: hopwarden.policies.current()?.sha256 } satisfies WorkerMessage);
   return new Promise<number>(() => undefined);
 }
