@@ -2,7 +2,7 @@
 // header_map read like headers, and repeated security headers marked so the
 // pipeline can refuse them (finding 7).
 
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { CheckRequestSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { decodeCheckRequest } from "./check-request-decoder.js";
@@ -75,6 +75,17 @@ describe("decoding a CheckRequest", () => {
     );
     expect({ ...input.headers }).toEqual({ "x-agent-subject": "s" });
     expect(input.repeatedHeaders).toBeUndefined();
+  });
+
+  it("reads a request sent in two parts as protobuf merges it, so a Peer in two parts keeps the certificate (found by npm run fuzz)", () => {
+    // Protobuf reads concatenated messages as one: a message field sent twice is merged, not replaced.
+    const certificatePart = create(CheckRequestSchema, { attributes: { source: { certificate: "CERT" }, destination: { principal: "spiffe://example.org/agent/db" } } });
+    const principalPart = create(CheckRequestSchema, { attributes: { source: { principal: "spiffe://example.org/agent/research" }, destination: { service: "db" } } });
+    const both = Buffer.concat([bytes(certificatePart), bytes(principalPart)]);
+    const reference = fromBinary(CheckRequestSchema, both).attributes!;
+    const input = decodeCheckRequest(both);
+    expect([input.peerCertificate, input.peerPrincipal, input.destinationPrincipal]).toEqual([reference.source!.certificate, reference.source!.principal, reference.destination!.principal]);
+    expect(input.peerCertificate).toBe("CERT");
   });
 
   it("throws on bytes that are not a CheckRequest, for the caller to deny", () => {

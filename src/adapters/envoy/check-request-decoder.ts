@@ -17,8 +17,12 @@ function expect(wireType: number, expected: number, what: string): void {
   if (wireType !== expected) throw new WireError(`${what} has wire type ${wireType}, expected ${expected}`);
 }
 
-function readPeer(r: WireReader, end: number): Peer {
-  const peer: Peer = { principal: "", certificate: "" };
+/**
+ * Reads a Peer into `peer`. A message field that comes twice is merged, as
+ * protobuf reads it (a field of the second copy replaces the first's, the
+ * others stay), so no spelling of a request reads differently here.
+ */
+function readPeer(r: WireReader, end: number, peer: Peer): Peer {
   const sub = new WireReader(r.buf, r.pos, end);
   while (!sub.done()) {
     const tag = sub.varint();
@@ -159,8 +163,8 @@ function readHttp(
  * without it every header is kept (explain, tests).
  */
 export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<string>): CheckInput {
-  let source: Peer = { principal: "", certificate: "" };
-  let destinationPrincipal = "";
+  const source: Peer = { principal: "", certificate: "" };
+  const destination: Peer = { principal: "", certificate: "" };
   const contextExtensions = Object.create(null) as Record<string, string>;
   const http = {
     method: "",
@@ -189,11 +193,11 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
         const [s, e] = a.lengthDelimited();
         if (field === 1) {
           a.pos = s;
-          source = readPeer(a, e);
+          readPeer(a, e, source);
           a.pos = e;
         } else if (field === 2) {
           a.pos = s;
-          destinationPrincipal = readPeer(a, e).principal;
+          readPeer(a, e, destination);
           a.pos = e;
         } else if (field === 10) {
           readStringEntry(buf, s, e, contextExtensions, undefined);
@@ -215,7 +219,7 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
   return {
     peerCertificate: source.certificate,
     peerPrincipal: source.principal,
-    destinationPrincipal,
+    destinationPrincipal: destination.principal,
     contextExtensions,
     // With encode_raw_headers Envoy sends header_map instead of headers.
     headers: http.headerMap ?? http.headers,
