@@ -13,7 +13,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import fc from "fast-check";
 import { configureTextEncoding, getTextEncoding } from "@bufbuild/protobuf/wire";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, ScalarType, toBinary, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { Client, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { CheckRequestSchema, CheckResponseSchema, type CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { HealthCheckRequestSchema, HealthCheckResponseSchema } from "../../src/gen/grpc/health/v1/health_pb.js";
@@ -31,7 +31,7 @@ import { renderView, toCheckRequest, type EnvoyView } from "./request-model.js";
 import { FuzzStats, fmt } from "./fuzz-stats.js";
 import { describeValue } from "./describe.js";
 import { referenceWorld } from "./world.js";
-import { mutateRequestBytes, wireMutationPlanArb, type WireMutationPlan } from "./wire-mutations.js";
+import { mutateRequestBytes, parseTree, wireMutationPlanArb, type WireMutationPlan } from "./wire-mutations.js";
 import type { FuzzOutcome, FuzzRunOptions } from "./core-fuzz.js";
 import { ALLOWED_SCENARIOS } from "./scenarios.js";
 
@@ -83,11 +83,109 @@ export const grpcCaseArb: fc.Arbitrary<GrpcCase> = fc.oneof(
 const lenientText = { ...getTextEncoding(), decodeUtf8: (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8") };
 
 /**
+ * Whether the bytes are well-formed protobuf for the schema, all the way
+ * down: every tag, varint and length within its message's bounds, every
+ * known field with its own wire type, every nested message well-formed too.
+ * protobuf-es alone is lenient in places (a varint may run past the end of
+ * a sub-message and shift what follows), so its reading of malformed bytes
+ * is no reference.
+ */
+export function wellFormed(bytes: Uint8Array, schema: DescMessage | undefined, depth = 0): boolean {
+  if (depth > 64) return false;
+  let pos = 0;
+  const varint = (maxBytes: number): bigint | undefined => {
+    let v = 0n;
+    for (let i = 0; i < maxBytes; i++) {
+      if (pos >= bytes.length) return undefined;
+      const b = bytes[pos++]!;
+      v |= BigInt(b & 0x7f) << BigInt(7 * i);
+      if ((b & 0x80) === 0) return v;
+    }
+    return undefined;
+  };
+  while (pos < bytes.length) {
+    const tag = varint(5);
+    if (tag === undefined || tag > 0xffffffffn) return false;
+    const number = Number(tag >> 3n);
+    const wireType = Number(tag & 7n);
+    if (number === 0) return false;
+    const field = schema?.fields.find((f) => f.number === number);
+    if (field !== undefined && !wireTypeFits(field, wireType)) return false;
+    if (wireType === 0) {
+      if (varint(10) === undefined) return false;
+    } else if (wireType === 1 || wireType === 5) {
+      pos += wireType === 1 ? 8 : 4;
+      if (pos > bytes.length) return false;
+    } else if (wireType === 2) {
+      const len = varint(10);
+      if (len === undefined || BigInt(pos) + len > BigInt(bytes.length)) return false;
+      const content = bytes.subarray(pos, pos + Number(len));
+      pos += Number(len);
+      if (field === undefined) continue;
+      if ((field.fieldKind === "message" || (field.fieldKind === "list" && field.listKind === "message")) && !wellFormed(content, field.message, depth + 1)) return false;
+      if (field.fieldKind === "map") {
+        if (!wellFormed(content, undefined, depth + 1)) return false;
+        if (field.mapKind === "message" && !mapValuesWellFormed(content, field.message, depth + 1)) return false;
+      }
+    } else return false; // groups (3, 4) and the wire types 6 and 7
+  }
+  return true;
+}
+
+function scalarWireType(t: ScalarType): number {
+  switch (t) {
+    case ScalarType.STRING:
+    case ScalarType.BYTES:
+      return 2;
+    case ScalarType.FIXED64:
+    case ScalarType.SFIXED64:
+    case ScalarType.DOUBLE:
+      return 1;
+    case ScalarType.FIXED32:
+    case ScalarType.SFIXED32:
+    case ScalarType.FLOAT:
+      return 5;
+    default:
+      return 0;
+  }
+}
+
+/** A known field must come with its own wire type (a list of numbers also packed, as LEN). */
+function wireTypeFits(field: DescField, wireType: number): boolean {
+  switch (field.fieldKind) {
+    case "message":
+    case "map":
+      return wireType === 2;
+    case "enum":
+      return wireType === 0;
+    case "scalar":
+      return wireType === scalarWireType(field.scalar);
+    case "list":
+      if (field.listKind === "message") return wireType === 2;
+      if (field.listKind === "enum") return wireType === 0 || wireType === 2;
+      return wireType === scalarWireType(field.scalar) || wireType === 2;
+  }
+}
+
+function mapValuesWellFormed(entry: Uint8Array, value: DescMessage, depth: number): boolean {
+  const tree = (() => {
+    try {
+      return parseTree(entry, "Leaf");
+    } catch {
+      return undefined;
+    }
+  })();
+  if (tree === undefined) return false;
+  return tree.filter((f) => f.field === 2).every((f) => f.wireType === 2 && wellFormed(f.bytes, value, depth));
+}
+
+/**
  * protobuf-es's reading of the bytes, with string fields decoded as Node
  * decodes them (U+FFFD for bad UTF-8, as hopwarden's decoder does), or
- * undefined when they are not a CheckRequest.
+ * undefined when they are not a well-formed CheckRequest.
  */
 export function decodeReference(bytes: Uint8Array): CheckRequest | undefined {
+  if (!wellFormed(bytes, CheckRequestSchema)) return undefined;
   const strict = getTextEncoding();
   configureTextEncoding(lenientText);
   try {
@@ -251,6 +349,7 @@ function prepare(c: GrpcCase, fixture: FuzzFixture): Prepared {
   }
   const view = renderView(c.fuzz.call, fixture.renderer);
   const valid = toBinary(CheckRequestSchema, toCheckRequest(view, c.fuzz.call.rawValues));
+  if (!wellFormed(valid, CheckRequestSchema)) throw new Error("fuzz harness: protobuf-es wrote a CheckRequest the well-formedness walk refuses");
   if (c.kind === "call") return { bytes: valid, view, fuzz: c.fuzz };
   const bytes = mutateRequestBytes(valid, c.plan);
   const decoded = decodeReference(bytes);
@@ -358,7 +457,7 @@ export async function runGrpcFuzz(fixture: FuzzFixture, options: GrpcFuzzOptions
     if (!failing) {
       const kind = c.kind === "bytes" ? "random bytes" : c.kind === "mutated" ? "mutated bytes" : `call/${c.fuzz.kind}`;
       stats.record(kind, got?.allowed ?? false, got?.reason ?? "(gRPC error)", ms);
-      if (verdict.disagreement !== undefined) stats.disagree(verdict.disagreement, c.kind === "bytes" ? describeValue(c.bytes) : c.fuzz.label);
+      if (verdict.disagreement !== undefined) stats.disagree(verdict.disagreement, c.kind === "bytes" ? describeValue(c.bytes) : c.kind === "mutated" ? `${c.fuzz.label} | ${describeValue(c.plan)}` : c.fuzz.label);
     }
     const problem = verdict.violation ?? (options.strict === true ? verdict.disagreement : undefined);
     if (problem !== undefined) {

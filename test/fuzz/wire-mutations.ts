@@ -212,6 +212,26 @@ function applyBytes(bytes: Uint8Array, m: ByteMutation): Uint8Array {
 export interface WireMutationPlan {
   readonly tree: readonly TreeMutation[];
   readonly bytes: readonly ByteMutation[];
+  /**
+   * Split the request into two CheckRequests sent back to back, each field
+   * in one of them (chosen by this seed). Protobuf reads concatenated
+   * messages as one, merged: the same request, spelled differently.
+   */
+  readonly split?: number;
+}
+
+/** Each field (down to the leaves) in `a` or `b`; messages in both, with their own share of fields. */
+function splitTree(fields: readonly WireField[], next: () => boolean): [WireField[], WireField[]] {
+  const a: WireField[] = [];
+  const b: WireField[] = [];
+  for (const f of fields) {
+    if (f.children !== undefined && f.children.length > 1) {
+      const [ca, cb] = splitTree(f.children, next);
+      if (ca.length > 0) a.push({ ...f, children: ca });
+      if (cb.length > 0) b.push({ ...f, children: cb });
+    } else (next() ? a : b).push(f);
+  }
+  return [a, b];
 }
 
 export function mutateRequestBytes(valid: Uint8Array, plan: WireMutationPlan): Uint8Array {
@@ -223,6 +243,21 @@ export function mutateRequestBytes(valid: Uint8Array, plan: WireMutationPlan): U
   }
   for (const m of plan.tree) applyTree(tree, m);
   let out = plan.tree.length > 0 ? writeTree(tree) : valid;
+  if (plan.split !== undefined) {
+    let state = plan.split >>> 0 || 1;
+    const next = (): boolean => {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      return (state & 1) === 1;
+    };
+    const [a, b] = splitTree(tree, next);
+    const wa = writeTree(a);
+    const wb = writeTree(b);
+    out = new Uint8Array(wa.length + wb.length);
+    out.set(wa);
+    out.set(wb, wa.length);
+  }
   for (const m of plan.bytes) out = applyBytes(out, m);
   return out;
 }
@@ -257,6 +292,7 @@ const byteMutationArb: fc.Arbitrary<ByteMutation> = fc.oneof(
 );
 
 export const wireMutationPlanArb: fc.Arbitrary<WireMutationPlan> = fc.oneof(
+  { arbitrary: fc.record({ tree: fc.constant([]), bytes: fc.constant([]), split: fc.nat() }), weight: 3 },
   { arbitrary: fc.record({ tree: fc.array(treeMutationArb, { minLength: 1, maxLength: 3 }), bytes: fc.constant([]) }), weight: 6 },
   { arbitrary: fc.record({ tree: fc.constant([]), bytes: fc.array(byteMutationArb, { minLength: 1, maxLength: 3 }) }), weight: 2 },
   { arbitrary: fc.record({ tree: fc.array(treeMutationArb, { minLength: 1, maxLength: 2 }), bytes: fc.array(byteMutationArb, { minLength: 1, maxLength: 2 }) }), weight: 1 },
