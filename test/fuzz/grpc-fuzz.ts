@@ -340,20 +340,24 @@ interface Prepared {
   readonly view: EnvoyView | undefined;
   /** The case the oracle judges against (expectations only for well-formed calls). */
   readonly fuzz: FuzzCase | undefined;
+  /** The certificate as read is not one the fixture made (byte damage reached it). */
+  readonly damagedCertificate: boolean;
 }
 
 function prepare(c: GrpcCase, fixture: FuzzFixture): Prepared {
   if (c.kind === "bytes") {
     const decoded = decodeReference(c.bytes);
-    return { bytes: c.bytes, view: decoded === undefined ? undefined : viewOf(decoded), fuzz: undefined };
+    return { bytes: c.bytes, view: decoded === undefined ? undefined : viewOf(decoded), fuzz: undefined, damagedCertificate: false };
   }
   const view = renderView(c.fuzz.call, fixture.renderer);
   const valid = toBinary(CheckRequestSchema, toCheckRequest(view, c.fuzz.call.rawValues));
   if (!wellFormed(valid, CheckRequestSchema)) throw new Error("fuzz harness: protobuf-es wrote a CheckRequest the well-formedness walk refuses");
-  if (c.kind === "call") return { bytes: valid, view, fuzz: c.fuzz };
+  if (c.kind === "call") return { bytes: valid, view, fuzz: c.fuzz, damagedCertificate: false };
   const bytes = mutateRequestBytes(valid, c.plan);
   const decoded = decodeReference(bytes);
-  return { bytes, view: decoded === undefined ? undefined : viewOf(decoded), fuzz: undefined };
+  const read = decoded === undefined ? undefined : viewOf(decoded);
+  const damagedCertificate = read !== undefined && read.certificate !== "" && read.certificate !== view.certificate && fixture.certFacts(read.certificate) === undefined;
+  return { bytes, view: read, fuzz: undefined, damagedCertificate };
 }
 
 const UNDECODABLE: ReferenceDecision = { allowed: false, reason: "internal_error", why: "protobuf-es does not decode these bytes" };
@@ -365,7 +369,7 @@ function judgeGrpc(c: GrpcCase, p: Prepared, got: Observed, ref: ReferenceDecisi
   if (got.allowed && !ref.allowed) {
     // Bytes protobuf-es refuses have no reading to compare with. Envoy never sends them (only a
     // direct client of the Check port can), so an allow is reported, not failed.
-    if (ref.reason === "internal_error") return { disagreement: `${c.kind}: hopwarden allows bytes protobuf-es does not decode` };
+    if (ref.reason === "internal_error") return { disagreement: `${c.kind}: malformed protobuf read and allowed (hopwarden skips fields it does not read)` };
     return { violation: `UNSAFE ALLOW: allowed bytes the reference denies (${ref.reason}: ${ref.why})` };
   }
   if (got.allowed) {
@@ -374,15 +378,18 @@ function judgeGrpc(c: GrpcCase, p: Prepared, got: Observed, ref: ReferenceDecisi
     if (got.caller !== r.caller || got.callee !== r.callee || got.onBehalfOf !== r.onBehalfOf || !chainOk) return { violation: "allow with verified facts that are not the request's" };
     return {};
   }
+  if (p.damagedCertificate && got.reason === "invalid_peer_certificate") {
+    return { disagreement: `${c.kind}: a byte-damaged certificate node:crypto refuses and the reference's DER walk reads (reference: ${ref.allowed ? "allow" : "another deny"})` };
+  }
   if (ref.allowed) return got.reason === "internal_error" && (got.message ?? "").includes("does not decode")
-    ? { disagreement: `${c.kind}: hopwarden cannot decode bytes protobuf-es reads (reference allow)` }
+    ? { disagreement: `${c.kind}: well-formed protobuf refused as undecodable (reference: allow)` }
     : { disagreement: `${c.kind}: pipeline ${got.reason ?? ""}, reference allow` };
   if (got.reason === "internal_error") {
     if (ref.reason === "internal_error") return {};
-    if ((got.message ?? "").includes("does not decode")) return { disagreement: `${c.kind}: hopwarden cannot decode bytes protobuf-es reads (reference ${ref.reason})` };
+    if ((got.message ?? "").includes("does not decode")) return { disagreement: `${c.kind}: well-formed protobuf refused as undecodable (reference: another deny)` };
     return { violation: `internal_error (an exception while deciding): ${got.message ?? ""}` };
   }
-  if (ref.reason === "internal_error") return { disagreement: `${c.kind}: hopwarden decides bytes protobuf-es does not decode (${got.reason ?? ""})` };
+  if (ref.reason === "internal_error") return { disagreement: `${c.kind}: malformed protobuf read and denied (hopwarden skips fields it does not read)` };
   if (got.reason !== ref.reason) return { disagreement: `${c.kind}: pipeline ${got.reason ?? ""}, reference ${ref.reason}` };
   return {};
 }
