@@ -7,10 +7,10 @@
 // them by construction, not by parsing.
 
 import { createHash } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createCertificateAuthority, type IssuedCertificate } from "../support/pki.js";
+import { createCertificateAuthority } from "../support/pki.js";
 import { createSigningKey, jwksOf, signToken, type TestSigningKey } from "../support/delegation-tokens.js";
 import { nestActors } from "../../src/adapters/tokens/delegation-token-format.js";
 import { AGENT_NAMES, AGENTS, fuzzPolicy, fuzzPolicyYaml, ISSUER, JWKS_FILE, PEOPLE, SERIAL_REVOKED_AGENTS, type AgentName, type FuzzPolicy, type PersonName } from "./universe.js";
@@ -65,6 +65,8 @@ export interface FuzzFixture {
   tokenFacts(raw: string): TokenFacts | undefined;
   /** The valid certificate of an agent, URL-encoded as Envoy sends it. */
   validCertificate(agent: AgentName): string;
+  /** Writes the keys' output (certificates, tokens, JWKS) to replay a run with FUZZ_FIXTURE. */
+  save(file: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -100,42 +102,41 @@ function spellSerial(hex: string, i: number): string {
   }
 }
 
-export async function createFuzzFixture(): Promise<FuzzFixture> {
+/** Everything made with keys, as data: a failing run saves it, so that its counterexample replays on the same bytes. */
+export interface FixtureMaterial {
+  readonly nowMs: number;
+  readonly caPem: string;
+  readonly certs: Readonly<Record<string, { readonly certPem: string; readonly urlEncodedPem: string; readonly facts: CertFacts }>>;
+  readonly revokedSerials: readonly string[];
+  readonly jwks: unknown;
+  readonly tokens: Readonly<Record<string, { readonly text: string; readonly facts: TokenFacts }>>;
+}
+
+/**
+ * A fresh fixture, or with `FUZZ_FIXTURE=<file>` (or `load`) the one a
+ * failing run saved: byte-level mutations of the gRPC fuzz land on the same
+ * certificate and token bytes only with the same keys.
+ */
+export async function createFuzzFixture(load: string | undefined = process.env.FUZZ_FIXTURE): Promise<FuzzFixture> {
+  const material = load !== undefined && load !== "" ? (JSON.parse(await readFile(load, "utf8")) as FixtureMaterial) : await generateMaterial();
+  return fixtureFrom(material);
+}
+
+async function generateMaterial(): Promise<FixtureMaterial> {
   const nowMs = Math.floor(Date.now() / 1000) * 1000;
   const ca = await createCertificateAuthority("hopwarden fuzz CA");
   const nextSerial = serialMaker();
-  const certs = new Map<string, IssuedCertificate>();
-  const facts = new Map<string, CertFacts>();
+  const certs: Record<string, { certPem: string; urlEncodedPem: string; facts: CertFacts }> = {};
 
   const issue = async (name: string, uris: string[], options: { dns?: string[]; from?: number; to?: number } = {}): Promise<string> => {
     const serialHex = nextSerial();
     const notBeforeMs = options.from ?? nowMs - DAY_MS;
     const notAfterMs = options.to ?? nowMs + 30 * DAY_MS;
     const cert = await ca.issue({ name: name.replace(/:/g, "-"), uris, ...(options.dns && { dnsNames: options.dns }), notBefore: new Date(notBeforeMs), notAfter: new Date(notAfterMs), serialHex });
-    certs.set(name, cert);
-    const fact: CertFacts = { uris, notBeforeMs, notAfterMs, serialHex, x5tS256: x5tOf(cert.certPem) };
-    for (const encoding of ["url", "raw", "withCa", "lowerHex"] as const) facts.set(encode(cert, encoding), fact);
+    certs[name] = { certPem: cert.certPem, urlEncodedPem: cert.urlEncodedPem, facts: { uris, notBeforeMs, notAfterMs, serialHex, x5tS256: x5tOf(cert.certPem) } };
     return serialHex;
   };
-  const caFacts: CertFacts = { uris: [], notBeforeMs: nowMs - DAY_MS, notAfterMs: nowMs + 30 * DAY_MS, serialHex: "1", x5tS256: x5tOf(ca.certPem) };
-  const encode = (cert: IssuedCertificate, encoding: CertEncoding): string => {
-    switch (encoding) {
-      case "url":
-        return cert.urlEncodedPem;
-      case "raw":
-        return cert.certPem;
-      case "withCa":
-        return encodeURIComponent(cert.certPem + ca.certPem);
-      case "caFirst":
-        return encodeURIComponent(ca.certPem + cert.certPem);
-      case "lowerHex":
-        return lowerHexEncoding(cert.urlEncodedPem);
-      case "truncated":
-        return cert.urlEncodedPem.slice(0, Math.floor(cert.urlEncodedPem.length / 2));
-    }
-  };
 
-  const revokedSerials: string[] = [];
   const jobs: Promise<string>[] = [];
   for (const agent of AGENT_NAMES) {
     const id = AGENTS[agent];
@@ -153,21 +154,13 @@ export async function createFuzzFixture(): Promise<FuzzFixture> {
   jobs.push(issue("anon:noUri", [], { dns: ["research.example.org"] }));
   await Promise.all(jobs);
   const serials = await Promise.all(SERIAL_REVOKED_AGENTS.map((agent) => issue(`${agent}:revokedSerial`, [AGENTS[agent]])));
-  serials.forEach((hex, i) => revokedSerials.push(spellSerial(hex, i)));
-  for (const cert of certs.values()) facts.set(encodeURIComponent(ca.certPem + cert.certPem), caFacts);
+  const revokedSerials = serials.map((hex, i) => spellSerial(hex, i));
 
-  const policy = fuzzPolicy(revokedSerials);
-  const dir = await mkdtemp(join(tmpdir(), "hopwarden-fuzz-"));
-  const policyFile = join(dir, "policy.yaml");
   const key = await createSigningKey("ES256", "fuzz-key-1");
   // Same kid, not in the JWKS: a token it signs must not verify.
   const rogue = await createSigningKey("ES256", "fuzz-key-1");
-  await writeFile(join(dir, JWKS_FILE), JSON.stringify(jwksOf(key)));
-  await writeFile(policyFile, fuzzPolicyYaml(policy));
-
-  const tokens = new Map<string, string>();
-  const tokenFacts = new Map<string, TokenFacts>();
-  const x5t = (agent: AgentName): string => facts.get(certs.get(`${agent}:valid`)!.urlEncodedPem)!.x5tS256;
+  const tokens: Record<string, { text: string; facts: TokenFacts }> = {};
+  const x5t = (agent: AgentName): string => certs[`${agent}:valid`]!.facts.x5tS256;
   const signing: Promise<void>[] = [];
   for (const s of SCENARIOS) {
     for (const person of s.people) {
@@ -175,27 +168,60 @@ export async function createFuzzFixture(): Promise<FuzzFixture> {
       for (const variant of variants) {
         signing.push(
           makeToken(s, person, variant, { key, rogue, nowMs, x5t }).then(({ text, fact }) => {
-            tokens.set(tokenName(s, person, variant), text);
-            tokenFacts.set(text, fact);
+            tokens[tokenName(s, person, variant)] = { text, facts: fact };
           }),
         );
       }
     }
   }
   await Promise.all(signing);
+  return { nowMs, caPem: ca.certPem, certs, revokedSerials, jwks: jwksOf(key), tokens };
+}
+
+async function fixtureFrom(material: FixtureMaterial): Promise<FuzzFixture> {
+  const { nowMs, caPem } = material;
+  const facts = new Map<string, CertFacts>();
+  const encode = (cert: { certPem: string; urlEncodedPem: string }, encoding: CertEncoding): string => {
+    switch (encoding) {
+      case "url":
+        return cert.urlEncodedPem;
+      case "raw":
+        return cert.certPem;
+      case "withCa":
+        return encodeURIComponent(cert.certPem + caPem);
+      case "caFirst":
+        return encodeURIComponent(caPem + cert.certPem);
+      case "lowerHex":
+        return lowerHexEncoding(cert.urlEncodedPem);
+      case "truncated":
+        return cert.urlEncodedPem.slice(0, Math.floor(cert.urlEncodedPem.length / 2));
+    }
+  };
+  const caFacts: CertFacts = { uris: [], notBeforeMs: nowMs - DAY_MS, notAfterMs: nowMs + 30 * DAY_MS, serialHex: "1", x5tS256: x5tOf(caPem) };
+  for (const cert of Object.values(material.certs)) {
+    for (const encoding of ["url", "raw", "withCa", "lowerHex"] as const) facts.set(encode(cert, encoding), cert.facts);
+    facts.set(encode(cert, "caFirst"), caFacts);
+  }
+  const tokenFacts = new Map<string, TokenFacts>(Object.values(material.tokens).map((t) => [t.text, t.facts]));
+
+  const policy = fuzzPolicy(material.revokedSerials);
+  const dir = await mkdtemp(join(tmpdir(), "hopwarden-fuzz-"));
+  const policyFile = join(dir, "policy.yaml");
+  await writeFile(join(dir, JWKS_FILE), JSON.stringify(material.jwks));
+  await writeFile(policyFile, fuzzPolicyYaml(policy));
 
   const renderer: Renderer = {
     certificate(value: CertValue): string {
       if ("raw" in value) return value.raw;
-      const cert = certs.get(value.cert);
+      const cert = material.certs[value.cert];
       if (cert === undefined) throw new Error(`the fuzz fixture has no certificate ${value.cert}`);
       return encode(cert, value.encoding);
     },
     token(value: TokenValue): string {
       if ("raw" in value) return value.raw;
-      const text = tokens.get(value.token);
-      if (text === undefined) throw new Error(`the fuzz fixture has no token ${value.token}`);
-      return text;
+      const token = material.tokens[value.token];
+      if (token === undefined) throw new Error(`the fuzz fixture has no token ${value.token}`);
+      return token.text;
     },
   };
 
@@ -205,11 +231,12 @@ export async function createFuzzFixture(): Promise<FuzzFixture> {
     policy,
     nowMs,
     renderer,
-    certNames: [...certs.keys()],
-    tokenNames: [...tokens.keys()],
+    certNames: Object.keys(material.certs),
+    tokenNames: Object.keys(material.tokens),
     certFacts: (raw) => facts.get(raw),
     tokenFacts: (raw) => tokenFacts.get(raw),
-    validCertificate: (agent) => certs.get(`${agent}:valid`)!.urlEncodedPem,
+    validCertificate: (agent) => material.certs[`${agent}:valid`]!.urlEncodedPem,
+    save: (file) => writeFile(file, JSON.stringify(material)),
     close: () => rm(dir, { recursive: true, force: true }),
   };
 }

@@ -342,27 +342,34 @@ interface Prepared {
   readonly fuzz: FuzzCase | undefined;
   /** The certificate as read is not one the fixture made (byte damage reached it). */
   readonly damagedCertificate: boolean;
+  /** The certificate as it was before the damage. */
+  readonly originalCertificate: string;
 }
 
 function prepare(c: GrpcCase, fixture: FuzzFixture): Prepared {
   if (c.kind === "bytes") {
     const decoded = decodeReference(c.bytes);
-    return { bytes: c.bytes, view: decoded === undefined ? undefined : viewOf(decoded), fuzz: undefined, damagedCertificate: false };
+    return { bytes: c.bytes, view: decoded === undefined ? undefined : viewOf(decoded), fuzz: undefined, damagedCertificate: false, originalCertificate: "" };
   }
   const view = renderView(c.fuzz.call, fixture.renderer);
   const valid = toBinary(CheckRequestSchema, toCheckRequest(view, c.fuzz.call.rawValues));
   if (!wellFormed(valid, CheckRequestSchema)) throw new Error("fuzz harness: protobuf-es wrote a CheckRequest the well-formedness walk refuses");
-  if (c.kind === "call") return { bytes: valid, view, fuzz: c.fuzz, damagedCertificate: false };
+  if (c.kind === "call") return { bytes: valid, view, fuzz: c.fuzz, damagedCertificate: false, originalCertificate: view.certificate };
   const bytes = mutateRequestBytes(valid, c.plan);
   const decoded = decodeReference(bytes);
   const read = decoded === undefined ? undefined : viewOf(decoded);
   const damagedCertificate = read !== undefined && read.certificate !== "" && read.certificate !== view.certificate && fixture.certFacts(read.certificate) === undefined;
-  return { bytes, view: read, fuzz: undefined, damagedCertificate };
+  return { bytes, view: read, fuzz: undefined, damagedCertificate, originalCertificate: view.certificate };
 }
 
 const UNDECODABLE: ReferenceDecision = { allowed: false, reason: "internal_error", why: "protobuf-es does not decode these bytes" };
 
-function judgeGrpc(c: GrpcCase, p: Prepared, got: Observed, ref: ReferenceDecision): Verdict {
+function sameFacts(got: Observed, r: Extract<ReferenceDecision, { allowed: true }>): boolean {
+  const chainOk = got.chain !== undefined && got.chain.length === r.chain.length && got.chain.every((x, i) => x === r.chain[i]);
+  return got.caller === r.caller && got.callee === r.callee && got.onBehalfOf === r.onBehalfOf && chainOk;
+}
+
+function judgeGrpc(c: GrpcCase, p: Prepared, got: Observed, ref: ReferenceDecision, world: ReferenceWorld): Verdict {
   if (got.problems.length > 0) return { violation: `inconsistent CheckResponse: ${got.problems.join("; ")}` };
   if (p.fuzz !== undefined) return judge(p.fuzz, got, ref);
   // Mutated or random bytes: no expectation by construction; the reference's reading judges.
@@ -370,12 +377,16 @@ function judgeGrpc(c: GrpcCase, p: Prepared, got: Observed, ref: ReferenceDecisi
     // Bytes protobuf-es refuses have no reading to compare with. Envoy never sends them (only a
     // direct client of the Check port can), so an allow is reported, not failed.
     if (ref.reason === "internal_error") return { disagreement: `${c.kind}: malformed protobuf read and allowed (hopwarden skips fields it does not read)` };
+    if (p.damagedCertificate && p.view !== undefined) {
+      // node:crypto may read a damaged certificate that the DER walk refuses. That is no unsafe
+      // allow only if the certificate, read as it was before the damage, is allowed with the same facts.
+      const asBefore = referenceDecide({ ...p.view, certificate: p.originalCertificate }, world);
+      if (asBefore.allowed && sameFacts(got, asBefore)) return { disagreement: `${c.kind}: a byte-damaged certificate the DER walk refuses, read by node:crypto as the undamaged one` };
+    }
     return { violation: `UNSAFE ALLOW: allowed bytes the reference denies (${ref.reason}: ${ref.why})` };
   }
   if (got.allowed) {
-    const r = ref as Extract<ReferenceDecision, { allowed: true }>;
-    const chainOk = got.chain !== undefined && got.chain.length === r.chain.length && got.chain.every((x, i) => x === r.chain[i]);
-    if (got.caller !== r.caller || got.callee !== r.callee || got.onBehalfOf !== r.onBehalfOf || !chainOk) return { violation: "allow with verified facts that are not the request's" };
+    if (!sameFacts(got, ref as Extract<ReferenceDecision, { allowed: true }>)) return { violation: "allow with verified facts that are not the request's" };
     return {};
   }
   if (p.damagedCertificate && got.reason === "invalid_peer_certificate") {
@@ -451,7 +462,7 @@ export async function runGrpcFuzz(fixture: FuzzFixture, options: GrpcFuzzOptions
     else {
       try {
         got = observe(fromBinary(CheckResponseSchema, response!));
-        verdict = judgeGrpc(c, p, got, ref);
+        verdict = judgeGrpc(c, p, got, ref, world);
         if (verdict.violation === undefined && got.decisionId !== "") {
           if (seenIds.has(got.decisionId)) verdict = { violation: `decision id ${got.decisionId} given twice` };
           seenIds.add(got.decisionId);

@@ -11,6 +11,8 @@
 //   npm run fuzz -- --seed 42 --core-runs 200000 --grpc-runs 20000
 //   npm run fuzz -- --core-only --time-limit 60
 //   FUZZ_SEED=42 FUZZ_CORE_PATH=1234:5 npm run fuzz -- --core-only   # replay one counterexample
+//   (a failing run saves its certificates and tokens and prints FUZZ_FIXTURE=<file>
+//   to add, so that byte-level mutations replay on the same bytes)
 //
 // Flags (environment twins in parentheses): --seed (FUZZ_SEED),
 // --core-runs (FUZZ_CORE_RUNS, default 1000000), --grpc-runs
@@ -19,6 +21,8 @@
 // (Checks in flight, default 32), --deadline-ms (default 5000), --strict
 // (disagreements with the reference fail too), --core-only, --grpc-only.
 
+import { mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { cpus } from "node:os";
 import { createFuzzFixture } from "./fixture.js";
@@ -87,6 +91,13 @@ try {
       ok = false;
       summary.push(...(grpc.failure ?? []));
     }
+  }
+  if (!ok && process.env.FUZZ_FIXTURE === undefined) {
+    // Byte-level mutations land on certificate and token bytes: replay them on the same ones.
+    const file = join(process.cwd(), ".tmp", `fuzz-fixture-${seed}.json`);
+    await mkdir(dirname(file), { recursive: true });
+    await fixture.save(file);
+    summary.push(`[fuzz] this run's certificates and tokens are saved: prefix the command above with FUZZ_FIXTURE=${file} to replay on the same bytes`);
   }
 } finally {
   await fixture.close();
