@@ -12,6 +12,8 @@ import { LruHopDecisionCache } from "../../src/adapters/cache/hop-decision-cache
 import { UlidGenerator } from "../../src/adapters/ids/ulid.js";
 import { tokenVerifierFor } from "../../src/adapters/admin/explain-pipeline.js";
 import { silentLogger } from "../../src/adapters/logging/logger.js";
+import type { CheckInput } from "../../src/core/decision/check-input.js";
+import type { Decision } from "../../src/core/decision/decision.js";
 import { fuzzCaseArb, type FuzzCase } from "./cases.js";
 import type { FuzzFixture } from "./fixture.js";
 import { judge, type ObservedDecision } from "./judge.js";
@@ -33,6 +35,11 @@ export interface FuzzRunOptions {
   readonly strict?: boolean;
   readonly log: (line: string) => void;
   readonly progressEveryMs?: number;
+}
+
+/** What the core fuzz drives: CheckPipeline, or a stand-in (the slice test plants a broken one to see the oracle catch it). */
+export interface Decider {
+  decide(input: CheckInput): Decision | Promise<Decision>;
 }
 
 export interface FuzzOutcome {
@@ -59,7 +66,7 @@ export async function createCorePipeline(fixture: FuzzFixture): Promise<CheckPip
 }
 
 /** One case through the pipeline and the reference: the verdict and what was seen. */
-export async function decideCase(pipeline: CheckPipeline, world: ReferenceWorld, fixture: FuzzFixture, c: FuzzCase): Promise<{ view: EnvoyView; got: ObservedDecision; ref: ReferenceDecision; ms: number }> {
+export async function decideCase(pipeline: Decider, world: ReferenceWorld, fixture: FuzzFixture, c: FuzzCase): Promise<{ view: EnvoyView; got: ObservedDecision; ref: ReferenceDecision; ms: number }> {
   const view = renderView(c.call, fixture.renderer);
   const input = toCheckInput(view);
   const started = performance.now();
@@ -70,8 +77,8 @@ export async function decideCase(pipeline: CheckPipeline, world: ReferenceWorld,
   return { view, got: decision, ref, ms };
 }
 
-export async function runCoreFuzz(fixture: FuzzFixture, options: FuzzRunOptions): Promise<FuzzOutcome> {
-  const pipeline = await createCorePipeline(fixture);
+export async function runCoreFuzz(fixture: FuzzFixture, options: FuzzRunOptions, decider?: Decider): Promise<FuzzOutcome> {
+  const pipeline = decider ?? (await createCorePipeline(fixture));
   const world = referenceWorld(fixture);
   const stats = new FuzzStats("core", options.log, options.progressEveryMs);
   let failing = false;
