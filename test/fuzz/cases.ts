@@ -76,7 +76,8 @@ function calleeArb(callee: AgentName): fc.Arbitrary<Callee> {
     { arbitrary: fc.constant<Callee>({ kind: "context", value: id }), weight: 2 },
     { arbitrary: fc.constant<Callee>({ kind: "destination", value: id }), weight: 2 },
     // The route's context extension wins over the destination (SPEC 1).
-    { arbitrary: fc.constantFrom<Callee>({ kind: "both", context: callee, destination: other }, { kind: "both", context: id, destination: "not a spiffe id" }), weight: 1 },
+    // An empty context extension names no callee: the destination does (SPEC 1).
+    { arbitrary: fc.constantFrom<Callee>({ kind: "both", context: callee, destination: other }, { kind: "both", context: id, destination: "not a spiffe id" }, { kind: "both", context: "", destination: id }), weight: 1 },
   );
 }
 

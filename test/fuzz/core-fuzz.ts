@@ -88,7 +88,7 @@ export async function runCoreFuzz(fixture: FuzzFixture, options: FuzzRunOptions,
     const { view, got, ref, ms } = await decideCase(pipeline, world, fixture, c);
     const verdict = judge(c, got, ref);
     if (!failing) {
-      stats.record(c.kind, got.allowed, got.reason, ms);
+      stats.record(c.kind, got.allowed, got.reason, ms, () => `${c.kind} — ${c.label}, ${inputSize(view)} bytes of input`);
       if (verdict.disagreement !== undefined) stats.disagree(`${c.kind}: ${verdict.disagreement}`, c.label);
       stats.tick();
     }
@@ -117,6 +117,12 @@ export async function runCoreFuzz(fixture: FuzzFixture, options: FuzzRunOptions,
     lines.push(...describeFailure(judge(c, again.got, again.ref).violation ?? lastFailure?.[0] ?? "(flaky: passes on replay)", c, again.view, again.got, again.ref));
   } else if (lastFailure !== undefined) lines.push(...lastFailure);
   return { stats, ok: false, failure: lines, interrupted: result.interrupted };
+}
+
+function inputSize(view: EnvoyView): number {
+  let n = view.certificate.length + view.principal.length + view.path.length + view.method.length;
+  for (const [k, v] of view.headers) n += k.length + v.length;
+  return n;
 }
 
 export function describeFailure(problem: string, c: FuzzCase, view: EnvoyView, got: ObservedDecision, ref: ReferenceDecision): string[] {

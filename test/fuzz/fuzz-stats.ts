@@ -15,6 +15,8 @@ export class FuzzStats {
   readonly byKind = new Map<string, KindCount>();
   readonly disagreements = new Map<string, { count: number; example: string }>();
   private times = new Float64Array(1 << 16);
+  /** The slowest case seen, for the summary (a slow decision may be an input that costs more than linear time). */
+  slowest = { ms: 0, what: "" };
   private readonly started = performance.now();
   private lastProgress = performance.now();
   private lastProgressRuns = 0;
@@ -25,7 +27,8 @@ export class FuzzStats {
     private readonly progressEveryMs = 5000,
   ) {}
 
-  record(kind: string, allowed: boolean, reason: string | undefined, ms: number): void {
+  record(kind: string, allowed: boolean, reason: string | undefined, ms: number, what?: () => string): void {
+    if (ms > this.slowest.ms) this.slowest = { ms, what: what?.() ?? kind };
     if (this.runs === this.times.length) {
       const bigger = new Float64Array(this.times.length * 2);
       bigger.set(this.times);
@@ -86,6 +89,7 @@ export class FuzzStats {
     const secs = this.elapsedMs() / 1000;
     lines.push(`[fuzz ${this.name}] ${fmt(this.runs)} runs in ${secs.toFixed(1)} s (${fmt(Math.round(this.runs / secs))}/s): ${fmt(this.allows)} allows, ${fmt(this.denies)} denies`);
     lines.push(`  ${what}: p50 ${us(this.percentileMs(50))}, p99 ${us(this.percentileMs(99))}, p99.9 ${us(this.percentileMs(99.9))}, max ${us(this.maxMs())}`);
+    if (this.slowest.what !== "") lines.push(`  slowest: ${this.slowest.what}`);
     lines.push("  cases by kind (runs / allows):");
     for (const [kind, k] of [...this.byKind].sort((a, b) => b[1].runs - a[1].runs)) lines.push(`    ${kind.padEnd(16)} ${fmt(k.runs).padStart(11)} / ${fmt(k.allows)}`);
     lines.push("  denies by reason:");

@@ -36,6 +36,9 @@ export function invalidSpellings(id: string): string[] {
     `${id}\u0000`,
     `${id}é`,
     `spiffe://${td}${path}\u200b`,
+    `${id}\u00a0`,
+    `\u00a0${id}`,
+    `${id}\r\n`,
     "spiffe://",
     `spiffe:///${path.slice(1)}`,
   ];
