@@ -125,6 +125,9 @@ export function wellFormed(bytes: Uint8Array, schema: DescMessage | undefined, d
       if ((field.fieldKind === "message" || (field.fieldKind === "list" && field.listKind === "message")) && !wellFormed(content, field.message, depth + 1)) return false;
       if (field.fieldKind === "map") {
         if (!wellFormed(content, undefined, depth + 1)) return false;
+        // protobuf-es 2 does not skip an unknown field inside a map entry (it reads on from the
+        // field's value as if it were the next tag), so such an entry has no reliable reading.
+        if (!mapEntryHoldsOnlyKeyAndValue(content)) return false;
         if (field.mapKind === "message" && !mapValuesWellFormed(content, field.message, depth + 1)) return false;
       }
     } else return false; // groups (3, 4) and the wire types 6 and 7
@@ -164,6 +167,14 @@ function wireTypeFits(field: DescField, wireType: number): boolean {
       if (field.listKind === "message") return wireType === 2;
       if (field.listKind === "enum") return wireType === 0 || wireType === 2;
       return wireType === scalarWireType(field.scalar) || wireType === 2;
+  }
+}
+
+function mapEntryHoldsOnlyKeyAndValue(entry: Uint8Array): boolean {
+  try {
+    return parseTree(entry, "Leaf").every((f) => f.field === 1 || f.field === 2);
+  } catch {
+    return false;
   }
 }
 
