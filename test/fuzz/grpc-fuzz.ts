@@ -127,7 +127,7 @@ export function wellFormed(bytes: Uint8Array, schema: DescMessage | undefined, d
         if (!wellFormed(content, undefined, depth + 1)) return false;
         // protobuf-es 2 does not skip an unknown field inside a map entry (it reads on from the
         // field's value as if it were the next tag), so such an entry has no reliable reading.
-        if (!mapEntryHoldsOnlyKeyAndValue(content)) return false;
+        if (!mapEntryHoldsOnlyKeyAndValue(content, field)) return false;
         if (field.mapKind === "message" && !mapValuesWellFormed(content, field.message, depth + 1)) return false;
       }
     } else return false; // groups (3, 4) and the wire types 6 and 7
@@ -170,9 +170,11 @@ function wireTypeFits(field: DescField, wireType: number): boolean {
   }
 }
 
-function mapEntryHoldsOnlyKeyAndValue(entry: Uint8Array): boolean {
+/** Only a key (1) and a value (2), each with its own wire type: protobuf-es reads a map entry by position, not by tag. */
+function mapEntryHoldsOnlyKeyAndValue(entry: Uint8Array, map: DescField & { fieldKind: "map" }): boolean {
+  const valueWireType = map.mapKind === "scalar" ? scalarWireType(map.scalar) : map.mapKind === "enum" ? 0 : 2;
   try {
-    return parseTree(entry, "Leaf").every((f) => f.field === 1 || f.field === 2);
+    return parseTree(entry, "Leaf").every((f) => (f.field === 1 && f.wireType === scalarWireType(map.mapKey)) || (f.field === 2 && f.wireType === valueWireType));
   } catch {
     return false;
   }
