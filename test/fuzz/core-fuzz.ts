@@ -16,7 +16,7 @@ import type { CheckInput } from "../../src/core/decision/check-input.js";
 import type { Decision } from "../../src/core/decision/decision.js";
 import { fuzzCaseArb, type FuzzCase } from "./cases.js";
 import type { FuzzFixture } from "./fixture.js";
-import { judge, type ObservedDecision } from "./judge.js";
+import { judge, observeDecision, type ObservedDecision } from "./judge.js";
 import { referenceDecide, type ReferenceDecision, type ReferenceWorld } from "./reference-decider.js";
 import { renderView, toCheckInput, type EnvoyView } from "./request-model.js";
 import { FuzzStats } from "./fuzz-stats.js";
@@ -74,7 +74,7 @@ export async function decideCase(pipeline: Decider, world: ReferenceWorld, fixtu
   const decision = result instanceof Promise ? await result : result;
   const ms = performance.now() - started;
   const ref = referenceDecide(view, world);
-  return { view, got: decision, ref, ms };
+  return { view, got: observeDecision(decision), ref, ms };
 }
 
 export async function runCoreFuzz(fixture: FuzzFixture, options: FuzzRunOptions, decider?: Decider): Promise<FuzzOutcome> {

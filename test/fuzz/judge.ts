@@ -9,7 +9,12 @@ import { DENIAL_REASONS } from "../../src/core/reasons.js";
 import type { FuzzCase } from "./cases.js";
 import type { ReferenceDecision } from "./reference-decider.js";
 
-/** What the fuzz reads of a decision: the lead may reshape Decision, so only these. */
+/**
+ * What the fuzz reads of a decision. Only `allowed` and `reason` are relied
+ * on (Decision may be reshaped); the verified facts are compared when the
+ * decision carries them under these names (the gRPC fuzz reads them from the
+ * CheckResponse's headers, whatever Decision looks like).
+ */
 export interface ObservedDecision {
   readonly allowed: boolean;
   readonly reason: string | undefined;
@@ -28,6 +33,21 @@ export interface Verdict {
 }
 
 const KNOWN_REASONS = new Set<string>(DENIAL_REASONS);
+
+/** The observable part of a core Decision, read without depending on its shape beyond `allowed` and `reason`. */
+export function observeDecision(decision: { readonly allowed: boolean; readonly reason?: string | undefined }): ObservedDecision {
+  const d = decision as { readonly allowed: boolean; readonly reason?: string } & Partial<Record<"message" | "caller" | "callee" | "onBehalfOf", unknown>> & { readonly chain?: unknown };
+  const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+  return {
+    allowed: d.allowed,
+    reason: d.reason,
+    message: str(d.message) ?? "",
+    ...("caller" in d && { caller: str(d.caller) }),
+    ...("callee" in d && { callee: str(d.callee) }),
+    ...("onBehalfOf" in d && { onBehalfOf: str(d.onBehalfOf) }),
+    ...(Array.isArray(d.chain) && { chain: d.chain as string[] }),
+  };
+}
 
 export function judge(c: FuzzCase, got: ObservedDecision, ref: ReferenceDecision, options: { checkFacts: boolean } = { checkFacts: true }): Verdict {
   const refText = ref.allowed ? "allow" : `deny ${ref.reason} (${ref.why})`;
@@ -49,7 +69,8 @@ export function judge(c: FuzzCase, got: ObservedDecision, ref: ReferenceDecision
 
   if (got.allowed && ref.allowed && options.checkFacts) {
     const chainOk = got.chain === undefined || (got.chain.length === ref.chain.length && got.chain.every((a, i) => a === ref.chain[i]));
-    if (got.caller !== ref.caller || got.callee !== ref.callee || got.onBehalfOf !== ref.onBehalfOf || !chainOk) {
+    const differs = (key: "caller" | "callee" | "onBehalfOf"): boolean => key in got && got[key] !== ref[key];
+    if (differs("caller") || differs("callee") || differs("onBehalfOf") || !chainOk) {
       return {
         violation: `allow with the wrong verified facts: caller ${String(got.caller)} callee ${String(got.callee)} on-behalf-of ${String(got.onBehalfOf)} chain [${(got.chain ?? []).join(", ")}]; expected ${ref.caller} ${ref.callee} ${String(ref.onBehalfOf)} [${ref.chain.join(", ")}]`,
       };
