@@ -87,7 +87,7 @@ function boundNullable(value: string | undefined): string | null {
  * that decided) is always kept. Every hop before the last was an allow: the
  * walk stops at the first deny, so the marker's result is "allow".
  */
-function boundHops(hops: readonly HopRecord[]): AuditHop[] {
+export function boundHops(hops: readonly HopRecord[]): AuditHop[] {
   const bounded = hops.map((hop) => ({ from: boundText(hop.from), to: boundText(hop.to), rule: boundText(hop.rule), result: hop.result }));
   const size = (hop: AuditHop) => Buffer.byteLength(hop.from) + Buffer.byteLength(hop.to) + Buffer.byteLength(hop.rule);
   const total = bounded.reduce((sum, hop) => sum + size(hop), 0);

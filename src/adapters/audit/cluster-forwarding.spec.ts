@@ -5,7 +5,6 @@ import { auditKeyPair, captureLogger, sampleDecision, tempDir, waitFor, type Tem
 import { AuditLogSink } from "./audit-log-sink.js";
 import { verifyAuditLog } from "./audit-log-verifier.js";
 import { AuditLogWriter } from "./audit-log-writer.js";
-import { buildAuditRecord } from "./audit-record.js";
 import { AUDIT_IPC_TAG, relayWorkerAuditRecords, WorkerAuditForwarder, type AuditIpcEndpoint } from "./cluster-forwarding.js";
 
 /** Two ends of an IPC channel; messages are cloned through JSON as node:cluster does. */
@@ -32,7 +31,6 @@ function channel(): { worker: FakeEnd; primary: FakeEnd } {
 }
 
 const { privateKey, publicKey } = auditKeyPair();
-const record = () => buildAuditRecord(sampleDecision(), { latencyMs: 1 });
 let dir: TempDir;
 beforeEach(async () => {
   dir = await tempDir();
@@ -61,7 +59,7 @@ describe("--workers N: one writer keeps one chain (SPEC 7)", () => {
     relayWorkerAuditRecords(primary, writer);
     const forwarder = new WorkerAuditForwarder(worker, { overflow: "deny" });
     expect(forwarder.admit()).toBe(true);
-    forwarder.append(record());
+    forwarder.enqueue(sampleDecision(), { latencyMs: 1 });
     await waitFor(() => !forwarder.accepting());
     expect(forwarder.admit()).toBe(false);
     expect(forwarder.stats().refused).toBe(1);
@@ -86,7 +84,7 @@ describe("--workers N: one writer keeps one chain (SPEC 7)", () => {
     const { worker, primary } = channel();
     const forwarder = new WorkerAuditForwarder(worker, { logger: log.logger });
     worker.broken = true;
-    forwarder.append(record());
+    forwarder.enqueue(sampleDecision(), { latencyMs: 1 });
     expect(forwarder.stats().dropped).toBe(1);
     expect(forwarder.healthy()).toBe(false);
     expect(log.events("audit_record_dropped")).toHaveLength(1);

@@ -5,7 +5,9 @@
 
 import { silentLogger, type Logger } from "../logging/logger.js";
 import type { AuditLogWriter } from "./audit-log-writer.js";
-import { parseAuditRecord, type AuditRecord } from "./audit-record.js";
+import { buildAuditRecord, parseAuditRecord, type AuditRecord } from "./audit-record.js";
+import type { Decision } from "../../core/decision/decision.js";
+import type { DecisionContext } from "../../core/ports.js";
 import type { AuditLogStats, AuditOverflowMode, AuditRecordTarget } from "./audit-record-target.js";
 
 /** The part of node:cluster's IPC that forwarding needs: `process` in a worker, a `Worker` in the primary. */
@@ -80,7 +82,8 @@ export class WorkerAuditForwarder implements AuditRecordTarget {
     });
   }
 
-  append(record: AuditRecord): void {
+  enqueue(decision: Decision, context: DecisionContext): void {
+    const record = buildAuditRecord(decision, context);
     if (this.closed) {
       this.lose("audit forwarder is closed", undefined);
       return;
@@ -164,7 +167,7 @@ export function relayWorkerAuditRecords(worker: AuditIpcEndpoint, writer: AuditL
   const onMessage = (message: unknown): void => {
     if (!isAuditIpcMessage(message) || message.kind !== "record") return;
     try {
-      writer.append(parseAuditRecord(message.record));
+      writer.appendRecord(parseAuditRecord(message.record));
     } catch (error) {
       logger.error("audit record from a worker is malformed and was not written", { event: "audit_record_dropped", error });
     }
