@@ -3,7 +3,8 @@
 // T ms, at rotation and at shutdown), rotates by size and survives a failing
 // disk by buffering and retrying. On start it resumes an existing log only
 // from the last line its key signed (audit-log-resume.ts). With --workers
-// each worker runs one on its own chain (docs/audit-log.md).
+// each worker runs one on its own chain, and the primary one on the main log
+// that holds their roster (docs/audit-log.md).
 //
 // The Check path only queues the Decision and its context (two references
 // and a size estimate). Everything else happens off it, in three stages:
@@ -32,7 +33,6 @@ import {
 import { rotatedFileName } from "./audit-log-files.js";
 import { planResume, type ResumePlan } from "./audit-log-resume.js";
 import { auditRecordJson, estimateAuditRecordBytes } from "./audit-record-json.js";
-import type { AuditRecord } from "./audit-record.js";
 import type { AuditLogStats, AuditOverflowMode, AuditRecordTarget } from "./audit-record-target.js";
 
 export interface AuditLogWriterOptions {
@@ -64,6 +64,13 @@ export interface AuditLogWriterOptions {
   readonly logger?: Logger;
   /** Stamps checkpoint times. */
   readonly clock?: Clock;
+  /**
+   * A worker's chain (`--workers`: "w1", "w2", …), named in every signed line.
+   * open() then returns only once the chain's first line of this run (a
+   * `start` checkpoint, or the recovery record) is on disk, so the primary
+   * can name the chain in the main log knowing it exists. Default "": the main log.
+   */
+  readonly chain?: string;
 }
 
 export class AuditLogConfigError extends Error {
@@ -93,6 +100,7 @@ interface ResolvedOptions {
   readonly closeTimeoutMs: number;
   readonly logger: Logger;
   readonly clock: Clock;
+  readonly chain: string;
 }
 
 /** A serialized batch. Once built its bytes never change, so a failed write is retried with the very same chain links. */
@@ -151,6 +159,11 @@ export class AuditLogWriter implements AuditRecordTarget {
   private sinceCheckpoint = 0;
   private unsignedSinceMs: number | undefined;
   private checkpointDue = false;
+  /** Roster records (the main log of a --workers run) waiting for the next chunk. */
+  private readonly rosterQueue: string[] = [];
+  /** A worker chain's start checkpoint, still to be written. */
+  private pendingStart = false;
+  private lastWriteError: unknown;
   /** The signed recovery record still to be written first, when the log did not end with a shutdown checkpoint. */
   private pendingRecovery: Omit<RecoveryFields, "time" | "keyId"> | undefined;
 
@@ -197,7 +210,7 @@ export class AuditLogWriter implements AuditRecordTarget {
    */
   static async open(options: AuditLogWriterOptions): Promise<AuditLogWriter> {
     const resolved = resolveOptions(options);
-    const plan = await readChainEnd(resolved.path, resolved.privateKey);
+    const plan = await readChainEnd(resolved.path, resolved.privateKey, resolved.chain);
     const writer = new AuditLogWriter(resolved, plan);
     const log = resolved.logger;
     for (const problem of plan.historyProblems) {
@@ -213,16 +226,49 @@ export class AuditLogWriter implements AuditRecordTarget {
       const fields = { event: "audit_recovery", path: resolved.path, reason: r.reason, resumed_after: r.resumedAfter, unverified: r.unverified, problem: r.problem };
       if (r.unverified.length > 0) log.error("audit log resumed after lines it cannot verify; a signed recovery record names them and no new signature covers them", fields);
       else log.warn("audit log did not end with a shutdown checkpoint (a crash, or records removed); a signed recovery record says so", fields);
+    }
+    if (resolved.chain !== "") {
+      // A worker's chain: its first line of the run, on disk before open() returns.
+      if (plan.recovery === undefined) writer.pendingStart = true;
+      await writer.writeFirstLine();
+    } else if (plan.recovery !== undefined) {
       // Written now, not with the first decision.
       writer.scheduleFlush(0);
     }
     log.info("audit log open", {
       path: resolved.path,
+      ...(resolved.chain !== "" && { chain: resolved.chain }),
       next_seq: plan.head.seq + 1,
       key_id: writer.keyId,
       resumed: plan.head.seq > 0,
     });
     return writer;
+  }
+
+  /** Writes what is queued (the start checkpoint or recovery record) once, without retrying: a start-up error if the disk refuses. */
+  private async writeFirstLine(): Promise<void> {
+    await this.flush();
+    if (this.pendingChunk === undefined) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.closed = true;
+    await this.closeFile();
+    const code = (this.lastWriteError as NodeJS.ErrnoException | undefined)?.code ?? (this.lastWriteError as Error | undefined)?.message ?? "unknown error";
+    throw new AuditLogConfigError("path", `${this.options.path}: cannot write the chain's first line (${code})`);
+  }
+
+  /**
+   * Appends a roster record to the main log (`--workers`: which worker
+   * chains a run has, when each one opened, where each one ended), chained
+   * and signed like any record. Off the Check path: the primary calls it.
+   */
+  appendRoster(record: object): void {
+    if (this.closed || this.finalWritten) {
+      this.log.error("audit roster record dropped: the log is closed", { event: "audit_record_dropped", path: this.options.path });
+      return;
+    }
+    this.rosterQueue.push(JSON.stringify(record));
+    this.scheduleFlush(0);
   }
 
   // --- the hot path -------------------------------------------------------
@@ -272,26 +318,6 @@ export class AuditLogWriter implements AuditRecordTarget {
       this.drainScheduled = true;
       setImmediate(this.drainNow);
     }
-  }
-
-  /** A record built elsewhere (a worker's, received over IPC); formatted here, off the Check path. */
-  appendRecord(record: AuditRecord): void {
-    if (this.closed || this.finalWritten) {
-      this.drop("audit log is closed");
-      return;
-    }
-    const json = JSON.stringify(record);
-    const bytes = Buffer.byteLength(json);
-    if (this.depth() >= this.options.bufferRecords * 2 || this.depthBytes() + bytes > this.options.bufferBytes * 2) {
-      this.noteOverflow();
-      this.drop("audit buffer hard limit reached");
-      return;
-    }
-    this.queueJson.push(json);
-    this.queueBytes.push(bytes);
-    this.queuedBytes += bytes;
-    this.notifyAccepting();
-    this.scheduleFlush(this.options.flushDelayMs);
   }
 
   accepting(): boolean {
@@ -433,7 +459,7 @@ export class AuditLogWriter implements AuditRecordTarget {
       pushSigned(
         formatCheckpointLine(
           this.tail,
-          { time: new Date(this.options.clock.nowMs()).toISOString(), reason, keyId: this.keyId },
+          { time: new Date(this.options.clock.nowMs()).toISOString(), reason, keyId: this.keyId, chain: this.options.chain },
           this.options.privateKey,
         ),
       );
@@ -447,9 +473,21 @@ export class AuditLogWriter implements AuditRecordTarget {
 
     if (this.pendingRecovery !== undefined) {
       // First, before anything else is chained: what this writer could not verify, signed.
-      pushSigned(formatRecoveryLine(this.tail, { ...this.pendingRecovery, time: new Date(this.options.clock.nowMs()).toISOString(), keyId: this.keyId }, this.options.privateKey));
+      pushSigned(
+        formatRecoveryLine(this.tail, { ...this.pendingRecovery, time: new Date(this.options.clock.nowMs()).toISOString(), keyId: this.keyId, chain: this.options.chain }, this.options.privateKey),
+      );
       this.pendingRecovery = undefined;
       recovery = true;
+    } else if (this.pendingStart) {
+      checkpoint("start");
+    }
+    this.pendingStart = false;
+
+    for (const json of this.rosterQueue.splice(0)) {
+      const prefix = decisionLinePrefix(this.tail, json, "roster");
+      pushSigned(prefix + json.slice(1));
+      this.sinceCheckpoint++;
+      this.startCheckpointClock();
     }
 
     const take = Math.min(this.queueJson.length, MAX_RECORDS_PER_CHUNK);
@@ -642,6 +680,7 @@ export class AuditLogWriter implements AuditRecordTarget {
   }
 
   private noteWriteError(operation: string, error: unknown): void {
+    this.lastWriteError = error;
     this.counters.writeErrors++;
     this.failures++;
     this.failingSince ??= this.options.clock.nowMs();
@@ -754,6 +793,9 @@ function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
     return v;
   };
   if (options.path === "") throw new AuditLogConfigError("path", "must not be empty");
+  if (options.chain !== undefined && options.chain !== "" && !/^w[1-9]\d{0,3}$/.test(options.chain)) {
+    throw new AuditLogConfigError("chain", `must be "w1" to "w9999", got ${JSON.stringify(options.chain)}`);
+  }
   if (options.privateKey.type !== "private" || options.privateKey.asymmetricKeyType !== "ed25519") {
     throw new AuditLogConfigError("privateKey", "must be an Ed25519 private key");
   }
@@ -776,18 +818,19 @@ function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
     closeTimeoutMs: integer("closeTimeoutMs", options.closeTimeoutMs, 10_000, 0),
     logger: options.logger ?? silentLogger,
     clock: options.clock ?? { nowMs: () => Date.now() },
+    chain: options.chain ?? "",
   };
 }
 
 /** Checks the path, then reads where the chain on disk may be continued; refuses a log it cannot continue. */
-async function readChainEnd(path: string, privateKey: KeyObject): Promise<ResumePlan> {
+async function readChainEnd(path: string, privateKey: KeyObject, chain: string): Promise<ResumePlan> {
   await mkdir(dirname(path), { recursive: true });
   const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return undefined;
     throw new AuditLogConfigError("path", `${path}: cannot stat (${error.code ?? error.message})`);
   });
   if (info !== undefined && !info.isFile()) throw new AuditLogConfigError("path", `${path}: is not a regular file`);
-  const plan = await planResume(path, privateKey);
+  const plan = await planResume(path, privateKey, chain);
   if (plan.refusal !== undefined) throw new AuditLogConfigError("path", plan.refusal);
   return plan;
 }
