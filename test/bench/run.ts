@@ -5,8 +5,8 @@
 // 1,000 RPS, for each server, and the ratios. Then the costs of the other
 // paths, each against the header-only path of the same run: a reused
 // delegation token (verified-token cache hit), a fresh ES256 token per request
-// (signature verification), decision spans plus the signed audit log, and
-// --workers 2.
+// (signature verification), decision spans plus the signed audit log (one
+// process, and --workers auto with one chain per worker), and --workers 2.
 //
 //   npm run bench                 # the standard table
 //   BENCH_SECONDS=5 npm run bench # shorter runs
@@ -276,6 +276,11 @@ async function main(): Promise<void> {
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
     });
     servers.push(audited.child);
+    const auditedWorkers = await serve(["--workers", "auto", "--audit-log", join(dir, "workers", "audit.log"), "--audit-key", `${keys}.key`], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: collectorUrl,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+    });
+    servers.push(auditedWorkers.child);
     const workers = await serve(["--workers", "2"], quiet);
     servers.push(workers.child);
     // Idle servers cost nothing while another is measured; all run at once so the rounds can interleave.
@@ -286,6 +291,7 @@ async function main(): Promise<void> {
         { name: "+ reused token (cache hit)", address: hop.address, data: () => reusedTokenData, latency: true },
         { name: "+ fresh ES256 token per call", address: hop.address, data: (r) => freshTokenData[r]!, total: FRESH, warmupData: reusedTokenData, latency: false },
         { name: "+ spans + signed audit log", address: audited.address, data: () => data, latency: true },
+        { name: "+ spans + signed audit log, --workers auto (4 conns)", address: auditedWorkers.address, data: () => data, connections: 4, latency: true },
         { name: "headers only, --workers 2 (4 conns)", address: workers.address, data: () => data, connections: 4, latency: true },
       ],
       protoset,
@@ -307,7 +313,8 @@ async function main(): Promise<void> {
       "",
       `hopwarden reaches ${pct(hopRow, baseline)} of the bare server's max RPS (target ≥ 60%); p99 at 1,000 RPS ${hopRow.p99.toFixed(2)} ms (target < 3 ms)`,
       `reused token ${pct(paths[1], paths[0]!)} of header-only (target ≥ 90%); fresh ES256 token ${pct(paths[2], paths[0]!)} (target ≥ 50%)`,
-      `spans + audit log ${pct(paths[3], paths[0]!)} of audit-off (target ≥ 85%); --workers 2 ${pct(paths[4], paths[0]!)}`,
+      `spans + audit log ${pct(paths[3], paths[0]!)} of audit-off (target ≥ 85%); --workers 2 ${pct(paths[5], paths[0]!)}`,
+      `spans + audit log, --workers auto: ${pct(paths[4], paths[3]!)} of one process with spans + audit log (should be above 100%)`,
       "",
     ].join("\n"),
   );
