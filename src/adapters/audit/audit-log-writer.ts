@@ -187,7 +187,6 @@ export class AuditLogWriter implements AuditRecordTarget {
   private waiters: Waiter[] = [];
   private wasAccepting = true;
   private overflowEpisode: { dropped: number; refused: number } | undefined;
-  private readonly acceptingListeners = new Set<(accepting: boolean) => void>();
 
   private counters = { dropped: 0, blocked: 0, refused: 0, written: 0, checkpoints: 0, writeErrors: 0, rotations: 0 };
 
@@ -330,12 +329,6 @@ export class AuditLogWriter implements AuditRecordTarget {
 
   stats(): AuditLogStats {
     return { depth: this.depth(), ...this.counters };
-  }
-
-  /** Called with the new value whenever accepting() changes (the primary relays it to workers). */
-  onAcceptingChange(listener: (accepting: boolean) => void): () => void {
-    this.acceptingListeners.add(listener);
-    return () => this.acceptingListeners.delete(listener);
   }
 
   /** The chain head on disk or about to be: the last seq and its line hash. */
@@ -737,7 +730,6 @@ export class AuditLogWriter implements AuditRecordTarget {
       });
       this.overflowEpisode = undefined;
     }
-    for (const listener of this.acceptingListeners) listener(now);
   }
 
   private releaseWaiters(): void {

@@ -10,7 +10,7 @@ export type AuditOverflowMode = "block" | "deny";
 export interface AuditLogStats {
   /** Records accepted but not yet on disk. */
   readonly depth: number;
-  /** Records lost: the buffer's hard limit was reached, the log was closed, or forwarding failed. */
+  /** Records lost: the buffer's hard limit was reached, the log was closed, or a record could not be formatted. */
   readonly dropped: number;
   /** admit() calls that had to wait for room (overflow "block"). */
   readonly blocked: number;
