@@ -105,7 +105,7 @@ interface ResolvedOptions {
 
 /** A serialized batch. Once built its bytes never change, so a failed write is retried with the very same chain links. */
 interface Chunk {
-  readonly text: string;
+  readonly data: Buffer;
   readonly bytes: number;
   readonly records: number;
   /** The serialized size of its records, as counted in the buffer. */
@@ -434,20 +434,23 @@ export class AuditLogWriter implements AuditRecordTarget {
     // Nothing follows the shutdown checkpoint: a log that ends otherwise looks like a crash.
     if (this.finalWritten) return undefined;
     this.formatIncoming();
-    const lines: string[] = [];
-    let bytes = 0;
+    const take = Math.min(this.queueJson.length, MAX_RECORDS_PER_CHUNK);
+    let capacity = 4096;
+    for (let i = 0; i < take; i++) capacity += this.queueBytes[i]! + 128;
+    const out = new ChunkBytes(Math.min(capacity, MAX_BYTES_PER_CHUNK + 64 * 1024));
+    if (this.needsNewline) {
+      // Keep the crash fragment as a line of its own; verify reports it, and our records stay intact after it.
+      out.newline();
+    }
     let records = 0;
     let recordBytes = 0;
     let checkpoints = 0;
     let rotate = false;
     let final = false;
     let recovery = false;
-    const push = (line: string, lineBytes: number): void => {
-      lines.push(line, "\n");
-      bytes += lineBytes + 1;
-      this.tail = { seq: this.tail.seq + 1, hash: hashLine(line) };
+    const pushSigned = (line: string): void => {
+      this.tail = { seq: this.tail.seq + 1, hash: out.line("", line, 0, Buffer.byteLength(line)) };
     };
-    const pushSigned = (line: string): void => push(line, Buffer.byteLength(line));
     const checkpoint = (reason: CheckpointReason): void => {
       pushSigned(
         formatCheckpointLine(
@@ -483,21 +486,19 @@ export class AuditLogWriter implements AuditRecordTarget {
       this.startCheckpointClock();
     }
 
-    const take = Math.min(this.queueJson.length, MAX_RECORDS_PER_CHUNK);
     let used = 0;
-    while (used < take && (used === 0 || bytes < MAX_BYTES_PER_CHUNK)) {
+    while (used < take && (used === 0 || out.length < MAX_BYTES_PER_CHUNK)) {
       const json = this.queueJson[used]!;
       const jsonBytes = this.queueBytes[used]!;
-      // The prefix is ASCII and ends where the record's opening brace was: no need to measure the line again.
-      const prefix = decisionLinePrefix(this.tail, json);
-      push(prefix + json.slice(1), prefix.length + jsonBytes - 1);
+      // The prefix is ASCII and takes the place of the record's opening brace; the line is encoded once, into the chunk, and hashed there.
+      this.tail = { seq: this.tail.seq + 1, hash: out.line(decisionLinePrefix(this.tail, json), json, 1, jsonBytes - 1) };
       used++;
       records++;
       recordBytes += jsonBytes;
       this.sinceCheckpoint++;
       this.startCheckpointClock();
       if (this.sinceCheckpoint >= this.options.checkpointEveryRecords) checkpoint("interval");
-      if (this.rotationDue(bytes)) {
+      if (this.rotationDue(out.length)) {
         checkpoint("rotation");
         rotate = true;
         break;
@@ -515,22 +516,17 @@ export class AuditLogWriter implements AuditRecordTarget {
         final = true;
       } else if (this.sinceCheckpoint > 0 && (this.checkpointDue || overdue)) {
         checkpoint("interval");
-      } else if (this.rotationDue(bytes) && records === 0 && this.sinceCheckpoint === 0) {
+      } else if (this.rotationDue(out.length) && records === 0 && this.sinceCheckpoint === 0) {
         // A rename that failed earlier: sign again and retry it.
         checkpoint("rotation");
         rotate = true;
       }
     }
     this.checkpointDue = false;
-    if (lines.length === 0) return undefined;
-    let text = lines.join("");
-    if (this.needsNewline) {
-      // Keep the crash fragment as a line of its own; verify reports it, and our records stay intact after it.
-      text = `\n${text}`;
-      bytes += 1;
-      this.needsNewline = false;
-    }
-    return { text, bytes, records, recordBytes, checkpoints, recovery, rotate, final };
+    if (out.lines === 0) return undefined;
+    this.needsNewline = false;
+    const data = out.bytes();
+    return { data, bytes: data.length, records, recordBytes, checkpoints, recovery, rotate, final };
   }
 
   private rotationDue(pendingBytes: number): boolean {
@@ -563,7 +559,7 @@ export class AuditLogWriter implements AuditRecordTarget {
     try {
       const handle = await this.openFile();
       sizeBefore = this.size;
-      await handle.appendFile(chunk.text);
+      await handle.appendFile(chunk.data);
       if (chunk.checkpoints > 0 || chunk.recovery) await handle.sync();
       this.size = sizeBefore + chunk.bytes;
     } catch (error) {
@@ -847,5 +843,49 @@ async function syncDirectory(dir: string): Promise<void> {
     }
   } catch {
     // best effort
+  }
+}
+
+/**
+ * The bytes of one chunk, each line encoded once: written into the buffer,
+ * hashed from there (its `prev` link for the next line), and appended as is.
+ */
+class ChunkBytes {
+  private buf: Buffer;
+  length = 0;
+  lines = 0;
+
+  constructor(capacity: number) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
+
+  /** Appends `head` (ASCII) and `body` from index `from` (`bodyBytes` in UTF-8), then a newline; returns the line's hash. */
+  line(head: string, body: string, from: number, bodyBytes: number): string {
+    this.ensure(head.length + bodyBytes + 1);
+    const start = this.length;
+    let end = start + this.buf.write(head, start, "latin1");
+    end += this.buf.write(from === 0 ? body : body.slice(from), end, "utf8");
+    const hash = hashLine(this.buf.subarray(start, end));
+    this.buf[end] = 0x0a;
+    this.length = end + 1;
+    this.lines++;
+    return hash;
+  }
+
+  /** A newline of its own: ends a crash fragment the file ended with. */
+  newline(): void {
+    this.ensure(1);
+    this.buf[this.length++] = 0x0a;
+  }
+
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+
+  private ensure(more: number): void {
+    if (this.length + more <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + more));
+    this.buf.copy(grown, 0, 0, this.length);
+    this.buf = grown;
   }
 }
