@@ -137,7 +137,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
 
   const stopWorkers = async (): Promise<void> => {
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
-    const exits = alive.map((w) => new Promise<void>((resolve) => w.once("exit", () => resolve())));
+    // Exited, and its IPC channel drained (a worker's last messages, such as where its audit chain ended, are read before 'disconnect').
+    const exits = alive.map((w) => Promise.all([new Promise<void>((resolve) => w.once("exit", () => resolve())), disconnected(w)]).then(() => undefined));
     broadcast({ type: "shutdown" });
     const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), WORKER_SHUTDOWN_DEADLINE_MS).unref());
     if ((await Promise.race([Promise.all(exits), deadline])) === "timeout") {
@@ -283,5 +284,12 @@ function sendToPrimary(message: AuditChainMessage): Promise<void> {
     } catch {
       resolve();
     }
+  });
+}
+
+function disconnected(worker: Worker): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (!worker.isConnected()) return resolve();
+    worker.once("disconnect", () => resolve());
   });
 }
