@@ -6,9 +6,10 @@
 // accepts 2 must not mistake a mistyped command for a verified log).
 
 import { access } from "node:fs/promises";
+import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { AuditKeyError, loadAuditPublicKey, writeAuditKeyPair } from "../../adapters/audit/audit-keys.js";
-import { verifyAuditLog, type CoverageGap, type VerifyFinding } from "../../adapters/audit/audit-log-verifier.js";
+import { verifyAuditLog, type ChainReport, type CoverageGap, type VerifyFinding, type VerifyReport } from "../../adapters/audit/audit-log-verifier.js";
 import type { Command } from "./index.js";
 
 export interface CommandOutput {
@@ -34,6 +35,14 @@ verify
   their first seq, whatever order you give them in. For example:
 
     hopwarden audit verify --public-key audit.pub /var/log/hopwarden/audit.log*
+
+  With serve --workers N, each worker writes its own chain (audit.w1.log,
+  audit.w2.log, ... and their rotated files) and the main log (audit.log)
+  names them: pass every chain's files. Each chain is verified on its own,
+  then all against the main log's roster: a chain missing, cut back or not
+  named by it is a failure.
+
+    hopwarden audit verify --public-key audit.pub /var/log/hopwarden/audit.log* /var/log/hopwarden/audit.w*.log*
 
   Exit 0 when intact and every line is covered by a signature. Exit 1 when a
   record was edited, deleted, duplicated or reordered, a signature fails, or
@@ -127,18 +136,16 @@ async function verify(argv: readonly string[], io: CommandOutput): Promise<numbe
 
   const report = await verifyAuditLog(parsed.positionals, publicKey, { allowOpenEnd: parsed.values["allow-open-end"] });
   for (const warning of report.warnings) io.err(`${formatFinding(warning)} (warning)\n`);
-  if (report.problem !== undefined) {
-    io.err(`${formatFinding(report.problem)}\n`);
-    io.err("audit log NOT intact: the line above names the first bad record\n");
+  if (report.problems.length > 0) {
+    for (const problem of report.problems) io.err(`${formatFinding(problem)}\n`);
+    io.err(
+      report.problems.length === 1
+        ? "audit log NOT intact: the line above names the first bad record\n"
+        : "audit log NOT intact: each line above names the first bad record of a chain, or a chain that does not match the roster of the main log\n",
+    );
     return 1;
   }
-  const last = report.lastCheckpoint;
-  const summary =
-    `${report.files.length} file(s), ${report.records} record(s), ${report.checkpoints} checkpoint(s)` +
-    (report.recoveries > 0 ? `, ${report.recoveries} recovery record(s)` : "") +
-    `, last seq ${report.lastSeq}` +
-    (last ? `; last signed line: ${last.reason} at ${last.file}:${last.line}` : "") +
-    `\nrunning hash ${report.lastHash}\n`;
+  const summary = report.chains.length === 1 ? chainSummary(report.chains[0]!) : multiChainSummary(report);
   if (report.uncovered.length > 0) {
     for (const gap of report.uncovered) io.err(`${formatGap(gap)}\n`);
     io.err("audit log NOT fully covered: no tampering found in what is signed, but the lines named above are not covered by any signature\n");
@@ -177,6 +184,28 @@ async function keygen(argv: readonly string[], io: CommandOutput): Promise<numbe
     const why = e.code === "EEXIST" ? "already exists, not overwritten" : (e.code ?? e.message);
     return usage(io, `--out: ${e.path ?? prefix}: ${why}`);
   }
+}
+
+function chainSummary(chain: ChainReport): string {
+  const last = chain.lastCheckpoint;
+  return (
+    `${chain.files.length} file(s), ${chain.records} record(s), ${chain.checkpoints} checkpoint(s)` +
+    (chain.recoveries > 0 ? `, ${chain.recoveries} recovery record(s)` : "") +
+    `, last seq ${chain.lastSeq}` +
+    (last ? `; last signed line: ${last.reason} at ${last.file}:${last.line}` : "") +
+    `\nrunning hash ${chain.lastHash}\n`
+  );
+}
+
+/** --workers: the totals, then each chain (the main log with the roster, then one per worker) with its own end and running hash. */
+function multiChainSummary(report: VerifyReport): string {
+  const workers = report.chains.filter((c) => c.chain !== "").length;
+  const head =
+    `${report.chains.length} chain(s) (${report.chains.length - workers === 1 ? "the main log and " : ""}${workers} worker chain(s)), ` +
+    `${report.files.length} file(s), ${report.records} record(s), ${report.checkpoints} checkpoint(s)` +
+    (report.recoveries > 0 ? `, ${report.recoveries} recovery record(s)` : "") +
+    "\n";
+  return head + report.chains.map((c) => `${c.chain === "" ? "main log" : `chain ${c.chain}`}: ${c.files.map((f) => basename(f)).join(" ")}: ${chainSummary(c).replace("\n", "; ")}`).join("");
 }
 
 function formatFinding(finding: VerifyFinding): string {
