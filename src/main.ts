@@ -212,7 +212,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
         // A collector that is down must not hold the exit for the exporter's full time-out.
         if (tracing !== undefined) {
           const flushed = await tracing.shutdown(SPAN_FLUSH_DEADLINE_MS);
-          if (!flushed) logger.warn("decision spans not flushed before the deadline; the collector may be unreachable", { deadline_ms: SPAN_FLUSH_DEADLINE_MS });
+          if (!flushed) logger.warn("decision spans could not all be sent at shutdown (the collector is unreachable or slow); what was left is lost", { deadline_ms: SPAN_FLUSH_DEADLINE_MS, queued_spans: tracing.stats.queuedSpans });
         }
         await metrics.shutdown().catch(() => undefined);
       })();
