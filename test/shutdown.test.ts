@@ -22,6 +22,7 @@ import { HealthCheckRequestSchema, HealthCheckResponseSchema, type HealthCheckRe
 import { CheckClient, outcome } from "./support/check-client.js";
 import { writeTestPolicy } from "./support/policies.js";
 import { PERSON, researchCallsDb, unverifiableToken } from "./support/hop-requests.js";
+import { systemClock } from "../src/adapters/clock/system-clock.js";
 
 const TOKENS_SECTION = "tokens:\n  issuer: https://sts.example.org\n  jwks: jwks.json\n  required: false\n";
 
@@ -181,7 +182,7 @@ describe("policy_unavailable", () => {
     const pipeline = new CheckPipeline({
       policies: { current: () => undefined },
       certificates: new CachingCertificateParser(),
-      clock: { nowMs: () => Date.now() },
+      clock: systemClock,
       ids: new UlidGenerator(),
     });
     server = await startCheckServer({ listen: "127.0.0.1:0", headersRead: pipeline.headersRead, authorization: authorizationImplementation({ pipeline, logger: silentLogger }) });

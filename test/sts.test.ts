@@ -170,7 +170,7 @@ beforeAll(async () => {
     },
   );
   if (!config.ok) throw new Error(config.errors.join("\n"));
-  service = await startStsService(config.config, silentLogger, now);
+  service = await startStsService(config.config, silentLogger, { nowMs: now });
 });
 
 afterAll(async () => {

@@ -20,6 +20,7 @@ import { dirname } from "node:path";
 import type { Decision } from "../../core/decision/decision.js";
 import type { Clock, DecisionContext } from "../../core/ports.js";
 import { silentLogger, type Logger } from "../logging/logger.js";
+import { systemClock } from "../clock/system-clock.js";
 import {
   auditKeyId,
   formatCheckpointLine,
@@ -805,7 +806,7 @@ function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
     maxRetryDelayMs: integer("maxRetryDelayMs", options.maxRetryDelayMs, 5000, 1),
     closeTimeoutMs: integer("closeTimeoutMs", options.closeTimeoutMs, 10_000, 0),
     logger: options.logger ?? silentLogger,
-    clock: options.clock ?? { nowMs: () => Date.now() },
+    clock: options.clock ?? systemClock,
     chain: options.chain ?? "",
   };
 }

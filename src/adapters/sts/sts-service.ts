@@ -6,6 +6,8 @@
 import { readFile } from "node:fs/promises";
 import { loadPolicyText } from "../config/policy-file.js";
 import type { CompiledPolicy } from "../../core/policy/model.js";
+import type { Clock } from "../../core/ports.js";
+import { systemClock } from "../clock/system-clock.js";
 import type { Logger } from "../logging/logger.js";
 import { keySourceForJwks } from "../tokens/jwks-key-source.js";
 import { readSigningKeys, SigningKeyRing } from "./signing-key-ring.js";
@@ -39,7 +41,7 @@ async function readPolicy(file: string): Promise<{ policy: CompiledPolicy; warni
   return result.ok ? { policy: result.policy, warnings: result.warnings } : { errors: [...result.errors] };
 }
 
-export async function startStsService(config: StsConfig, logger: Logger, nowMs: () => number = Date.now): Promise<StsService> {
+export async function startStsService(config: StsConfig, logger: Logger, clock: Clock = systemClock): Promise<StsService> {
   const problems: string[] = [];
   const loaded = await readPolicy(config.policyFile);
   let policy: CompiledPolicy | undefined;
@@ -58,7 +60,7 @@ export async function startStsService(config: StsConfig, logger: Logger, nowMs: 
   // A retired key stays published for a token lifetime plus skew after its last signature.
   const ring = new SigningKeyRing((config.tokenTtlSeconds + config.clockSkewSeconds + 60) * 1000);
   try {
-    ring.install(await readSigningKeys(config.signingKeys), nowMs());
+    ring.install(await readSigningKeys(config.signingKeys), clock.nowMs());
   } catch (err) {
     problems.push(err instanceof Error ? err.message : String(err));
   }
@@ -90,7 +92,7 @@ export async function startStsService(config: StsConfig, logger: Logger, nowMs: 
   });
   let server: RunningTokenExchangeServer;
   try {
-    server = await startTokenExchangeServer({ host: config.host, port: config.port, tls, exchange, keys: ring, logger, nowMs });
+    server = await startTokenExchangeServer({ host: config.host, port: config.port, tls, exchange, keys: ring, logger, clock });
   } catch (err) {
     throw new StsStartError([`listen ${config.host}:${config.port}: ${err instanceof Error ? err.message : String(err)}`]);
   }
@@ -106,7 +108,7 @@ export async function startStsService(config: StsConfig, logger: Logger, nowMs: 
     try {
       const keys = await readSigningKeys(config.signingKeys);
       const before = ring.current.kid;
-      ring.install(keys, nowMs());
+      ring.install(keys, clock.nowMs());
       if (ring.current.kid !== before) logger.info("signing key rotated", { kid: ring.current.kid });
     } catch (err) {
       found.push(err instanceof Error ? err.message : String(err));

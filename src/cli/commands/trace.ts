@@ -22,6 +22,7 @@ import {
   workflowOf,
   type DecisionRecord,
 } from "../../adapters/telemetry/trace-tree.js";
+import { systemClock } from "../../adapters/clock/system-clock.js";
 import { fromEnv, parseCommandArgs, UsageError, withUsage } from "../options.js";
 import type { Command } from "./index.js";
 
@@ -127,7 +128,7 @@ export const traceCommand: Command = {
         process.stdout.write(HELP);
         return EXIT.found;
       }
-      const now = Date.now();
+      const now = systemClock.nowMs();
       const lookup = readLookup(positionals, values["on-behalf-of"], values.txn);
       const settings = readSettings(values, now);
       const client = new JaegerQueryClient(settings.jaegerUrl, { timeoutMs: settings.timeoutMs });
