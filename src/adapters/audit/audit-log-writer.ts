@@ -35,6 +35,7 @@ import { rotatedFileName } from "./audit-log-files.js";
 import { planResume, type ResumePlan } from "./audit-log-resume.js";
 import { auditRecordJson, estimateAuditRecordBytes } from "./audit-record-json.js";
 import type { AuditLogStats, AuditOverflowMode, AuditRecordTarget } from "./audit-record-target.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface AuditLogWriterOptions {
   /** The active file; rotated files sit beside it as `<path>.<first seq>`. */
@@ -74,14 +75,13 @@ export interface AuditLogWriterOptions {
   readonly chain?: string;
 }
 
-export class AuditLogConfigError extends Error {
+export class AuditLogConfigError extends HopwardenError {
   readonly code = "invalid_audit_log_config";
   constructor(
     readonly field: string,
     problem: string,
   ) {
     super(`${field}: ${problem}`);
-    this.name = "AuditLogConfigError";
   }
 }
 
@@ -813,7 +813,9 @@ function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
 
 /** Checks the path, then reads where the chain on disk may be continued; refuses a log it cannot continue. */
 async function readChainEnd(path: string, privateKey: KeyObject, chain: string): Promise<ResumePlan> {
-  await mkdir(dirname(path), { recursive: true });
+  await mkdir(dirname(path), { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+    throw new AuditLogConfigError("path", `${dirname(path)}: cannot create the directory (${error.code ?? error.message})`);
+  });
   const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return undefined;
     throw new AuditLogConfigError("path", `${path}: cannot stat (${error.code ?? error.message})`);

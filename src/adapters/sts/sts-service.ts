@@ -13,7 +13,8 @@ import { keySourceForJwks } from "../tokens/jwks-key-source.js";
 import { readSigningKeys, SigningKeyRing } from "./signing-key-ring.js";
 import type { StsConfig } from "./sts-config.js";
 import { TokenExchange } from "./token-exchange.js";
-import { startTokenExchangeServer, type RunningTokenExchangeServer } from "./token-exchange-server.js";
+import { startTokenExchangeServer } from "./token-exchange-server.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface StsService {
   readonly url: string;
@@ -23,10 +24,11 @@ export interface StsService {
   close(): Promise<void>;
 }
 
-export class StsStartError extends Error {
+/** The token service cannot start: its policy, keys or TLS files are not usable, or it cannot listen; one problem per entry. */
+export class StsStartError extends HopwardenError {
+  readonly code = "sts_start_failed";
   constructor(readonly problems: readonly string[]) {
-    super(problems.join("\n"));
-    this.name = "StsStartError";
+    super(problems.length === 1 ? problems[0]! : `${problems.length} problems:\n${problems.join("\n")}`);
   }
 }
 
@@ -90,12 +92,8 @@ export async function startStsService(config: StsConfig, logger: Logger, clock: 
             keys: keySourceForJwks(person.jwks, process.cwd(), {}, (m) => logger.warn(m)),
           },
   });
-  let server: RunningTokenExchangeServer;
-  try {
-    server = await startTokenExchangeServer({ host: config.host, port: config.port, tls, exchange, keys: ring, logger, clock });
-  } catch (err) {
-    throw new StsStartError([`listen ${config.host}:${config.port}: ${err instanceof Error ? err.message : String(err)}`]);
-  }
+  // A port it cannot bind is a ListenError (listen_failed), like serve's.
+  const server = await startTokenExchangeServer({ host: config.host, port: config.port, tls, exchange, keys: ring, logger, clock });
 
   const reload = async (): Promise<string[]> => {
     const found: string[] = [];

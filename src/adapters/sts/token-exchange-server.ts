@@ -15,6 +15,7 @@ import { svidIdentity } from "../../core/identity/peer-certificate.js";
 import type { Clock } from "../../core/ports.js";
 import { systemClock } from "../clock/system-clock.js";
 import type { Logger } from "../logging/logger.js";
+import { ListenError } from "../net/listen-error.js";
 import { parsePeerCertificate } from "../x509/certificate-parser.js";
 import type { SigningKeyRing } from "./signing-key-ring.js";
 import type { ExchangeCaller, TokenExchange } from "./token-exchange.js";
@@ -144,9 +145,10 @@ export async function startTokenExchangeServer(options: TokenExchangeServerOptio
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    const refused = (err: Error) => reject(new ListenError("the token service", `${options.host}:${options.port}`, err));
+    server.once("error", refused);
     server.listen(options.port, options.host, () => {
-      server.off("error", reject);
+      server.off("error", refused);
       resolve();
     });
   });

@@ -24,6 +24,7 @@ import { loadTlsFileSet } from "../../adapters/grpc/tls-file-set.js";
 import { mergePrometheusTexts } from "../../adapters/telemetry/prometheus-merge.js";
 import { openReplayStore, primaryReplayMemory, replayMemoryMetrics, serveReplayQuestions } from "./replay-wiring.js";
 import { checkReadingOptions, serviceOptions } from "./service-options.js";
+import { HopwardenError } from "../../core/errors.js";
 
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" } | { type: "metrics"; id: number };
 type WorkerMessage =
@@ -38,7 +39,10 @@ const RESTART_DELAY_MAX_MS = 30_000;
 /** How long /metrics waits for each worker's numbers. */
 const METRICS_TIMEOUT_MS = 2_000;
 
-export class WorkerStartError extends Error {}
+/** A --workers worker exited before it was ready (its own error is on stderr above). */
+export class WorkerStartError extends HopwardenError {
+  readonly code = "worker_start_failed";
+}
 
 function isWorkerMessage(message: unknown): message is WorkerMessage {
   return typeof message === "object" && message !== null && "type" in message;
