@@ -227,7 +227,7 @@ describe("serve on SIGTERM", () => {
   it("answers the Check in flight, then exits 0", async () => {
     const file = join(dir, "slow-keys.yaml");
     const port = (jwks.address() as AddressInfo).port;
-    await writeFile(file, testPolicyYaml({ extra: `tokens:\n  issuer: https://sts.example.org\n  jwks: http://127.0.0.1:${port}/jwks.json\n  required: false\n` }));
+    await writeFile(file, testPolicyYaml({ tokens: { issuer: "https://sts.example.org", jwks: `http://127.0.0.1:${port}/jwks.json`, required: false } }));
     const serve = await startServe(["--policy", file, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--log-level", "debug"]);
     try {
       const inFlight = clientFor(serve).check(researchCallsDb({ "x-agent-delegation-token": unverifiableToken() }));
