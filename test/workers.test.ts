@@ -15,7 +15,7 @@ import { startHopwarden, type Hopwarden } from "../src/main.js";
 import { silentLogger } from "../src/adapters/logging/logger.js";
 import type { CheckRequest } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { CheckClient, checkRequest, outcome } from "./support/check-client.js";
-import { spiffe } from "./support/pki.js";
+import { createCertificateAuthority, spiffe } from "./support/pki.js";
 import { testPolicyYaml } from "./support/policies.js";
 import { eventually, killAllServes, requireBuiltCli, runCli, startServe, stopServe, type ServeProcess } from "./support/cli-process.js";
 import { OwnConnectionCheckClient, PERSON, policyWithoutResearchToDb, researchCallsDb, type Checker } from "./support/hop-requests.js";
@@ -234,4 +234,50 @@ describe("serve --workers 2 that cannot start", () => {
       blocker.close();
     }
   });
+});
+
+describe("serve --workers 2 --config with cache bounds", () => {
+  /** A series' value on the primary's /metrics, where each is the sum over the workers. */
+  const gauge = (text: string, name: string): number => {
+    const found = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(text);
+    if (found === null) throw new Error(`${name} is not on /metrics:\n${text}`);
+    return Number(found[1]);
+  };
+
+  it("gives every worker the cache: sizes of --config, so no worker holds more entries than configured", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "hopwarden-workers-cache-"));
+    const policy = join(dir, "policy.yaml");
+    const config = join(dir, "config.yaml");
+    await writeFile(policy, testPolicyYaml());
+    await writeFile(config, "cache:\n  hopDecisions: 3\n  certificates: 2\n");
+    const cached = await startServe(["--policy", policy, "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--workers", "2"]);
+    try {
+      // Eight callers with their own certificates, each on its own path: eight certificates and nine hop decisions to cache.
+      const ca = await createCertificateAuthority();
+      const requests = await Promise.all(
+        Array.from({ length: 8 }, async (_, i) => {
+          const cert = await ca.issue({ name: `research-${i}`, uris: [spiffe("research")] });
+          return checkRequest({
+            certificate: cert.urlEncodedPem,
+            callee: "db",
+            path: `/schema/t${i}`,
+            headers: { "x-agent-subject": spiffe("research"), "x-agent-on-behalf-of": PERSON, "x-agent-delegation-chain": chain("orchestrator", "research") },
+          });
+        }),
+      );
+      const answers = await Promise.all(requests.map((r) => freshClient(cached.grpc).check(r)));
+      expect(answers.map((a) => outcome(a).code)).toEqual(requests.map(() => 0));
+
+      const text = await (await fetch(`http://${cached.admin}/metrics`)).text();
+      // Merged, the gauges add up over the two workers: at most twice the per-worker bound, where the defaults would hold all 8 and 9.
+      expect(gauge(text, "hopwarden_certificate_cache_entries")).toBeGreaterThan(0);
+      expect(gauge(text, "hopwarden_certificate_cache_entries")).toBeLessThanOrEqual(2 * 2);
+      expect(gauge(text, "hopwarden_hop_cache_entries")).toBeGreaterThan(0);
+      expect(gauge(text, "hopwarden_hop_cache_entries")).toBeLessThanOrEqual(2 * 3);
+      expect(gauge(text, "hopwarden_certificate_cache_misses_total")).toBeGreaterThanOrEqual(8);
+    } finally {
+      expect(await stopServe(cached, 15_000)).toEqual({ code: 0, signal: null });
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -10,7 +10,7 @@ import { PolicyStore } from "../../src/adapters/config/policy-store.js";
 import { CachingCertificateParser } from "../../src/adapters/x509/certificate-parser.js";
 import { LruHopDecisionCache } from "../../src/adapters/cache/hop-decision-cache.js";
 import { UlidGenerator } from "../../src/adapters/ids/ulid.js";
-import { tokenVerifiersFor } from "../../src/adapters/admin/explain-pipeline.js";
+import { tokenVerifiersFor } from "../../src/adapters/tokens/token-verifiers.js";
 import { silentLogger } from "../../src/adapters/logging/logger.js";
 import type { CheckInput } from "../../src/core/decision/check-input.js";
 import type { Decision } from "../../src/core/decision/decision.js";

@@ -13,6 +13,7 @@ import { basename } from "node:path";
 import type { KeyObject } from "node:crypto";
 import { auditKeyId, GENESIS_HASH, signedLineValid, type UnverifiedRange } from "./audit-chain.js";
 import { LinesDigest, type LogLine } from "./audit-log-files.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface ChainFinding {
   readonly file: string;
@@ -63,7 +64,8 @@ export interface SignedPoint {
 export const GENESIS_POINT: SignedPoint = { seq: 0, hash: GENESIS_HASH, file: undefined, line: undefined, kind: "genesis", reason: "" };
 
 /** Thrown by a strict (verify) walk at the first bad record. */
-export class ChainWalkFailure extends Error {
+export class ChainWalkFailure extends HopwardenError {
+  readonly code = "audit_chain_broken";
   constructor(readonly finding: ChainFinding) {
     super(`${finding.file}:${finding.line}: ${finding.message}`);
   }

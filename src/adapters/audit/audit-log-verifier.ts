@@ -13,6 +13,7 @@ import { ChainWalk, ChainWalkFailure, describeChain, isSignedType, parseLine, ty
 import { readFirstLine, readLogLines } from "./audit-log-files.js";
 import { chainFromFileName, parseRosterRecord, type RosterRecord } from "./audit-roster.js";
 import type { ChainHead } from "./audit-chain.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface VerifyOptions {
   /**
@@ -75,7 +76,8 @@ export interface VerifyReport {
   readonly chains: readonly ChainReport[];
 }
 
-class InputFailure extends Error {
+class InputFailure extends HopwardenError {
+  readonly code = "audit_input_unusable";
   constructor(readonly finding: VerifyFinding) {
     super(finding.message);
   }

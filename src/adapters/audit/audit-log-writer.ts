@@ -20,6 +20,7 @@ import { dirname } from "node:path";
 import type { Decision } from "../../core/decision/decision.js";
 import type { Clock, DecisionContext } from "../../core/ports.js";
 import { silentLogger, type Logger } from "../logging/logger.js";
+import { systemClock } from "../clock/system-clock.js";
 import {
   auditKeyId,
   formatCheckpointLine,
@@ -34,6 +35,7 @@ import { rotatedFileName } from "./audit-log-files.js";
 import { planResume, type ResumePlan } from "./audit-log-resume.js";
 import { auditRecordJson, estimateAuditRecordBytes } from "./audit-record-json.js";
 import type { AuditLogStats, AuditOverflowMode, AuditRecordTarget } from "./audit-record-target.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface AuditLogWriterOptions {
   /** The active file; rotated files sit beside it as `<path>.<first seq>`. */
@@ -73,14 +75,13 @@ export interface AuditLogWriterOptions {
   readonly chain?: string;
 }
 
-export class AuditLogConfigError extends Error {
+export class AuditLogConfigError extends HopwardenError {
   readonly code = "invalid_audit_log_config";
   constructor(
     readonly field: string,
     problem: string,
   ) {
     super(`${field}: ${problem}`);
-    this.name = "AuditLogConfigError";
   }
 }
 
@@ -805,14 +806,16 @@ function resolveOptions(options: AuditLogWriterOptions): ResolvedOptions {
     maxRetryDelayMs: integer("maxRetryDelayMs", options.maxRetryDelayMs, 5000, 1),
     closeTimeoutMs: integer("closeTimeoutMs", options.closeTimeoutMs, 10_000, 0),
     logger: options.logger ?? silentLogger,
-    clock: options.clock ?? { nowMs: () => Date.now() },
+    clock: options.clock ?? systemClock,
     chain: options.chain ?? "",
   };
 }
 
 /** Checks the path, then reads where the chain on disk may be continued; refuses a log it cannot continue. */
 async function readChainEnd(path: string, privateKey: KeyObject, chain: string): Promise<ResumePlan> {
-  await mkdir(dirname(path), { recursive: true });
+  await mkdir(dirname(path), { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+    throw new AuditLogConfigError("path", `${dirname(path)}: cannot create the directory (${error.code ?? error.message})`);
+  });
   const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") return undefined;
     throw new AuditLogConfigError("path", `${path}: cannot stat (${error.code ?? error.message})`);

@@ -15,6 +15,7 @@ import type { CompiledPolicy } from "../../core/policy/model.js";
 import type { PolicySource } from "../../core/ports.js";
 import type { Logger } from "../logging/logger.js";
 import { loadPolicyText } from "./policy-file.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface ReloadOutcome {
   readonly ok: boolean;
@@ -27,13 +28,14 @@ export interface PolicyStoreEvents {
   onReload?(outcome: ReloadOutcome): void;
 }
 
-export class PolicyFileError extends Error {
+/** A policy file (or the CRL it names) that cannot be read or is not valid; `errors` holds one `file:line:column: field: problem` line each. */
+export class PolicyFileError extends HopwardenError {
+  readonly code = "invalid_policy";
   constructor(
     readonly file: string,
     readonly errors: readonly string[],
   ) {
-    super(`${file}: the policy cannot be loaded:\n${errors.join("\n")}`);
-    this.name = "PolicyFileError";
+    super(`the policy file ${file} is not usable:\n${errors.join("\n")}`);
   }
 }
 

@@ -7,9 +7,10 @@
 
 import { access } from "node:fs/promises";
 import { basename } from "node:path";
-import { parseArgs } from "node:util";
-import { AuditKeyError, loadAuditPublicKey, writeAuditKeyPair } from "../../adapters/audit/audit-keys.js";
+import { loadAuditPublicKey, writeAuditKeyPair } from "../../adapters/audit/audit-keys.js";
 import { verifyAuditLog, type ChainReport, type CoverageGap, type VerifyFinding, type VerifyReport } from "../../adapters/audit/audit-log-verifier.js";
+import { runCommand } from "../exit.js";
+import { parseCommandArgs, UsageError } from "../options.js";
 import type { Command } from "./index.js";
 
 export interface CommandOutput {
@@ -75,66 +76,60 @@ See docs/audit-log.md for the format and what verify proves.
 
 /** SPEC 6: intact in what is signed, but some lines are not covered by any signature. */
 const NOT_COVERED = 2;
-const USAGE_ERROR = 3;
+/** Usage and input errors: never 2, which a script may accept as "verified, partly uncovered". */
+const INPUT_ERROR = 3;
 
 export const auditCommand: Command = {
   run: (argv) => runAudit(argv, processOutput),
 };
 
-export async function runAudit(argv: readonly string[], io: CommandOutput): Promise<number> {
+export function runAudit(argv: readonly string[], io: CommandOutput): Promise<number> {
+  return runCommand("audit", () => audit(argv, io), { usageExit: INPUT_ERROR, failedExit: INPUT_ERROR, write: (text) => io.err(text) });
+}
+
+async function audit(argv: readonly string[], io: CommandOutput): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
-    if (sub === undefined) {
-      io.err(HELP);
-      return USAGE_ERROR;
-    }
+  if (sub === undefined) {
+    io.err(HELP);
+    return INPUT_ERROR;
+  }
+  if (sub === "--help" || sub === "-h" || sub === "help") {
     io.out(HELP);
     return 0;
   }
   if (sub === "verify") return verify(rest, io);
   if (sub === "keygen") return keygen(rest, io);
-  return usage(io, `unknown audit command "${sub}" (expected verify or keygen)`);
+  throw new UsageError(`unknown audit command "${sub}" (expected verify or keygen)`);
 }
 
 async function verify(argv: readonly string[], io: CommandOutput): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        "public-key": { type: "string" },
-        "allow-open-end": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (error) {
-    return usage(io, (error as Error).message);
-  }
-  if (parsed.values.help) {
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    {
+      "public-key": { type: "string" },
+      "allow-open-end": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    true,
+  );
+  if (values.help) {
     io.out(HELP);
     return 0;
   }
-  const keyFile = parsed.values["public-key"];
-  if (keyFile === undefined) return usage(io, "--public-key: required (the Ed25519 public key, PEM SPKI)");
-  if (parsed.positionals.length === 0) return usage(io, "no log files given");
-  for (const file of parsed.positionals) {
+  const keyFile = values["public-key"];
+  if (keyFile === undefined) throw new UsageError("--public-key: required (the Ed25519 public key, PEM SPKI)");
+  if (positionals.length === 0) throw new UsageError("no log files given");
+  for (const file of positionals) {
     try {
       await access(file);
     } catch {
-      return usage(io, `${file}: no such file`);
+      throw new UsageError(`${file}: no such file`);
     }
   }
-  let publicKey;
-  try {
-    publicKey = await loadAuditPublicKey(keyFile);
-  } catch (error) {
-    if (error instanceof AuditKeyError) return usage(io, `--public-key ${error.message}`);
-    throw error;
-  }
+  // An unusable key is an AuditKeyError naming the file: an input error (exit 3).
+  const publicKey = await loadAuditPublicKey(keyFile);
 
-  const report = await verifyAuditLog(parsed.positionals, publicKey, { allowOpenEnd: parsed.values["allow-open-end"] });
+  const report = await verifyAuditLog(positionals, publicKey, { allowOpenEnd: values["allow-open-end"] });
   for (const warning of report.warnings) io.err(`${formatFinding(warning)} (warning)\n`);
   if (report.problems.length > 0) {
     for (const problem of report.problems) io.err(`${formatFinding(problem)}\n`);
@@ -157,33 +152,25 @@ async function verify(argv: readonly string[], io: CommandOutput): Promise<numbe
 }
 
 async function keygen(argv: readonly string[], io: CommandOutput): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: { out: { type: "string" }, help: { type: "boolean", short: "h", default: false } },
-      allowPositionals: false,
-      strict: true,
-    });
-  } catch (error) {
-    return usage(io, (error as Error).message);
-  }
-  if (parsed.values.help) {
+  const { values } = parseCommandArgs(argv, { out: { type: "string" }, help: { type: "boolean", short: "h", default: false } });
+  if (values.help) {
     io.out(HELP);
     return 0;
   }
-  const prefix = parsed.values.out;
-  if (prefix === undefined || prefix === "") return usage(io, "--out: required (path prefix for <prefix>.key and <prefix>.pub)");
+  const prefix = values.out;
+  if (prefix === undefined || prefix === "") throw new UsageError("--out: required (path prefix for <prefix>.key and <prefix>.pub)");
+  let files;
   try {
-    const files = await writeAuditKeyPair(prefix);
-    io.out(`private key: ${files.privateKeyFile} (secret; hopwarden serve --audit-key ${files.privateKeyFile})\n`);
-    io.out(`public key:  ${files.publicKeyFile} (hopwarden audit verify --public-key ${files.publicKeyFile} <log files>)\n`);
-    return 0;
+    files = await writeAuditKeyPair(prefix);
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
+    if (typeof e.code !== "string") throw error;
     const why = e.code === "EEXIST" ? "already exists, not overwritten" : (e.code ?? e.message);
-    return usage(io, `--out: ${e.path ?? prefix}: ${why}`);
+    throw new UsageError(`--out: ${e.path ?? prefix}: ${why}`);
   }
+  io.out(`private key: ${files.privateKeyFile} (secret; hopwarden serve --audit-key ${files.privateKeyFile})\n`);
+  io.out(`public key:  ${files.publicKeyFile} (hopwarden audit verify --public-key ${files.publicKeyFile} <log files>)\n`);
+  return 0;
 }
 
 function chainSummary(chain: ChainReport): string {
@@ -215,9 +202,4 @@ function formatFinding(finding: VerifyFinding): string {
 function formatGap(gap: CoverageGap): string {
   const lines = gap.firstLine === gap.lastLine ? `${gap.firstLine}` : `${gap.firstLine}-${gap.lastLine}`;
   return `${gap.file}:${lines}: ${gap.message}`;
-}
-
-function usage(io: CommandOutput, problem: string): number {
-  io.err(`hopwarden audit: ${problem}\nRun "hopwarden audit --help" for usage.\n`);
-  return USAGE_ERROR;
 }

@@ -23,6 +23,8 @@ import { workerChainId } from "../../adapters/audit/audit-roster.js";
 import { loadTlsFileSet } from "../../adapters/grpc/tls-file-set.js";
 import { mergePrometheusTexts } from "../../adapters/telemetry/prometheus-merge.js";
 import { openReplayStore, primaryReplayMemory, replayMemoryMetrics, serveReplayQuestions } from "./replay-wiring.js";
+import { checkReadingOptions, serviceOptions } from "./service-options.js";
+import { HopwardenError } from "../../core/errors.js";
 
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" } | { type: "metrics"; id: number };
 type WorkerMessage =
@@ -37,7 +39,10 @@ const RESTART_DELAY_MAX_MS = 30_000;
 /** How long /metrics waits for each worker's numbers. */
 const METRICS_TIMEOUT_MS = 2_000;
 
-export class WorkerStartError extends Error {}
+/** A --workers worker exited before it was ready (its own error is on stderr above). */
+export class WorkerStartError extends HopwardenError {
+  readonly code = "worker_start_failed";
+}
 
 function isWorkerMessage(message: unknown): message is WorkerMessage {
   return typeof message === "object" && message !== null && "type" in message;
@@ -161,12 +166,7 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   }
   started = true;
 
-  const explainPipeline = createExplainPipeline(policies, {
-    headerNames: settings.config.headers,
-    mcpKeys: settings.config.mcp,
-    trustForwardedClientCert: settings.config.trustForwardedClientCert,
-    logger,
-  });
+  const explainPipeline = createExplainPipeline(policies, { ...checkReadingOptions(settings), logger });
   const admin =
     settings.adminListen === undefined
       ? undefined
@@ -247,20 +247,7 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
   const audit = await running.audit;
   if (audit !== undefined) await sendToPrimary({ type: "audit-chain", event: "opened", chain: audit.chain, head: audit.writer.head() });
   const replayStore = await openReplayStore(settings.replay, "worker", logger);
-  const hopwarden = await startHopwarden({
-    replayStore,
-    ...(audit !== undefined && { sinks: [audit.sink], admit: () => audit.sink.admit(), auditStats: () => audit.sink.stats() }),
-    policyFile: settings.policyFile,
-    listen: settings.listen,
-    adminListen: undefined,
-    logger,
-    headerNames: settings.config.headers,
-    mcpKeys: settings.config.mcp,
-    trustForwardedClientCert: settings.config.trustForwardedClientCert,
-    watchPolicy: false,
-    // Each worker serves TLS itself, and watches the files itself.
-    tls: settings.tls,
-  }).catch(async (err: unknown) => {
+  const hopwarden = await startHopwarden(serviceOptions(settings, { role: "worker", logger, replayStore, audit: audit?.sink })).catch(async (err: unknown) => {
     // A worker that cannot serve still ends its chain cleanly, so the log does not look like a crash.
     await closeAudit();
     throw err;
