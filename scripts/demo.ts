@@ -24,17 +24,16 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { DelegationClient, DelegationClientError, type OutgoingDelegation } from "../src/client/index.js";
 import type { IncomingHttpHeaders } from "node:http";
 import { ENVOY_BIN, mtlsRequest, startEchoUpstream, startMcpFrontProxy, type EchoUpstream, type HttpResult, type RunningProxy } from "../test/support/envoy.js";
 import { JAEGER_BIN, startJaeger, waitFor, type JaegerProcess } from "../test/support/jaeger.js";
 import { MCP_POST_HEADERS, mcpRequest, startMcpServer, type McpServer } from "../test/support/mcp-server.js";
 import { createTestPki, spiffe, writePki } from "../test/support/pki.js";
+import { createIdentityProvider, getJsonOverTls, IDP_ISSUER, STS_AUDIENCE } from "../test/support/sts.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** The compose demo's hops plus `tokens:` (required); copied next to the JWKS it names. */
@@ -43,9 +42,6 @@ const HOPWARDEN_BIN = join(repoRoot, "dist", "cli", "bin.js");
 const PERSON = "alice@example.com";
 /** = the native policy's tokens.issuer. */
 const STS_ISSUER = "https://sts.example.org";
-/** The stand-in identity provider whose token alice hands the orchestrator. */
-const IDP_ISSUER = "https://idp.example.com";
-const STS_AUDIENCE = "hopwarden-sts";
 const started = Date.now();
 
 function progress(message: string): void {
@@ -142,19 +138,6 @@ async function startCli(name: string, args: readonly string[], ready: RegExp, en
 }
 
 /** GET over TLS without a client certificate (the token service's JWKS route needs none). */
-function getJson(url: string, ca: Buffer): Promise<unknown> {
-  return new Promise((ok, fail) => {
-    const req = httpsRequest(url, { ca, servername: "localhost", agent: false, timeout: 5_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => (res.statusCode === 200 ? ok(JSON.parse(Buffer.concat(chunks).toString("utf8"))) : fail(new Error(`GET ${url}: HTTP ${res.statusCode}`))));
-    });
-    req.on("timeout", () => req.destroy(new Error(`GET ${url}: no answer within 5 s`)));
-    req.on("error", fail);
-    req.end();
-  });
-}
-
 async function stopChild(child: ChildProcess, exited: Promise<void>, graceMs = 5_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill("SIGTERM");
@@ -399,22 +382,6 @@ function printTable(rows: readonly Row[]): void {
 
 // --- main ------------------------------------------------------------------------
 
-/** The stand-in identity provider: its JWKS for the token service, and alice's token (what she hands the orchestrator). */
-async function identityProvider(dir: string): Promise<{ jwksFile: string; personToken: string }> {
-  const { privateKey, publicKey } = await generateKeyPair("ES256");
-  const jwksFile = join(dir, "idp-jwks.json");
-  await writeFile(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: "idp-demo-1", alg: "ES256", use: "sig" }] }));
-  const personToken = await new SignJWT({ scope: "research:search db:read db:write" })
-    .setProtectedHeader({ alg: "ES256", kid: "idp-demo-1", typ: "at+jwt" })
-    .setIssuer(IDP_ISSUER)
-    .setSubject(PERSON)
-    .setAudience(STS_AUDIENCE)
-    .setIssuedAt()
-    .setExpirationTime("5m")
-    .sign(privateKey);
-  return { jwksFile, personToken };
-}
-
 async function main(): Promise<number> {
   ensureEnvoy();
   ensureBuilt();
@@ -425,7 +392,9 @@ async function main(): Promise<number> {
   const files = await writePki(await createTestPki(), join(dir, "pki"));
   const policy = join(dir, "policy.yaml");
   await copyFile(POLICY, policy);
-  const idp = await identityProvider(dir);
+  // The stand-in identity provider: its JWKS for the token service, and alice's token (what she hands the orchestrator).
+  const idp = await createIdentityProvider(dir, "research:search db:read db:write");
+  const personToken = await idp.personToken();
 
   // Jaeger when it is installed (building it takes minutes: the demo never does).
   let jaeger: JaegerProcess | undefined;
@@ -459,7 +428,7 @@ async function main(): Promise<number> {
   progress(`sts ready pid=${sts.pid} url=${sts.ready}`);
   const ca = await readFile(files.ca.cert);
   // tokens.jwks: jwks.json, beside the policy: the keys the token service publishes.
-  await writeFile(join(dir, "jwks.json"), JSON.stringify(await getJson(`${sts.ready}/.well-known/jwks.json`, ca)));
+  await writeFile(join(dir, "jwks.json"), JSON.stringify(await getJsonOverTls(`${sts.ready}/.well-known/jwks.json`, ca)));
   progress("saved the token service's JWKS beside the policy (tokens.jwks: jwks.json)");
 
   progress(`starting hopwarden: node dist/cli/bin.js serve --policy <copy of ${POLICY.slice(repoRoot.length + 1)}>`);
@@ -497,7 +466,7 @@ async function main(): Promise<number> {
   let allowedToDb: HttpResult | undefined;
   const received: Received = { research: () => research.requests.at(-1)?.headers, db: () => db.received.at(-1)?.headers };
   let txn: string | undefined;
-  for (const step of demoSteps(clients, idp.personToken, research)) {
+  for (const step of demoSteps(clients, personToken, research)) {
     const { row, response } = await play(step, proxy, files, received);
     if (step.label === "workflow" && step.callee === "db" && row.decision === "allow") allowedToDb = response;
     // The first hop's Txn-Token, which every later hop carries unmodified.

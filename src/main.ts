@@ -3,7 +3,8 @@
 // server. Everything else is either pure core or a single adapter.
 
 import { CheckPipeline } from "./core/decision/check-pipeline.js";
-import { createExplainPipeline, tokenVerifiersFor } from "./adapters/admin/explain-pipeline.js";
+import { createExplainPipeline } from "./adapters/admin/explain-pipeline.js";
+import { tokenVerifiersFor } from "./adapters/tokens/token-verifiers.js";
 import type { HeaderNames } from "./core/decision/check-input.js";
 import type { TxnTokenVerifier } from "./core/decision/txn-token-check.js";
 import type { McpMetadataKeys } from "./core/mcp/mcp-metadata.js";
@@ -26,6 +27,7 @@ import { HopwardenMetrics } from "./adapters/telemetry/metrics.js";
 import type { Logger } from "./adapters/logging/logger.js";
 import type { AuditLogStats } from "./adapters/audit/audit-record-target.js";
 import { ReplayMemory } from "./adapters/tokens/replay-memory.js";
+import { systemClock } from "./adapters/clock/system-clock.js";
 import type { ReplayStore } from "./adapters/tokens/replay-store.js";
 
 export interface HopwardenOptions {
@@ -91,8 +93,6 @@ export interface Hopwarden {
   /** Graceful: NOT_SERVING, drain in-flight Checks, flush spans, close admin. */
   shutdown(deadlineMs?: number): Promise<void>;
 }
-
-const systemClock: Clock = { nowMs: () => Date.now() };
 
 const SPAN_FLUSH_DEADLINE_MS = 3000;
 
@@ -212,7 +212,7 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
         // A collector that is down must not hold the exit for the exporter's full time-out.
         if (tracing !== undefined) {
           const flushed = await tracing.shutdown(SPAN_FLUSH_DEADLINE_MS);
-          if (!flushed) logger.warn("decision spans not flushed before the deadline; the collector may be unreachable", { deadline_ms: SPAN_FLUSH_DEADLINE_MS });
+          if (!flushed) logger.warn("decision spans could not all be sent at shutdown (the collector is unreachable or slow); what was left is lost", { deadline_ms: SPAN_FLUSH_DEADLINE_MS, queued_spans: tracing.stats.queuedSpans });
         }
         await metrics.shutdown().catch(() => undefined);
       })();

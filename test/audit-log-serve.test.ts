@@ -7,15 +7,15 @@
 // - finding 9: a request with huge headers must not make a huge record.
 
 import { createHash } from "node:crypto";
-import { appendFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { formatDecisionLine, hashLine } from "../src/adapters/audit/audit-chain.js";
 import type { AuditRecord } from "../src/adapters/audit/audit-record.js";
 import { CheckClient, outcome } from "./support/check-client.js";
 import { killAllServes, requireBuiltCli, runCli, startServe, stopServe, type ServeProcess } from "./support/cli-process.js";
-import { researchCallsDb } from "./support/hop-requests.js";
+import { OwnConnectionCheckClient, researchCallsDb } from "./support/hop-requests.js";
 import { testPolicyYaml } from "./support/policies.js";
 
 let dir: string;
@@ -23,7 +23,7 @@ let log: string;
 let key: string;
 let pub: string;
 let policy: string;
-const clients: CheckClient[] = [];
+const clients: { close(): void }[] = [];
 
 beforeAll(async () => {
   requireBuiltCli();
@@ -55,14 +55,14 @@ async function serve(extra: readonly string[] = []): Promise<ServeProcess> {
   return startServe(["--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--audit-log", log, "--audit-key", key, ...extra]);
 }
 
-/** Runs the service, makes `checks` allowed Checks, stops it cleanly; returns their decision ids. */
+/** Runs the service, makes `checks` allowed Checks (over 4 connections, so that --workers spreads them), stops it cleanly; returns their decision ids. */
 async function serveAndStop(checks: number, extra: readonly string[] = []): Promise<{ ids: string[]; stderr: string }> {
   const service = await serve(extra);
-  const client = new CheckClient(service.grpc);
-  clients.push(client);
+  const connections = [0, 1, 2, 3].map(() => new OwnConnectionCheckClient(service.grpc));
+  clients.push(...connections);
   const ids: string[] = [];
   for (let i = 0; i < checks; i++) {
-    const o = outcome(await client.check(researchCallsDb()));
+    const o = outcome(await connections[i % connections.length]!.check(researchCallsDb()));
     expect(o.code).toBe(0);
     ids.push(o.headers["x-authz-decision-id"]!);
   }
@@ -70,8 +70,21 @@ async function serveAndStop(checks: number, extra: readonly string[] = []): Prom
   return { ids, stderr: service.stderr() };
 }
 
-const verify = (...extra: string[]) => runCli(["audit", "verify", "--public-key", pub, ...extra, log]);
-const lines = async (): Promise<string[]> => (await readFile(log, "utf8")).split("\n").filter((l) => l !== "");
+/** Verifies every file of the run's log: the main log, and with --workers the worker chains. */
+const verify = async (...extra: string[]) => {
+  const files = (await readdir(dirname(log))).filter((n) => n.startsWith("audit")).map((n) => join(dirname(log), n));
+  return runCli(["audit", "verify", "--public-key", pub, ...extra, ...files]);
+};
+const lines = async (file = log): Promise<string[]> => (await readFile(file, "utf8")).split("\n").filter((l) => l !== "");
+
+/** A decision line of any chain of the run (worker 1 may have decided none). */
+async function firstDecisionLine(): Promise<string> {
+  for (const name of (await readdir(dirname(log))).filter((n) => n.startsWith("audit"))) {
+    const line = (await lines(join(dirname(log), name))).find((l) => l.includes('"type":"decision"'));
+    if (line !== undefined) return line;
+  }
+  throw new Error("no decision line in the run's log");
+}
 
 /** What someone without the key can write: decision records for mallory, shaped like `genuineLine`'s, chained from `head`. */
 function forgedRecords(head: { seq: number; hash: string }, count: number, genuineLine: string): string[] {
@@ -115,27 +128,31 @@ describe("finding 2: audit log laundering across a restart (SPEC 6: a restart ne
   });
 
   it.each([
-    ["one process", []],
-    ["--workers 2 (the primary writes the log)", ["--workers", "2"]],
-  ])("records appended while stopped: the restart names them in a signed recovery record, verify exits 2 (%s)", async (_name, extra) => {
-    await serveAndStop(2, extra);
-    const genuine = await lines();
+    ["one process", [], () => log],
+    ["--workers 2 (each worker's chain: worker 1's)", ["--workers", "2"], () => join(dirname(log), "audit.w1.log")],
+  ])("records appended while stopped: the restart names them in a signed recovery record, verify exits 2 (%s)", async (_name, extra, chainFile) => {
+    const file = chainFile();
+    await serveAndStop(4, extra);
+    const genuine = await lines(file);
     const last = genuine.at(-1)!;
     const head = { seq: (JSON.parse(last) as { seq: number }).seq, hash: hashLine(last) };
-    await appendFile(log, forgedRecords(head, 2, genuine[0]!).map((l) => `${l}\n`).join(""));
+    const template = genuine.find((l) => l.includes('"type":"decision"')) ?? (await firstDecisionLine());
+    await appendFile(file, forgedRecords(head, 2, template).map((l) => `${l}\n`).join(""));
     const first = genuine.length + 1;
 
     await serveAndStop(1, extra);
     const result = await verify();
     expect(result.code, result.stdout + result.stderr).toBe(2);
-    expect(result.stderr).toContain(`${log}:${first}-${first + 1}: not covered by any signature`);
-    // Tampering in what is signed is still exit 1: edit a record the first run signed.
-    const all = await lines();
-    all[0] = all[0]!.replace('"decision":"allow"', '"decision":"deny"');
-    await writeFile(log, all.map((l) => `${l}\n`).join(""));
+    expect(result.stderr).toContain(`${file}:${first}-${first + 1}: not covered by any signature`);
+    // Tampering in what is signed is still exit 1: edit a line the first run signed.
+    const all = await lines(file);
+    const edited = all.findIndex((l) => l.includes('"type":"decision"'));
+    expect(edited).toBeGreaterThanOrEqual(0);
+    all[edited] = all[edited]!.replace('"decision":"allow"', '"decision":"deny"');
+    await writeFile(file, all.map((l) => `${l}\n`).join(""));
     const tampered = await verify();
     expect(tampered.code).toBe(1);
-    expect(tampered.stderr).toContain(`${log}:1: record was altered`);
+    expect(tampered.stderr).toContain(`${file}:${edited + 1}: record was altered`);
   });
 });
 

@@ -11,7 +11,6 @@ import { formatCheckpointLine, formatRecoveryLine, hashLine } from "../src/adapt
 import { loadAuditPrivateKey } from "../src/adapters/audit/audit-keys.js";
 import { AuditLogSink } from "../src/adapters/audit/audit-log-sink.js";
 import { AuditLogWriter } from "../src/adapters/audit/audit-log-writer.js";
-import { buildAuditRecord } from "../src/adapters/audit/audit-record.js";
 import { runAudit } from "../src/cli/commands/audit.js";
 import { readLines, sampleDecision, tempDir, type TempDir } from "./support/audit-fixtures.js";
 
@@ -268,7 +267,7 @@ describe("audit verify after a restart (SPEC 6: exit 2 names what no signature c
   const active = () => files.at(-1)!;
   const restart = async (records: number) => {
     const writer = await AuditLogWriter.open({ path: active(), privateKey: await loadAuditPrivateKey(`${keyPrefix}.key`), flushDelayMs: 1 });
-    for (let i = 0; i < records; i++) writer.append(buildAuditRecord(sampleDecision(), { latencyMs: 1 }));
+    for (let i = 0; i < records; i++) writer.enqueue(sampleDecision(), { latencyMs: 1 });
     await writer.close();
   };
 

@@ -108,6 +108,33 @@ describe("serve start-up errors", () => {
     expect(r.stderr).not.toMatch(STACK_FRAME);
   });
 
+  it.each([
+    ["the gRPC port", (port: number) => ["--listen", `127.0.0.1:${port}`, "--admin-listen", "off"]],
+    ["the admin API", (port: number) => ["--listen", "127.0.0.1:0", "--admin-listen", `127.0.0.1:${port}`]],
+  ])("exits 1 naming the address when %s is taken, without a stack trace", async (server, flags) => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const port = (blocker.address() as AddressInfo).port;
+    try {
+      const r = await runCli(["serve", "--policy", EXAMPLE_POLICY, ...flags(port)]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toContain(`hopwarden serve: cannot start: cannot listen on 127.0.0.1:${port} (${server}): `);
+      expect(r.stderr).not.toMatch(STACK_FRAME);
+      expect(r.stdout).not.toContain("hopwarden ready");
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it("exits 1 naming the --config file and field, without a stack trace", async () => {
+    const config = join(dir, "bad-config.yaml");
+    await writeFile(config, "cache:\n  hopDecisions: 0\n");
+    const r = await runCli(["serve", "--policy", EXAMPLE_POLICY, "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "off"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^hopwarden serve: cannot start: the config file is not usable:\n${config.replace(/[.]/g, "\\.")}:2:17: cache\\.hopDecisions: `));
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+
   it("exits 2 with usage for --listen that is not host:port", async () => {
     const r = await runCli(["serve", "--policy", EXAMPLE_POLICY, "--listen", "bad"]);
     expect(r.code).toBe(2);
@@ -200,7 +227,7 @@ describe("serve on SIGTERM", () => {
   it("answers the Check in flight, then exits 0", async () => {
     const file = join(dir, "slow-keys.yaml");
     const port = (jwks.address() as AddressInfo).port;
-    await writeFile(file, testPolicyYaml({ extra: `tokens:\n  issuer: https://sts.example.org\n  jwks: http://127.0.0.1:${port}/jwks.json\n  required: false\n` }));
+    await writeFile(file, testPolicyYaml({ tokens: { issuer: "https://sts.example.org", jwks: `http://127.0.0.1:${port}/jwks.json`, required: false } }));
     const serve = await startServe(["--policy", file, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--log-level", "debug"]);
     try {
       const inFlight = clientFor(serve).check(researchCallsDb({ "x-agent-delegation-token": unverifiableToken() }));
@@ -255,6 +282,23 @@ describe("explain", () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toContain("hop_not_allowed");
     expect(r.stdout).toMatch(/^2\s+spiffe:\/\/example\.org\/agent\/research\s+spiffe:\/\/example\.org\/agent\/db\s+.*deny/m);
+  });
+
+  it("exits 2 naming the file for a policy it cannot load, a --request that is not readable or not a CheckRequest", async () => {
+    const missing = join(dir, "no-such-request.json");
+    const notJson = join(dir, "not-a-request.json");
+    await writeFile(notJson, "{ attributes: ");
+    const cases: Array<[string[], string]> = [
+      [["explain", "--policy", join(dir, "no-such-policy.yaml")], `hopwarden explain: the policy file ${join(dir, "no-such-policy.yaml")} is not usable:`],
+      [["explain", "--policy", EXAMPLE_POLICY, "--request", missing], `hopwarden explain: --request ${missing}: cannot be read (ENOENT)`],
+      [["explain", "--policy", EXAMPLE_POLICY, "--request", notJson], `hopwarden explain: --request ${notJson}: not a CheckRequest in protobuf JSON`],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(args);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(message);
+      expect(r.stderr).not.toMatch(STACK_FRAME);
+    }
   });
 
   it("decides a CheckRequest given in JSON (--request) as serve does, through the same decoder", async () => {

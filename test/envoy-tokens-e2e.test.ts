@@ -6,59 +6,35 @@
 // the JWKS the service publishes. Then the attacks a token must stop, each
 // denied by Envoy with the SPEC 4 status and x-authz-reason.
 
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { request as httpsRequest } from "node:https";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { exportJWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../src/adapters/logging/logger.js";
-import { resolveStsConfig } from "../src/adapters/sts/sts-config.js";
-import { startStsService, type StsService } from "../src/adapters/sts/sts-service.js";
 import { nestActors } from "../src/adapters/tokens/delegation-token-format.js";
-import { DelegationClient, type OutgoingDelegation } from "../src/client/index.js";
+import type { OutgoingDelegation } from "../src/client/index.js";
 import type { Decision } from "../src/core/decision/decision.js";
 import type { DecisionSink } from "../src/core/ports.js";
 import { REASON_STATUS, type DenialReason } from "../src/core/reasons.js";
 import { startHopwarden, type Hopwarden } from "../src/main.js";
-import { createSigningKey, signToken, type TestSigningKey } from "./support/delegation-tokens.js";
+import { createSigningKey, PERSON, signToken, type TestSigningKey } from "./support/delegation-tokens.js";
 import { envoyBinary, mtlsRequest, startEchoUpstream, startFrontProxy, type EchoUpstream, type HttpResult, type RunningProxy } from "./support/envoy.js";
-import { createTestPki, spiffe, writePki, type TestPki } from "./support/pki.js";
+import { spiffe } from "./support/pki.js";
+import { DB_VIA_RESEARCH, EXAMPLE_COM_PEOPLE, policyYaml } from "./support/policies.js";
+import { decodeToken, STS_ISSUER, startTestSts, type TestSts } from "./support/sts.js";
 
-const ISSUER = "https://sts.test";
-const IDP = "https://idp.example.com";
-const PERSON = "alice@example.com";
 const STS_KID = "sts-e2e-1";
 
-// Tokens required on every hop; research may only read db.
-const POLICY = `version: "envoy-tokens-1"
-trustDomains: [example.org]
-maxChainLength: 3
-requireOnBehalfOf: true
-onBehalfOf: ["*@example.com"]
-agents:
-  orchestrator: ${spiffe("orchestrator")}
-  research: ${spiffe("research")}
-  db: ${spiffe("db")}
-hops:
-  - from: orchestrator
-    to: research
-    scopes: [research:search, db:read]
-  - from: research
-    to: db
-    methods: [GET]
-    paths: ["/query"]
-    scopes: [db:read]
-requireVia:
-  - to: db
-    via: [research]
-tokens:
-  issuer: ${ISSUER}
-  jwks: jwks.json
-  required: true
-  singleUse: false
-  clockSkew: 5s
-`;
+/** Tokens required on every hop; research may only read db. */
+const POLICY = policyYaml({
+  version: "envoy-tokens-1",
+  maxChainLength: 3,
+  ...EXAMPLE_COM_PEOPLE,
+  agents: ["orchestrator", "research", "db"],
+  hops: [
+    { from: "orchestrator", to: "research", scopes: ["research:search", "db:read"] },
+    { from: "research", to: "db", methods: ["GET"], paths: ["/query"], scopes: ["db:read"] },
+  ],
+  requireVia: [DB_VIA_RESEARCH],
+  tokens: { issuer: STS_ISSUER, jwks: "jwks.json", required: true, singleUse: false, clockSkew: "5s" },
+});
 
 type Agent = "orchestrator" | "research";
 
@@ -69,29 +45,11 @@ class RecordingSink implements DecisionSink {
   }
 }
 
-function payloadOf(token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
-}
+const payloadOf = (token: string) => decodeToken(token).payload;
 
-/** GET over TLS without a client certificate (the JWKS route needs none). */
-function getJson(url: string, ca: string): Promise<unknown> {
-  return new Promise((ok, fail) => {
-    const req = httpsRequest(url, { ca, servername: "localhost", agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => (res.statusCode === 200 ? ok(JSON.parse(Buffer.concat(chunks).toString("utf8"))) : fail(new Error(`GET ${url}: HTTP ${res.statusCode}`))));
-    });
-    req.on("error", fail);
-    req.end();
-  });
-}
-
-let dir: string;
-let pki: TestPki;
-let files: Awaited<ReturnType<typeof writePki>>;
-let idpKey: TestSigningKey;
+let sts: TestSts | undefined;
+/** The key the token service signs with: the test keeps it to model a compromised or buggy issuer. */
 let stsKey: TestSigningKey;
-let sts: StsService | undefined;
 let hopwarden: Hopwarden | undefined;
 let proxy: RunningProxy | undefined;
 let research: EchoUpstream | undefined;
@@ -100,69 +58,37 @@ const sink = new RecordingSink();
 
 beforeAll(async () => {
   envoyBinary(); // a missing Envoy fails here with the install hint
-  dir = await mkdtemp(join(tmpdir(), "hopwarden-envoy-tokens-"));
-  [pki, idpKey, stsKey] = await Promise.all([createTestPki(), createSigningKey("ES256", "idp-1"), createSigningKey("ES256", STS_KID)]);
-  files = await writePki(pki, join(dir, "pki"));
-  await mkdir(join(dir, "sts-keys"));
-  await Promise.all([
-    writeFile(join(dir, "policy.yaml"), POLICY),
-    writeFile(join(dir, "idp-jwks.json"), JSON.stringify({ keys: [idpKey.publicJwk] })),
-    // The service signs with this key; the test keeps it to model a compromised or buggy issuer.
-    writeFile(join(dir, "sts-keys", "sts.jwk"), JSON.stringify({ ...(await exportJWK(stsKey.privateKey)), kid: STS_KID, alg: "ES256" }), { mode: 0o600 }),
-  ]);
-  const config = resolveStsConfig(
-    {},
-    {
-      listen: "127.0.0.1:0",
-      issuer: ISSUER,
-      policy: join(dir, "policy.yaml"),
-      signingKeys: join(dir, "sts-keys"),
-      tokenTtl: "60s",
-      clockSkew: "5s",
-      tlsCert: files.server!.cert,
-      tlsKey: files.server!.key,
-      clientCa: files.ca.cert,
-      personIssuer: IDP,
-      personJwks: join(dir, "idp-jwks.json"),
-      personAudience: "hopwarden-sts",
-    },
-  );
-  if (!config.ok) throw new Error(config.errors.join("\n"));
-  sts = await startStsService(config.config, silentLogger);
+  stsKey = await createSigningKey("ES256", STS_KID);
+  sts = await startTestSts({ policy: POLICY, personScope: "research:search db:read db:write", settings: { tokenTtl: "60s", clockSkew: "5s" }, signingKey: stsKey, dirPrefix: "hopwarden-envoy-tokens-" });
   // tokens.jwks: the service's published key set, saved beside the policy.
-  await writeFile(join(dir, "jwks.json"), JSON.stringify(await getJson(`${sts.url}/.well-known/jwks.json`, pki.ca.certPem)));
+  await sts.saveJwks();
 
   [hopwarden, research, db] = await Promise.all([
-    startHopwarden({ policyFile: join(dir, "policy.yaml"), listen: "127.0.0.1:0", logger: silentLogger, tracing: false, sinks: [sink], watchPolicy: false }),
+    startHopwarden({ policyFile: sts.policyFile, listen: "127.0.0.1:0", logger: silentLogger, tracing: false, sinks: [sink], watchPolicy: false }),
     startEchoUpstream(),
     startEchoUpstream(),
   ]);
-  proxy = await startFrontProxy({ server: files.server!, caFile: files.ca.cert, hopwardenPort: hopwarden.grpcPort, researchPort: research.port, dbPort: db.port, dir });
+  proxy = await startFrontProxy({ server: sts.files.server!, caFile: sts.files.ca.cert, hopwardenPort: hopwarden.grpcPort, researchPort: research.port, dbPort: db.port, dir: sts.dir });
 }, 30_000);
 
 afterAll(async () => {
   await proxy?.stop();
   await hopwarden?.shutdown(1_000);
-  await Promise.all([research?.close(), db?.close(), sts?.close()]);
-  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  await Promise.all([research?.close(), db?.close()]);
+  await sts?.close();
 });
 
-function clientFor(agent: Agent): DelegationClient {
-  // The test server certificate names localhost, not 127.0.0.1.
-  return new DelegationClient({ tokenEndpoint: `${sts!.url}/token`, cert: pki.agents[agent].certPem, key: pki.agents[agent].keyPem, ca: pki.ca.certPem, servername: "localhost" });
-}
+const clientFor = (agent: Agent) => sts!.clientFor(sts!.pki.agents[agent]);
 
 /** An agent calls the next one through Envoy, presenting its own certificate. */
 function callThroughEnvoy(as: Agent, to: "research" | "db", path: string, headers: Readonly<Record<string, string>>): Promise<HttpResult> {
+  const files = sts!.files;
   return mtlsRequest({ port: proxy!.port, authority: to, path, ca: files.ca.cert, cert: files[as]!.cert, key: files[as]!.key, headers });
 }
 
 const upstreamHits = () => research!.requests.length + db!.requests.length;
 
-async function personToken(): Promise<string> {
-  const iat = Math.floor(Date.now() / 1000);
-  return signToken(idpKey, { iss: IDP, sub: PERSON, aud: "hopwarden-sts", iat, exp: iat + 300, scope: "research:search db:read db:write" }, { typ: "at+jwt" });
-}
+const personToken = () => sts!.idp.personToken();
 
 describe("alice → orchestrator → research → db, every hop with a token from the STS", () => {
   let hop1: OutgoingDelegation;
@@ -195,7 +121,7 @@ describe("alice → orchestrator → research → db, every hop with a token fro
     });
     expect(hop1.scope).toEqual(["research:search", "db:read"]);
     expect(hop2.scope).toEqual(["db:read"]);
-    expect(payloadOf(hop2.token)).toMatchObject({ iss: ISSUER, sub: PERSON, aud: spiffe("db"), act: nestActors([spiffe("orchestrator"), spiffe("research")]) });
+    expect(payloadOf(hop2.token)).toMatchObject({ iss: STS_ISSUER, sub: PERSON, aud: spiffe("db"), act: nestActors([spiffe("orchestrator"), spiffe("research")]) });
   });
 
   it("orchestrator → research is allowed; research receives the verified headers and its inbound token", () => {

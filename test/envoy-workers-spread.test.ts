@@ -88,6 +88,9 @@ describe("Checks from Envoy reach every worker", () => {
     process.stderr.write(`[spread] decisions per worker: ${JSON.stringify(Object.fromEntries([...after].map(([w, n]) => [w, n - (before.get(w) ?? 0)])))}\n`);
     expect(counts.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(total);
     expect(counts.length).toBe(2);
-    expect(Math.min(...counts)).toBeGreaterThan(total * 0.25);
+    // Connections are replaced every 500 Checks and handed out in turn (health
+    // checks take turns too), so the split is uneven under a loaded machine
+    // (45/55 to 25/75 measured); before, it was 100/0.
+    expect(Math.min(...counts)).toBeGreaterThan(total * 0.1);
   });
 });

@@ -18,7 +18,7 @@ import { CheckClient, outcome } from "./support/check-client.js";
 import { createSigningKey, type TestSigningKey } from "./support/delegation-tokens.js";
 import { checkRequestFrom, EXT_AUTHZ_CLIENTS, type ExtAuthzClient, type HopFacts } from "./support/ext-authz-clients.js";
 import { createTestPki, spiffe, type TestPki } from "./support/pki.js";
-import { testPolicyYaml, writeTestPolicy } from "./support/policies.js";
+import { editHop, TEST_HOPS, testPolicyYaml, writeTestPolicy } from "./support/policies.js";
 import { signTxnToken, txnClaims, txnTokensSection } from "./support/txn-tokens.js";
 
 const PERSON = "alice@example.com";
@@ -179,10 +179,9 @@ describe("requireCertificate (SPEC 8) refuses a principal alone, whoever sends i
     dir = await mkdtemp(join(tmpdir(), "hopwarden-binding-"));
     key = await createSigningKey("ES256", "tts-clients");
     const [top, perHop] = await Promise.all([mkdtemp(join(dir, "top-")), mkdtemp(join(dir, "hop-"))]);
-    everyCaller = await start(top, testPolicyYaml({ version: "binding-1", extra: "requireCertificate: true\n" }));
-    // Only the rule research → db asks for a certificate; a Txn-Token is verified on every hop.
-    const perHopYaml = testPolicyYaml({ version: "binding-2", extra: await txnTokensSection(perHop, [key]) });
-    dbHopOnly = await start(perHop, perHopYaml.replace("  - from: research\n    to: db\n", "  - from: research\n    to: db\n    requireCertificate: true\n"));
+    everyCaller = await start(top, testPolicyYaml({ version: "binding-1", requireCertificate: true }));
+    // Only the rule research → db (hops[1]) asks for a certificate; a Txn-Token is verified on every hop.
+    dbHopOnly = await start(perHop, testPolicyYaml({ version: "binding-2", hops: editHop(TEST_HOPS, 1, { requireCertificate: true }), extra: await txnTokensSection(perHop, [key]) }));
   });
 
   afterAll(async () => {

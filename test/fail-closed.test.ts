@@ -13,6 +13,7 @@ import type { Decision } from "../src/core/decision/decision.js";
 import { loadPolicyText } from "../src/adapters/config/policy-file.js";
 import { testPolicyYaml } from "./support/policies.js";
 import { CheckClient, checkRequest, outcome } from "./support/check-client.js";
+import { systemClock } from "../src/adapters/clock/system-clock.js";
 
 let server: RunningCheckServer | undefined;
 let client: CheckClient | undefined;
@@ -26,7 +27,7 @@ async function serverWith(admit: () => boolean | Promise<boolean>, recorded: Dec
   const loaded = loadPolicyText(testPolicyYaml(), "policy.yaml");
   if (!loaded.ok) throw new Error(loaded.errors.join("\n"));
   const policy = loaded.policy;
-  const pipeline = new CheckPipeline({ policies: { current: () => policy }, certificates: new CachingCertificateParser(), clock: { nowMs: () => Date.now() }, ids: new UlidGenerator() });
+  const pipeline = new CheckPipeline({ policies: { current: () => policy }, certificates: new CachingCertificateParser(), clock: systemClock, ids: new UlidGenerator() });
   server = await startCheckServer({
     listen: "127.0.0.1:0",
     headersRead: pipeline.headersRead,

@@ -14,22 +14,18 @@ import { CheckClient, outcome } from "./support/check-client.js";
 import { killAllServes, requireBuiltCli, startServe, stopServe, eventually, type ServeProcess } from "./support/cli-process.js";
 import { decisionOf, PERSON, researchCallsDb } from "./support/hop-requests.js";
 import { spiffe } from "./support/pki.js";
-import { testPolicyYaml, writeTestPolicy } from "./support/policies.js";
+import { TEST_HOPS, testPolicyYaml, writeTestPolicy } from "./support/policies.js";
 
-const EXTRA_RULES = `  - from: research
-    to: spiffe://example.org/agent/reports
-    paths: ["/reports/**"]
-`;
+/** research → reports, any path under /reports/. */
+const REPORTS_RULE = { from: "research", to: "spiffe://example.org/agent/reports", paths: ["/reports/**"] };
 
 let dir: string;
 let policyFile: string;
 let serve: ServeProcess;
 let client: CheckClient;
 
-function policyText(version: string, onBehalfOf = '["*@*.example.com", "*@example.com"]'): string {
-  return testPolicyYaml({ version })
-    .replace('onBehalfOf: ["*@example.com"]\nagents:', `onBehalfOf: ${onBehalfOf}\nagents:`)
-    .replace("hops:\n", `hops:\n${EXTRA_RULES}`);
+function policyText(version: string, onBehalfOf: readonly string[] = ["*@*.example.com", "*@example.com"]): string {
+  return testPolicyYaml({ version, onBehalfOf, hops: [REPORTS_RULE, ...TEST_HOPS] });
 }
 
 beforeAll(async () => {

@@ -20,10 +20,11 @@ import type { DelegationTokenVerifier } from "../src/core/ports.js";
 import type { TokenCheckRequest, TokenCheckResult } from "../src/core/decision/token-check.js";
 import { HealthCheckRequestSchema, HealthCheckResponseSchema, type HealthCheckResponse } from "../src/gen/grpc/health/v1/health_pb.js";
 import { CheckClient, outcome } from "./support/check-client.js";
-import { writeTestPolicy } from "./support/policies.js";
+import { writeTestPolicy, type TokensSpec } from "./support/policies.js";
 import { PERSON, researchCallsDb, unverifiableToken } from "./support/hop-requests.js";
+import { systemClock } from "../src/adapters/clock/system-clock.js";
 
-const TOKENS_SECTION = "tokens:\n  issuer: https://sts.example.org\n  jwks: jwks.json\n  required: false\n";
+const TOKENS: TokensSpec = { issuer: "https://sts.example.org", jwks: "jwks.json", required: false };
 
 /** A verifier that holds every token until the test releases it, so a Check stays in flight. */
 class HeldVerifier implements DelegationTokenVerifier {
@@ -51,7 +52,7 @@ afterEach(async () => {
 
 async function startWithHeldTokens(): Promise<{ hopwarden: Hopwarden; verifier: HeldVerifier }> {
   const verifier = new HeldVerifier();
-  const { dir, file } = await writeTestPolicy({ extra: TOKENS_SECTION });
+  const { dir, file } = await writeTestPolicy({ tokens: TOKENS });
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const hopwarden = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false, tokens: verifier });
   cleanups.push(async () => {
@@ -181,7 +182,7 @@ describe("policy_unavailable", () => {
     const pipeline = new CheckPipeline({
       policies: { current: () => undefined },
       certificates: new CachingCertificateParser(),
-      clock: { nowMs: () => Date.now() },
+      clock: systemClock,
       ids: new UlidGenerator(),
     });
     server = await startCheckServer({ listen: "127.0.0.1:0", headersRead: pipeline.headersRead, authorization: authorizationImplementation({ pipeline, logger: silentLogger }) });

@@ -90,7 +90,7 @@ async function metricsOf(serve: ServeProcess): Promise<string> {
 
 async function writePolicy(name: string): Promise<string> {
   const file = join(dir, name);
-  await writeFile(file, testPolicyYaml({ extra: `tokens:\n  issuer: ${ISSUER}\n  jwks: jwks.json\n  required: false\n  singleUse: true\n  clockSkew: 30s\n` }));
+  await writeFile(file, testPolicyYaml({ tokens: { issuer: ISSUER, jwks: "jwks.json", required: false, singleUse: true, clockSkew: "30s" } }));
   return file;
 }
 

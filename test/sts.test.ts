@@ -3,121 +3,54 @@
 // helper, every token checked by Check's verifier against the JWKS the
 // service publishes; then the attacks the chain must stop.
 
-import { createHash, X509Certificate } from "node:crypto";
-import { mkdtemp, rm, unlink, utimes, writeFile } from "node:fs/promises";
-import { request as httpsRequest } from "node:https";
-import { tmpdir } from "node:os";
+import { createHash, generateKeyPairSync, X509Certificate } from "node:crypto";
+import { unlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadPolicyText } from "../src/adapters/config/policy-file.js";
-import { silentLogger } from "../src/adapters/logging/logger.js";
-import { resolveStsConfig } from "../src/adapters/sts/sts-config.js";
-import { startStsService, type StsService } from "../src/adapters/sts/sts-service.js";
 import { JwksDelegationTokenVerifier } from "../src/adapters/tokens/delegation-token-verifier.js";
 import { nestActors } from "../src/adapters/tokens/delegation-token-format.js";
-import { DelegationClient, DelegationClientError, type OutgoingDelegation } from "../src/client/index.js";
+import { DelegationClientError, type OutgoingDelegation } from "../src/client/index.js";
 import type { TokenPolicy } from "../src/core/policy/model.js";
-import { createSigningKey, signToken } from "./support/delegation-tokens.js";
-import { createTestPki, spiffe, writePki, type IssuedCertificate, type TestPki } from "./support/pki.js";
+import { createSigningKey, PERSON, signToken } from "./support/delegation-tokens.js";
+import { spiffe, type IssuedCertificate, type TestPki } from "./support/pki.js";
+import { EXAMPLE_COM_PEOPLE, policyYaml } from "./support/policies.js";
+import { decodeToken, exchangeForm, IDP_ISSUER, STS_AUDIENCE, STS_ISSUER, startTestSts, type TestSts } from "./support/sts.js";
 
-const ISSUER = "https://sts.test";
-const IDP = "https://idp.example.com";
-const PERSON = "alice@example.com";
+/** orchestrator → planner → worker → db, each hop with its scopes, a token required on every hop. */
+const POLICY = policyYaml({
+  version: "sts-test-1",
+  maxChainLength: 4,
+  ...EXAMPLE_COM_PEOPLE,
+  agents: ["orchestrator", "planner", "worker", "db", "research"],
+  hops: [
+    { from: "orchestrator", to: "planner", scopes: ["db:read", "db:write", "plan"] },
+    { from: "planner", to: "worker", scopes: ["db:read", "db:write"] },
+    { from: "worker", to: "db", methods: ["GET"], scopes: ["db:read", "db:write"] },
+  ],
+  revoked: { identities: [spiffe("retired")] },
+  tokens: { issuer: STS_ISSUER, jwks: "jwks.json", required: true, clockSkew: "5s" },
+});
 
-const POLICY = `
-version: "sts-test-1"
-trustDomains: [example.org]
-maxChainLength: 4
-requireOnBehalfOf: true
-onBehalfOf: ["*@example.com"]
-agents:
-  orchestrator: ${spiffe("orchestrator")}
-  planner: ${spiffe("planner")}
-  worker: ${spiffe("worker")}
-  db: ${spiffe("db")}
-  research: ${spiffe("research")}
-hops:
-  - from: orchestrator
-    to: planner
-    scopes: [db:read, db:write, plan]
-  - from: planner
-    to: worker
-    scopes: [db:read, db:write]
-  - from: worker
-    to: db
-    methods: [GET]
-    scopes: [db:read, db:write]
-revoked:
-  identities: [${spiffe("retired")}]
-tokens:
-  issuer: ${ISSUER}
-  jwks: jwks.json
-  required: true
-  clockSkew: 5s
-`;
-
-let dir: string;
+let sts: TestSts;
 let pki: TestPki;
-let paths: Awaited<ReturnType<typeof writePki>>;
-let service: StsService;
 let tokenPolicy: TokenPolicy;
-let idpKey: Awaited<ReturnType<typeof createSigningKey>>;
 let clockOffsetMs = 0;
 const now = () => Date.now() + clockOffsetMs;
 
-function clientFor(agent: IssuedCertificate): DelegationClient {
-  // The test server certificate names localhost, not 127.0.0.1.
-  return new DelegationClient({ tokenEndpoint: `${service.url}/token`, cert: agent.certPem, key: agent.keyPem, ca: pki.ca.certPem, servername: "localhost" });
-}
+const clientFor = (agent: IssuedCertificate) => sts.clientFor(agent);
+const personToken = (claims: Record<string, unknown> = {}) => sts.idp.personToken(claims);
+const call = (...args: Parameters<TestSts["call"]>) => sts.call(...args);
+const payloadOf = (token: string) => decodeToken(token).payload;
 
 function x5t(agent: IssuedCertificate): string {
   return createHash("sha256").update(new X509Certificate(agent.certPem).raw).digest("base64url");
 }
 
-async function personToken(claims: Record<string, unknown> = {}): Promise<string> {
-  const iat = Math.floor(now() / 1000);
-  return signToken(idpKey, { iss: IDP, sub: PERSON, aud: "hopwarden-sts", iat, exp: iat + 300, scope: "db:read db:write plan openid", ...claims }, { typ: "at+jwt" });
-}
-
-/** Raw HTTPS call to the service; `agent` undefined means no client certificate. */
-function call(method: string, path: string, agent: IssuedCertificate | undefined, form?: Record<string, string>, contentType = "application/x-www-form-urlencoded"): Promise<{ status: number; body: Record<string, unknown> }> {
-  const body = form === undefined ? undefined : new URLSearchParams(form).toString();
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      `${service.url}${path}`,
-      {
-        method,
-        ca: pki.ca.certPem,
-        servername: "localhost",
-        ...(agent !== undefined && { cert: agent.certPem, key: agent.keyPem }),
-        headers: body === undefined ? {} : { "content-type": contentType },
-        agent: false,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown> }));
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
-
-const exchangeForm = (subjectToken: string, audience: string, extra: Record<string, string> = {}) => ({
-  grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
-  subject_token: subjectToken,
-  subject_token_type: "urn:ietf:params:oauth:token-type:jwt",
-  audience,
-  ...extra,
-});
-
 /** Check's verifier, reading the JWKS the service publishes (saved beside the policy, as tokens.jwks says). */
 async function verifierWithPublishedKeys(): Promise<JwksDelegationTokenVerifier> {
-  const jwks = await call("GET", "/.well-known/jwks.json", undefined);
-  expect(jwks.status).toBe(200);
-  await writeFile(join(dir, "jwks.json"), JSON.stringify(jwks.body));
-  return new JwksDelegationTokenVerifier({ baseDir: dir });
+  await sts.saveJwks();
+  return new JwksDelegationTokenVerifier({ baseDir: sts.dir });
 }
 
 async function check(verifier: JwksDelegationTokenVerifier, out: OutgoingDelegation, presenter: IssuedCertificate, callee: string, allowedScopes: string[] | undefined, chain?: string[]) {
@@ -135,47 +68,16 @@ async function check(verifier: JwksDelegationTokenVerifier, out: OutgoingDelegat
   });
 }
 
-function payloadOf(token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
-}
-
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "hopwarden-sts-"));
-  [pki, idpKey] = await Promise.all([createTestPki(), createSigningKey("ES256", "idp-1")]);
-  paths = await writePki(pki, join(dir, "pki"));
-  await writeFile(join(dir, "policy.yaml"), POLICY);
   const loaded = loadPolicyText(POLICY, "policy.yaml");
   if (!loaded.ok) throw new Error(loaded.errors.join("\n"));
   tokenPolicy = loaded.policy.tokens!;
-  await writeFile(join(dir, "idp-jwks.json"), JSON.stringify({ keys: [idpKey.publicJwk] }));
-  const { generateKeyPairSync } = await import("node:crypto");
-  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  await import("node:fs/promises").then((fs) => fs.mkdir(join(dir, "keys")));
-  await writeFile(join(dir, "keys", "2026-01.pem"), privateKey.export({ format: "pem", type: "pkcs8" }));
-  const config = resolveStsConfig(
-    {},
-    {
-      listen: "127.0.0.1:0",
-      issuer: ISSUER,
-      policy: join(dir, "policy.yaml"),
-      signingKeys: join(dir, "keys"),
-      tokenTtl: "60s",
-      clockSkew: "5s",
-      tlsCert: paths.server!.cert,
-      tlsKey: paths.server!.key,
-      clientCa: paths.ca.cert,
-      personIssuer: IDP,
-      personJwks: join(dir, "idp-jwks.json"),
-      personAudience: "hopwarden-sts",
-    },
-  );
-  if (!config.ok) throw new Error(config.errors.join("\n"));
-  service = await startStsService(config.config, silentLogger, now);
+  sts = await startTestSts({ policy: POLICY, personScope: "db:read db:write plan openid", settings: { tokenTtl: "60s", clockSkew: "5s" }, clock: { nowMs: now } });
+  pki = sts.pki;
 });
 
 afterAll(async () => {
-  await service?.close();
-  await rm(dir, { recursive: true, force: true });
+  await sts?.close();
 });
 
 describe("a three-hop chain: alice → orchestrator → planner → worker → db", () => {
@@ -220,7 +122,7 @@ describe("a three-hop chain: alice → orchestrator → planner → worker → d
     const claims = payloadOf(hop3.token);
     expect(JSON.parse(Buffer.from(p!, "base64url").toString())).toEqual(claims);
     expect(claims).toMatchObject({
-      iss: ISSUER,
+      iss: STS_ISSUER,
       sub: PERSON,
       aud: spiffe("db"),
       scope: "db:read",
@@ -310,7 +212,7 @@ describe("the token endpoint's OAuth errors", () => {
       await personToken({ iat: past, exp: past + 60 }),
       await personToken({ aud: "someone-else" }),
       await personToken({ iss: "https://evil.example.com" }),
-      await signToken(idpKey, { iss: IDP, sub: PERSON, aud: "hopwarden-sts", exp: Math.floor(now() / 1000) + 60 }, { typ: "agent-delegation+jwt" }),
+      await signToken(sts.idp.key, { iss: IDP_ISSUER, sub: PERSON, aud: STS_AUDIENCE, exp: Math.floor(now() / 1000) + 60 }, { typ: "agent-delegation+jwt" }),
       await personToken({ sub: "mallory@evil.example" }),
     ]) {
       await expect(client.exchange(bad, "planner")).rejects.toMatchObject({ code: "invalid_grant", status: 400 });
@@ -333,21 +235,20 @@ describe("signing key rotation", () => {
   it("signs with the newest key file, and keeps a removed key published while its tokens live", async () => {
     const before = await clientFor(pki.agents.orchestrator).startChain({ personToken: await personToken(), audience: "planner" });
     const oldKid = (JSON.parse(Buffer.from(before.token.split(".")[0]!, "base64url").toString()) as { kid: string }).kid;
-    const { generateKeyPairSync } = await import("node:crypto");
     const { privateKey } = generateKeyPairSync("ed25519");
-    const newFile = join(dir, "keys", "2026-02.pem");
+    const newFile = join(sts.keysDir, "2026-02.pem");
     await writeFile(newFile, privateKey.export({ format: "pem", type: "pkcs8" }));
     const later = new Date(Date.now() + 10_000);
     await utimes(newFile, later, later);
-    expect(await service.reload()).toEqual([]);
+    expect(await sts.service.reload()).toEqual([]);
 
     const after = await clientFor(pki.agents.orchestrator).startChain({ personToken: await personToken(), audience: "planner" });
     const header = JSON.parse(Buffer.from(after.token.split(".")[0]!, "base64url").toString()) as { kid: string; alg: string };
     expect(header.alg).toBe("EdDSA");
     expect(header.kid).not.toBe(oldKid);
 
-    await unlink(join(dir, "keys", "2026-01.pem"));
-    expect(await service.reload()).toEqual([]);
+    await unlink(join(sts.keysDir, "2026-01.pem"));
+    expect(await sts.service.reload()).toEqual([]);
     const verifier = await verifierWithPublishedKeys();
     expect(await check(verifier, before, pki.agents.orchestrator, spiffe("planner"), undefined)).toMatchObject({ ok: true });
     expect(await check(verifier, after, pki.agents.orchestrator, spiffe("planner"), undefined)).toMatchObject({ ok: true });

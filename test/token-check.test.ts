@@ -11,7 +11,7 @@ import { silentLogger } from "../src/adapters/logging/logger.js";
 import { nestActors } from "../src/adapters/tokens/delegation-token-format.js";
 import { REASON_STATUS } from "../src/core/reasons.js";
 import { createTestPki, spiffe, type TestPki } from "./support/pki.js";
-import { writeTestPolicy } from "./support/policies.js";
+import { editHop, TEST_HOPS, writeTestPolicy } from "./support/policies.js";
 import { CheckClient, checkRequest, outcome } from "./support/check-client.js";
 import { createSigningKey, jwksOf, signToken, type TestSigningKey } from "./support/delegation-tokens.js";
 
@@ -54,12 +54,11 @@ beforeAll(async () => {
   pki = await createTestPki();
   key = await createSigningKey("ES256");
   const { dir, file } = await writeTestPolicy({
-    extra: `tokens:\n  issuer: ${ISSUER}\n  jwks: jwks.json\n  required: true\n  singleUse: true\n  clockSkew: 30s\n`,
+    tokens: { issuer: ISSUER, jwks: "jwks.json", required: true, singleUse: true, clockSkew: "30s" },
+    // research → db (hops[1]) admits only the db:read scope in this test.
+    hops: editHop(TEST_HOPS, 1, { scopes: ["db:read"] }),
   });
   await writeFile(join(dir, "jwks.json"), JSON.stringify(jwksOf(key)));
-  // research → db admits only the db:read scope in this test.
-  const text = (await import("node:fs/promises")).readFile(file, "utf8");
-  await writeFile(file, (await text).replace('    paths: ["/query", "/schema/*"]\n', '    paths: ["/query", "/schema/*"]\n    scopes: ["db:read"]\n'));
   hopwarden = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", adminListen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false });
   client = new CheckClient(hopwarden.grpcAddress);
 });

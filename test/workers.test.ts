@@ -1,11 +1,12 @@
 // SPEC 7, scale-out: `serve --workers 2` (the built CLI) serves one port from
 // two processes that decide exactly as one process does; SIGHUP to the
 // primary reaches every worker; SIGTERM stops every process with exit 0; and
-// the primary alone writes the audit log, one signed chain holding one
-// record per Check that `audit verify` accepts.
+// the audit log stays verifiable as a whole: each worker writes its own
+// signed chain, the main log names them, and together they hold exactly one
+// record per Check, which `audit verify` accepts.
 
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -14,7 +15,7 @@ import { startHopwarden, type Hopwarden } from "../src/main.js";
 import { silentLogger } from "../src/adapters/logging/logger.js";
 import type { CheckRequest } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { CheckClient, checkRequest, outcome } from "./support/check-client.js";
-import { spiffe } from "./support/pki.js";
+import { createCertificateAuthority, spiffe } from "./support/pki.js";
 import { testPolicyYaml } from "./support/policies.js";
 import { eventually, killAllServes, requireBuiltCli, runCli, startServe, stopServe, type ServeProcess } from "./support/cli-process.js";
 import { OwnConnectionCheckClient, PERSON, policyWithoutResearchToDb, researchCallsDb, type Checker } from "./support/hop-requests.js";
@@ -181,22 +182,36 @@ describe("serve --workers 2", () => {
     expect(answeredBy.size).toBe(2);
   });
 
-  it("stops every process on SIGTERM with exit 0, leaving one intact audit chain with a record per Check", async () => {
+  it("stops every process on SIGTERM with exit 0, leaving intact audit chains that hold each Check's record exactly once", async () => {
     for (const c of clients.splice(0)) c.close();
     expect(await stopServe(serve, 15_000)).toEqual({ code: 0, signal: null });
     for (const pid of workerPids) expect(isAlive(pid), `worker ${pid} still running`).toBe(false);
 
-    const log = join(dir, "audit.log");
-    const verify = await runCli(["audit", "verify", "--public-key", join(dir, "key.pub"), log]);
+    const files = (await readdir(dir)).filter((n) => n.startsWith("audit")).sort();
+    expect(files).toEqual(["audit.log", "audit.w1.log", "audit.w2.log"]);
+    const verify = await runCli(["audit", "verify", "--public-key", join(dir, "key.pub"), ...files.map((f) => join(dir, f))]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
-    const records = (await readFile(log, "utf8"))
-      .split("\n")
-      .filter((l) => l !== "")
-      .map((l) => JSON.parse(l) as { type: string; seq: number; decision_id?: string });
-    const decisions = records.filter((r) => r.type === "decision");
-    expect(decisions.map((r) => r.decision_id).sort()).toEqual([...decisionIds].sort());
-    expect(records.map((r) => r.seq)).toEqual(records.map((_, i) => i + 1)); // one chain: seq 1..n with no gap
-    expect(records.at(-1)).toMatchObject({ type: "checkpoint", reason: "shutdown" });
+    expect(verify.stdout).toContain("3 chain(s) (the main log and 2 worker chain(s))");
+    const read = async (name: string) =>
+      (await readFile(join(dir, name), "utf8"))
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((l) => JSON.parse(l) as { type: string; seq: number; reason?: string; decision_id?: string; event?: string; worker_chain?: string });
+    const decisions: string[] = [];
+    for (const name of ["audit.w1.log", "audit.w2.log"]) {
+      const records = await read(name);
+      expect(records.map((r) => r.seq)).toEqual(records.map((_, i) => i + 1)); // each chain: seq 1..n with no gap
+      expect(records[0]).toMatchObject({ type: "checkpoint", reason: "start", worker_chain: name.slice(6, 8) });
+      expect(records.at(-1)).toMatchObject({ type: "checkpoint", reason: "shutdown", worker_chain: name.slice(6, 8) });
+      decisions.push(...records.filter((r) => r.type === "decision").map((r) => r.decision_id!));
+      expect(records.some((r) => r.type === "decision")).toBe(true); // both workers decided some
+    }
+    // Every Check's record, in exactly one chain.
+    expect(decisions.sort()).toEqual([...decisionIds].sort());
+    const main = await read("audit.log");
+    expect(main.filter((r) => r.type === "decision")).toEqual([]);
+    expect(main.filter((r) => r.type === "roster").map((r) => r.event)).toEqual(["start", "opened", "opened", "stop"]);
+    expect(main.at(-1)).toMatchObject({ type: "checkpoint", reason: "shutdown" });
   });
 });
 
@@ -219,4 +234,50 @@ describe("serve --workers 2 that cannot start", () => {
       blocker.close();
     }
   });
+});
+
+describe("serve --workers 2 --config with cache bounds", () => {
+  /** A series' value on the primary's /metrics, where each is the sum over the workers. */
+  const gauge = (text: string, name: string): number => {
+    const found = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(text);
+    if (found === null) throw new Error(`${name} is not on /metrics:\n${text}`);
+    return Number(found[1]);
+  };
+
+  it("gives every worker the cache: sizes of --config, so no worker holds more entries than configured", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "hopwarden-workers-cache-"));
+    const policy = join(dir, "policy.yaml");
+    const config = join(dir, "config.yaml");
+    await writeFile(policy, testPolicyYaml());
+    await writeFile(config, "cache:\n  hopDecisions: 3\n  certificates: 2\n");
+    const cached = await startServe(["--policy", policy, "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--workers", "2"]);
+    try {
+      // Eight callers with their own certificates, each on its own path: eight certificates and nine hop decisions to cache.
+      const ca = await createCertificateAuthority();
+      const requests = await Promise.all(
+        Array.from({ length: 8 }, async (_, i) => {
+          const cert = await ca.issue({ name: `research-${i}`, uris: [spiffe("research")] });
+          return checkRequest({
+            certificate: cert.urlEncodedPem,
+            callee: "db",
+            path: `/schema/t${i}`,
+            headers: { "x-agent-subject": spiffe("research"), "x-agent-on-behalf-of": PERSON, "x-agent-delegation-chain": chain("orchestrator", "research") },
+          });
+        }),
+      );
+      const answers = await Promise.all(requests.map((r) => freshClient(cached.grpc).check(r)));
+      expect(answers.map((a) => outcome(a).code)).toEqual(requests.map(() => 0));
+
+      const text = await (await fetch(`http://${cached.admin}/metrics`)).text();
+      // Merged, the gauges add up over the two workers: at most twice the per-worker bound, where the defaults would hold all 8 and 9.
+      expect(gauge(text, "hopwarden_certificate_cache_entries")).toBeGreaterThan(0);
+      expect(gauge(text, "hopwarden_certificate_cache_entries")).toBeLessThanOrEqual(2 * 2);
+      expect(gauge(text, "hopwarden_hop_cache_entries")).toBeGreaterThan(0);
+      expect(gauge(text, "hopwarden_hop_cache_entries")).toBeLessThanOrEqual(2 * 3);
+      expect(gauge(text, "hopwarden_certificate_cache_misses_total")).toBeGreaterThanOrEqual(8);
+    } finally {
+      expect(await stopServe(cached, 15_000)).toEqual({ code: 0, signal: null });
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // The `hopwarden` executable: dispatches to one sub-command and turns its
-// result into the process exit code. Usage errors exit 2; a command's own
-// failures exit as the command says.
+// result into the process exit code. Commands report their own failures
+// through exit.ts (usage 2, a failure the user can fix 1, a bug 70); what
+// fails outside a command is mapped there too.
 
 import { COMMANDS } from "./commands/index.js";
+import { EXIT, reportFailure } from "./exit.js";
 import { VERSION } from "./version.js";
 
 function usage(): string {
@@ -16,6 +18,9 @@ Usage: hopwarden <command> [options]      (hopwarden <command> --help for detail
 Commands:
 ${lines.join("\n")}
 
+Exit status: 0 success; each command's help names its other answers; 2 usage
+error (audit: 3); 70 internal error (a bug, printed with its stack trace).
+
 Start here:
   hopwarden check-policy examples/policy.yaml
   hopwarden serve --policy examples/policy.yaml --listen 127.0.0.1:9191
@@ -26,16 +31,16 @@ async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(usage());
-    return name === undefined ? 2 : 0;
+    return name === undefined ? EXIT.usage : EXIT.ok;
   }
   if (name === "--version" || name === "-v") {
     process.stdout.write(`${VERSION}\n`);
-    return 0;
+    return EXIT.ok;
   }
   const entry = COMMANDS[name];
   if (entry === undefined) {
     process.stderr.write(`hopwarden: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
-    return 2;
+    return EXIT.usage;
   }
   const command = await entry.load();
   return command.run(rest);
@@ -46,7 +51,6 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`hopwarden: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    process.exitCode = reportFailure(err);
   },
 );

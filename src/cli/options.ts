@@ -1,14 +1,13 @@
 // Shared CLI plumbing: parseArgs with errors that teach, environment variables
-// that mirror flags (HOPWARDEN_<FLAG>, e.g. HOPWARDEN_ADMIN_LISTEN), and a
-// usage error type that exits 2.
+// that mirror flags (HOPWARDEN_<FLAG>, e.g. HOPWARDEN_ADMIN_LISTEN), and the
+// usage error (exit.ts maps it to exit 2).
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { HopwardenError } from "../core/errors.js";
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
+/** The command line itself is wrong (an unknown flag, a missing or malformed value): exit 2 with a pointer to --help. */
+export class UsageError extends HopwardenError {
+  readonly code = "usage";
 }
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -31,17 +30,4 @@ export function envName(flag: string): string {
 export function fromEnv(flag: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const value = env[envName(flag)];
   return value === undefined || value.length === 0 ? undefined : value;
-}
-
-/** Runs a command body, turning usage errors into exit 2 with a hint. */
-export async function withUsage(command: string, body: () => Promise<number>): Promise<number> {
-  try {
-    return await body();
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`hopwarden ${command}: ${err.message}\nRun 'hopwarden ${command} --help' for usage.\n`);
-      return 2;
-    }
-    throw err;
-  }
 }

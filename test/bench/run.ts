@@ -275,7 +275,7 @@ async function main(): Promise<void> {
   const signingKey = await createSigningKey("ES256");
   const ISSUER = "https://sts.example.org";
   const { file: policy } = await writeTestPolicy(
-    { maxChainLength: 6, extra: `tokens:\n  issuer: ${ISSUER}\n  jwks: jwks.json\n  required: false\n  clockSkew: 30s\n` },
+    { maxChainLength: 6, tokens: { issuer: ISSUER, jwks: "jwks.json", required: false, clockSkew: "30s" } },
     dir,
   );
   await writeFile(join(dir, "jwks.json"), JSON.stringify(jwksOf(signingKey)));

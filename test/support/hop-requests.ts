@@ -8,26 +8,21 @@ import { Client, credentials, Metadata, type ServiceError } from "@grpc/grpc-js"
 import { CheckRequestSchema, CheckResponseSchema, type CheckRequest, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { checkRequest, outcome } from "./check-client.js";
 import { spiffe } from "./pki.js";
-import { testPolicyYaml, type TestPolicyOptions } from "./policies.js";
+import type { HopRuleDocument } from "../../src/core/policy/model.js";
+import { HOP, TEST_HOPS, testPolicyYaml, type TestPolicyOptions } from "./policies.js";
 
 export const PERSON = "alice@example.com";
 
-const RESEARCH_TO_DB_RULE = `  - from: research
-    to: db
-    methods: [GET, POST]
-    paths: ["/query", "/schema/*"]
-`;
-
 /** The test policy without its research → db rule: research calling db becomes hop_not_allowed. */
 export function policyWithoutResearchToDb(options: TestPolicyOptions = {}): string {
-  const yaml = testPolicyYaml(options);
-  if (!yaml.includes(RESEARCH_TO_DB_RULE)) throw new Error("the test policy no longer has the research → db rule this helper removes");
-  return yaml.replace(RESEARCH_TO_DB_RULE, "");
+  return testPolicyYaml({ ...options, hops: TEST_HOPS.filter((hop) => hop !== HOP.researchToDb) });
 }
 
-/** The test policy with a misspelt key in the research → db rule (unknown keys are errors). */
+/** The test policy with a misspelt key in the research → db rule, hops[1] (unknown keys are errors). */
 export function policyWithUnknownKey(options: TestPolicyOptions = {}): string {
-  return testPolicyYaml(options).replace("    methods: [GET, POST]\n", "    methds: [GET, POST]\n");
+  const { methods, ...rule } = HOP.researchToDb;
+  const misspelt = { ...rule, methds: methods } as unknown as HopRuleDocument;
+  return testPolicyYaml({ ...options, hops: TEST_HOPS.map((hop) => (hop === HOP.researchToDb ? misspelt : hop)) });
 }
 
 /**

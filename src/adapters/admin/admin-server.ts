@@ -14,6 +14,7 @@ import { AdminService } from "../../gen/hopwarden/admin/v1/admin_pb.js";
 import type { CheckPipeline } from "../../core/decision/check-pipeline.js";
 import type { PolicyStore } from "../config/policy-store.js";
 import { splitHostPort } from "../grpc/check-server.js";
+import { ListenError } from "../net/listen-error.js";
 import { decideExplainRequest, explainDecision } from "./explain.js";
 
 export interface AdminServerOptions {
@@ -87,7 +88,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
   server.maxConnections = ADMIN_MAX_CONNECTIONS;
   const { host, port } = splitHostPort(options.listen);
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (err) => reject(new ListenError("the admin API", options.listen, err)));
     server.listen(port, host.replace(/^\[|\]$/g, ""), () => resolve());
   });
   const bound = (server.address() as AddressInfo).port;

@@ -13,6 +13,7 @@ import { basename } from "node:path";
 import type { KeyObject } from "node:crypto";
 import { auditKeyId, GENESIS_HASH, signedLineValid, type UnverifiedRange } from "./audit-chain.js";
 import { LinesDigest, type LogLine } from "./audit-log-files.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface ChainFinding {
   readonly file: string;
@@ -29,12 +30,21 @@ export interface CoverageGap {
   readonly message: string;
 }
 
+export type LineType = "decision" | "roster" | "checkpoint" | "recovery";
+
+/** Checkpoints and recovery records are signed; decision and roster records are chained and covered by the next signed line. */
+export function isSignedType(type: LineType): type is "checkpoint" | "recovery" {
+  return type === "checkpoint" || type === "recovery";
+}
+
 export interface ParsedLine {
-  readonly type: "decision" | "checkpoint" | "recovery";
+  readonly type: LineType;
   readonly seq: number;
   readonly prev: string;
   readonly reason: string;
   readonly keyId: string;
+  /** The chain a signed line belongs to: "" for the main log, "w1", "w2", … for a worker's chain (--workers). */
+  readonly chain: string;
   /** A recovery record's declared ranges. */
   readonly unverified: readonly UnverifiedRange[];
   readonly problem: string | undefined;
@@ -54,7 +64,8 @@ export interface SignedPoint {
 export const GENESIS_POINT: SignedPoint = { seq: 0, hash: GENESIS_HASH, file: undefined, line: undefined, kind: "genesis", reason: "" };
 
 /** Thrown by a strict (verify) walk at the first bad record. */
-export class ChainWalkFailure extends Error {
+export class ChainWalkFailure extends HopwardenError {
+  readonly code = "audit_chain_broken";
   constructor(readonly finding: ChainFinding) {
     super(`${finding.file}:${finding.line}: ${finding.message}`);
   }
@@ -96,6 +107,8 @@ export class ChainWalk {
     private readonly publicKey: KeyObject,
     private readonly mode: WalkMode,
     start: SignedPoint = GENESIS_POINT,
+    /** The chain these files must hold: a signed line of another chain is not a signed line of this one. */
+    private readonly chain: string = "",
   ) {
     this.keyId = auditKeyId(publicKey);
     this.lastSigned = start;
@@ -108,7 +121,8 @@ export class ChainWalk {
     this.lastLine = entry;
     const parsed = parsedOf(entry);
     const record = typeof parsed === "string" ? undefined : parsed;
-    const signed = record !== undefined && record.type !== "decision" && entry.complete && entry.raw !== undefined && signedLineValid(entry.raw, this.publicKey);
+    const signed =
+      record !== undefined && isSignedType(record.type) && record.chain === this.chain && entry.complete && entry.raw !== undefined && signedLineValid(entry.raw, this.publicKey);
 
     if (signed && record.type === "recovery") {
       if (this.resumesFromLastSigned(record)) return this.excuse(entry, record, next);
@@ -202,7 +216,7 @@ export class ChainWalk {
     if (typeof parsed === "string") return { ...this.at(entry, parsed), incomplete: false };
     if (parsed.seq !== this.head.seq + 1) return { ...this.at(entry, this.seqProblem(entry, parsed.seq)), incomplete: false };
     if (parsed.prev !== this.head.hash) return { ...this.blameBrokenLink(entry, parsed, signed, next), incomplete: false };
-    if (parsed.type !== "decision" && !signed) return { ...this.at(entry, this.signatureProblem(parsed)), incomplete: false };
+    if (isSignedType(parsed.type) && !signed) return { ...this.at(entry, this.signatureProblem(parsed)), incomplete: false };
     return undefined;
   }
 
@@ -235,7 +249,7 @@ export class ChainWalk {
     }
     const previousAltered = { file: p.file, line: p.line, message: `record was altered: its hash does not match the prev held by the next record (${entry.file}:${entry.line})` };
     if (p.signed) return this.at(entry, `record was altered: prev does not match the hash of the signed checkpoint at ${p.file}:${p.line}`);
-    if (r.type !== "decision") return signed ? previousAltered : this.at(entry, this.signatureProblem(r));
+    if (isSignedType(r.type)) return signed ? previousAltered : this.at(entry, this.signatureProblem(r));
     if (next === undefined) return previousAltered;
     const following = parsedOf(next);
     if (typeof following !== "string" && following.seq === r.seq + 1 && following.prev === entry.hash) return previousAltered;
@@ -246,6 +260,9 @@ export class ChainWalk {
     const what = r.type === "recovery" ? "recovery record" : "checkpoint";
     if (r.keyId !== this.keyId) {
       return `signature: ${what} seq ${r.seq} was signed by key id ${r.keyId || "(none)"}, not by the public key given (key id ${this.keyId})`;
+    }
+    if (r.chain !== this.chain) {
+      return `chain: ${what} seq ${r.seq} belongs to ${describeChain(r.chain)}, not to ${describeChain(this.chain)}: lines or files of two chains were mixed`;
     }
     if (r.type === "recovery") return `signature: recovery record seq ${r.seq} does not verify: it was forged or altered`;
     const since = this.lastSigned.line !== undefined ? `since the checkpoint at ${this.lastSigned.file}:${this.lastSigned.line}` : "since the start";
@@ -397,6 +414,11 @@ class Region {
   }
 }
 
+/** For people: the main log, or a worker's chain. */
+export function describeChain(chain: string): string {
+  return chain === "" ? "the main log" : `worker chain ${chain}`;
+}
+
 function sameRanges(found: readonly UnverifiedRange[], declared: readonly UnverifiedRange[]): boolean {
   return (
     found.length === declared.length &&
@@ -434,8 +456,8 @@ export function parseLine(bytes: Buffer): ParsedLine | string {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return "not a JSON object";
   const obj = value as Record<string, unknown>;
   const type = obj["type"];
-  if (type !== "decision" && type !== "checkpoint" && type !== "recovery") {
-    return `type: must be "decision", "checkpoint" or "recovery", got ${JSON.stringify(type)?.slice(0, 64) ?? "nothing"}`;
+  if (type !== "decision" && type !== "roster" && type !== "checkpoint" && type !== "recovery") {
+    return `type: must be "decision", "roster", "checkpoint" or "recovery", got ${JSON.stringify(type)?.slice(0, 64) ?? "nothing"}`;
   }
   const seq = obj["seq"];
   if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) return "seq: missing or not a positive integer";
@@ -457,7 +479,8 @@ export function parseLine(bytes: Buffer): ParsedLine | string {
     seq,
     prev,
     reason: typeof reason === "string" ? reason : "",
-    keyId: type !== "decision" && typeof keyId === "string" ? keyId : "",
+    keyId: isSignedType(type) && typeof keyId === "string" ? keyId : "",
+    chain: isSignedType(type) && typeof obj["worker_chain"] === "string" ? obj["worker_chain"] : "",
     unverified,
     problem,
   };

@@ -4,15 +4,15 @@
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { access, readFile, writeFile } from "node:fs/promises";
+import { HopwardenError } from "../../core/errors.js";
 
-export class AuditKeyError extends Error {
+export class AuditKeyError extends HopwardenError {
   readonly code = "invalid_audit_key";
   constructor(
     readonly file: string,
     problem: string,
   ) {
     super(`${file}: ${problem}`);
-    this.name = "AuditKeyError";
   }
 }
 

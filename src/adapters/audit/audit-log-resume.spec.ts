@@ -15,6 +15,7 @@ import { buildAuditRecord } from "./audit-record.js";
 
 const { privateKey, publicKey } = auditKeyPair();
 const record = () => buildAuditRecord(sampleDecision(), { latencyMs: 1 });
+const CONTEXT = { latencyMs: 1 };
 
 let dir: TempDir;
 let file: string;
@@ -31,14 +32,14 @@ function openWriter(options: Partial<AuditLogWriterOptions> = {}): Promise<Audit
 /** A clean run: `n` records and the shutdown checkpoint. */
 async function cleanRun(n: number, options: Partial<AuditLogWriterOptions> = {}): Promise<void> {
   const writer = await openWriter(options);
-  for (let i = 0; i < n; i++) writer.append(record());
+  for (let i = 0; i < n; i++) writer.enqueue(sampleDecision(), CONTEXT);
   await writer.close();
 }
 
 /** A run that dies without closing: `n` records written, signed every `every` records, never a shutdown checkpoint. */
 async function crashedRun(n: number, every: number): Promise<void> {
   const writer = await openWriter({ checkpointEveryRecords: every, checkpointEveryMs: 3_600_000 });
-  for (let i = 0; i < n; i++) writer.append(record());
+  for (let i = 0; i < n; i++) writer.enqueue(sampleDecision(), CONTEXT);
   await waitFor(() => writer.stats().written === n);
 }
 
@@ -70,7 +71,7 @@ describe("finding 2: a restart never signs what it did not write (SPEC 6)", () =
     expect(await kinds()).toEqual(["d", "d", "cp:interval", "d"]);
     const log = captureLogger();
     const writer = await openWriter({ logger: log.logger });
-    writer.append(record());
+    writer.enqueue(sampleDecision(), CONTEXT);
     await writer.close();
 
     expect(await kinds()).toEqual(["d", "d", "cp:interval", "d", "recovery:unverified_lines", "d", "cp:shutdown"]);

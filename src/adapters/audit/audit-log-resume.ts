@@ -10,7 +10,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { basename } from "node:path";
 import { GENESIS_HASH, hashLine, signedLineValid, type ChainHead, type RecoveryFields } from "./audit-chain.js";
-import { ChainWalk, GENESIS_POINT, parseLine, type ChainFinding, type SignedPoint } from "./audit-chain-walk.js";
+import { ChainWalk, GENESIS_POINT, isSignedType, parseLine, type ChainFinding, type SignedPoint } from "./audit-chain-walk.js";
 import { listRotatedFiles, readFirstLine, readLastLine, readLogLines, type LogLine } from "./audit-log-files.js";
 import { boundText } from "../text/bounded-text.js";
 
@@ -31,15 +31,16 @@ export interface ResumePlan {
   readonly refusal: string | undefined;
 }
 
-export async function planResume(path: string, privateKey: KeyObject): Promise<ResumePlan> {
+/** `chain`: "" for the main log, "w1", "w2", … for a worker's chain; only signed lines of that chain count as signed. */
+export async function planResume(path: string, privateKey: KeyObject, chain = ""): Promise<ResumePlan> {
   const publicKey = createPublicKey(privateKey);
   const rotated = await listRotatedFiles(path);
   const newest = rotated.at(-1);
   const active = await readFirstLine(path);
   const files = [...(newest === undefined ? [] : [newest.path]), ...(active !== undefined && active.size > 0 ? [path] : [])];
-  const start = await startingPoint(rotated.at(-2)?.path, files[0], publicKey);
+  const start = await startingPoint(rotated.at(-2)?.path, files[0], publicKey, chain);
 
-  const walk = new ChainWalk(publicKey, "resume", start);
+  const walk = new ChainWalk(publicKey, "resume", start, chain);
   let last: LogLine | undefined;
   const lines = readLogLines(files);
   let current = await lines.next();
@@ -99,11 +100,11 @@ export async function planResume(path: string, privateKey: KeyObject): Promise<R
  * the first line of the log's end, taken as given (older files are verify's
  * business), or genesis when that is the log's first line or not a record.
  */
-async function startingPoint(beforeNewest: string | undefined, firstFile: string | undefined, publicKey: KeyObject): Promise<SignedPoint> {
+async function startingPoint(beforeNewest: string | undefined, firstFile: string | undefined, publicKey: KeyObject, chain: string): Promise<SignedPoint> {
   if (beforeNewest !== undefined) {
     const line = await readLastLine(beforeNewest);
     const parsed = line === undefined ? undefined : parseLine(line);
-    if (line !== undefined && typeof parsed === "object" && parsed.type !== "decision" && signedLineValid(line, publicKey)) {
+    if (line !== undefined && typeof parsed === "object" && isSignedType(parsed.type) && parsed.chain === chain && signedLineValid(line, publicKey)) {
       return { seq: parsed.seq, hash: hashLine(line), file: beforeNewest, line: undefined, kind: parsed.type, reason: parsed.reason };
     }
   }

@@ -1,14 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { captureLogger, sampleDecision } from "../../../test/support/audit-fixtures.js";
 import { AuditLogSink } from "./audit-log-sink.js";
-import type { AuditRecord } from "./audit-record.js";
 import type { AuditRecordTarget } from "./audit-record-target.js";
+import type { Decision } from "../../core/decision/decision.js";
+import type { DecisionContext } from "../../core/ports.js";
 
-function target(overrides: Partial<AuditRecordTarget> = {}): AuditRecordTarget & { records: AuditRecord[] } {
-  const records: AuditRecord[] = [];
+function target(overrides: Partial<AuditRecordTarget> = {}): AuditRecordTarget & { records: [Decision, DecisionContext][] } {
+  const records: [Decision, DecisionContext][] = [];
   return {
     records,
-    append: (r) => records.push(r),
+    enqueue: (d, c) => records.push([d, c]),
     admit: () => true,
     accepting: () => true,
     healthy: () => true,
@@ -19,19 +20,21 @@ function target(overrides: Partial<AuditRecordTarget> = {}): AuditRecordTarget &
 }
 
 describe("AuditLogSink (DecisionSink for the local audit log)", () => {
-  it("hands one record per decision, with its decision_id, to the target", () => {
+  it("hands each decision and its context, as they are, to the target (formatted later, off the Check path)", () => {
     const t = target();
     const decision = sampleDecision({ reason: "hop_not_allowed" });
-    new AuditLogSink(t).record(decision, { latencyMs: 3 });
+    const context = { latencyMs: 3 };
+    new AuditLogSink(t).record(decision, context);
     expect(t.records).toHaveLength(1);
-    expect(t.records[0]).toMatchObject({ decision_id: decision.decisionId, decision: "deny", reason: "hop_not_allowed" });
+    expect(t.records[0]![0]).toBe(decision);
+    expect(t.records[0]![1]).toBe(context);
   });
 
   it("never throws into the Check path; a failure is counted as dropped and logged", () => {
     const log = captureLogger();
     const sink = new AuditLogSink(
       target({
-        append: () => {
+        enqueue: () => {
           throw new Error("boom");
         },
       }),

@@ -1,11 +1,10 @@
-// The DecisionSink that audits every decision to the local log: it builds the
-// record on the Check path (cheap, pure) and hands it to a target that writes
-// it off the hot path, here or in the cluster's primary.
+// The DecisionSink that audits every decision to the local log: it hands the
+// Decision and its context, as they are, to a target that formats, chains and
+// writes the record off the Check path.
 
 import type { Decision } from "../../core/decision/decision.js";
 import type { DecisionContext, DecisionSink } from "../../core/ports.js";
 import { silentLogger, type Logger } from "../logging/logger.js";
-import { buildAuditRecord } from "./audit-record.js";
 import type { AuditLogStats, AuditRecordTarget } from "./audit-record-target.js";
 
 export class AuditLogSink implements DecisionSink {
@@ -19,10 +18,10 @@ export class AuditLogSink implements DecisionSink {
   /** Never throws: the decision has been made and must reach Envoy whatever happens here. */
   record(decision: Decision, context: DecisionContext): void {
     try {
-      this.target.append(buildAuditRecord(decision, context));
+      this.target.enqueue(decision, context);
     } catch (error) {
       this.buildFailures++;
-      this.logger.error("audit record could not be built", { event: "audit_record_dropped", decision_id: decision.decisionId, error });
+      this.logger.error("audit record could not be queued", { event: "audit_record_dropped", decision_id: decision.decisionId, error });
     }
   }
 

@@ -1,15 +1,16 @@
-// What the audit sink hands records to: the chain writer itself (one process,
-// or the primary of a cluster) or a forwarder that ships them to the primary
-// (a worker). The Check path only ever calls `admit` and `append`.
+// What the audit sink hands decisions to: the chain writer itself (one
+// process, or each worker of a cluster with its own chain). The Check path
+// only ever calls `admit` and `enqueue`.
 
-import type { AuditRecord } from "./audit-record.js";
+import type { Decision } from "../../core/decision/decision.js";
+import type { DecisionContext } from "../../core/ports.js";
 
 export type AuditOverflowMode = "block" | "deny";
 
 export interface AuditLogStats {
   /** Records accepted but not yet on disk. */
   readonly depth: number;
-  /** Records lost: the buffer's hard limit was reached, the log was closed, or forwarding failed. */
+  /** Records lost: the buffer's hard limit was reached, the log was closed, or a record could not be formatted. */
   readonly dropped: number;
   /** admit() calls that had to wait for room (overflow "block"). */
   readonly blocked: number;
@@ -32,8 +33,12 @@ export interface AuditRecordTarget {
    * means: deny the Check with internal_error rather than decide without a record.
    */
   admit(): boolean | Promise<boolean>;
-  /** Enqueues a record; never throws, never waits. A record that cannot be kept is counted and logged. */
-  append(record: AuditRecord): void;
+  /**
+   * Queues the decision's record: the Decision and its context as they are
+   * (both immutable), formatted later off the Check path. Never throws, never
+   * waits. A record that cannot be kept is counted and logged.
+   */
+  enqueue(decision: Decision, context: DecisionContext): void;
   /** True while new records fit in the buffer. */
   accepting(): boolean;
   /** False while writes are failing (the buffer still holds the records and retries). */

@@ -1,8 +1,7 @@
-import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { sampleDecision } from "../../../test/support/audit-fixtures.js";
 import { createHash } from "node:crypto";
-import { AUDIT_CHAIN_BOUNDS, AuditRecordError, buildAuditRecord, parseAuditRecord } from "./audit-record.js";
+import { AUDIT_CHAIN_BOUNDS, buildAuditRecord } from "./audit-record.js";
 
 describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
   it("records an allow with reason 'allowed' and every field of the contract", () => {
@@ -96,53 +95,5 @@ describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
     expect(record.hops.at(-1)).toMatchObject({ from: chain.at(-1), result: "deny" });
     expect(record.hops.at(-2)).toMatchObject({ from: expect.stringMatching(/^…\[truncated: \d+ hops of 5000\]$/) as unknown, result: "allow" });
     expect(Buffer.byteLength(JSON.stringify(record))).toBeLessThan(16 * 1024);
-  });
-
-  it("is plain JSON: a record survives the IPC round trip unchanged", () => {
-    const record = buildAuditRecord(sampleDecision({ callerBinding: "xfcc", mcp: { method: "resources/read", tool: undefined, resource: "file:///a" }, txn: "t" }), { latencyMs: 2 });
-    expect(parseAuditRecord(JSON.parse(JSON.stringify(record)))).toEqual(record);
-  });
-});
-
-describe("parseAuditRecord (records from worker processes)", () => {
-  const valid = (): Record<string, unknown> => JSON.parse(JSON.stringify(buildAuditRecord(sampleDecision(), { latencyMs: 2 }))) as Record<string, unknown>;
-
-  it("keeps only the known fields, so a worker cannot inject seq, prev or type", () => {
-    const parsed = parseAuditRecord({ ...valid(), seq: 99, prev: "00", type: "checkpoint" });
-    expect(parsed).not.toHaveProperty("seq");
-    expect(parsed).not.toHaveProperty("prev");
-    expect(parsed).not.toHaveProperty("type");
-  });
-
-  it.each([
-    ["decision", "maybe", "decision"],
-    ["chain", "a,b", "chain"],
-    ["decision_id", "", "decision_id"],
-    ["latency_ms", -1, "latency_ms"],
-    ["caller", 7, "caller"],
-    ["caller_binding", "password", "caller_binding"],
-    ["mcp_tool", ["a"], "mcp_tool"],
-    ["txn", undefined, "txn"],
-  ])("names the field when %s is wrong", (key, value, field) => {
-    expect(() => parseAuditRecord({ ...valid(), [key]: value })).toThrow(expect.objectContaining({ field }) as Error);
-  });
-
-  it("names the hop and its field", () => {
-    const record = valid();
-    (record["hops"] as Record<string, unknown>[])[1]!["result"] = "perhaps";
-    expect(() => parseAuditRecord(record)).toThrow("hops[1].result: must be");
-  });
-
-  it("throws only AuditRecordError, whatever arrives", () => {
-    fc.assert(
-      fc.property(fc.anything(), (value) => {
-        try {
-          parseAuditRecord(value);
-        } catch (error) {
-          return error instanceof AuditRecordError;
-        }
-        return true;
-      }),
-    );
   });
 });

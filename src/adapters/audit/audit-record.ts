@@ -1,11 +1,12 @@
 // The audit record of one decision (SPEC 6): a plain JSON object built purely
 // from a Decision and its context. It carries no sequence number or hash: the
-// one writer that keeps the chain adds those, so a worker process can build a
-// record and hand it to the primary over IPC (see cluster-forwarding.ts).
-// Every string that came from the request is bounded (SPEC 6, finding 9 of
-// issue 10), so a large request cannot make a large record.
+// writer that keeps the chain adds those. Every string that came from the
+// request is bounded (SPEC 6, finding 9 of issue 10), so a large request
+// cannot make a large record. The writer does not build this object: it
+// writes the same JSON text straight from the Decision (audit-record-json.ts);
+// this is the reference that text is tested against, and a tool for tests.
 
-import { CALLER_BINDINGS, reasonOf, type CallerBinding, type Decision, type HopRecord } from "../../core/decision/decision.js";
+import { reasonOf, type CallerBinding, type Decision, type HopRecord } from "../../core/decision/decision.js";
 import type { DecisionContext } from "../../core/ports.js";
 import { boundText, boundTextList } from "../text/bounded-text.js";
 
@@ -101,7 +102,7 @@ function boundNullable(value: string | undefined): string | null {
  * that decided) is always kept. Every hop before the last was an allow: the
  * walk stops at the first deny, so the marker's result is "allow".
  */
-function boundHops(hops: readonly HopRecord[]): AuditHop[] {
+export function boundHops(hops: readonly HopRecord[]): AuditHop[] {
   const bounded = hops.map((hop) => ({ from: boundText(hop.from), to: boundText(hop.to), rule: boundText(hop.rule), result: hop.result }));
   const size = (hop: AuditHop) => Buffer.byteLength(hop.from) + Buffer.byteLength(hop.to) + Buffer.byteLength(hop.rule);
   const total = bounded.reduce((sum, hop) => sum + size(hop), 0);
@@ -116,109 +117,4 @@ function boundHops(hops: readonly HopRecord[]): AuditHop[] {
   }
   const omitted = bounded.length - 1 - kept.length;
   return [...kept, { from: `…[truncated: ${omitted} hops of ${hops.length}]`, to: "", rule: "", result: "allow" }, last];
-}
-
-export class AuditRecordError extends Error {
-  readonly code = "invalid_audit_record";
-  constructor(
-    readonly field: string,
-    problem: string,
-  ) {
-    super(`${field}: ${problem}`);
-    this.name = "AuditRecordError";
-  }
-}
-
-/**
- * Checks a record that arrived from another process and returns a copy holding
- * only the known fields, so a malformed message can neither crash the writer
- * nor smuggle `seq`, `prev` or `type` into the chain.
- */
-export function parseAuditRecord(value: unknown): AuditRecord {
-  if (!isObject(value)) throw new AuditRecordError("record", "must be an object");
-  const decision = value["decision"];
-  if (decision !== "allow" && decision !== "deny") throw new AuditRecordError("decision", 'must be "allow" or "deny"');
-  const chain = value["chain"];
-  if (!Array.isArray(chain) || !chain.every((entry) => typeof entry === "string")) {
-    throw new AuditRecordError("chain", "must be an array of strings");
-  }
-  const hops = value["hops"];
-  if (!Array.isArray(hops)) throw new AuditRecordError("hops", "must be an array");
-  return {
-    decision_id: nonEmptyString(value, "decision_id"),
-    time: nonEmptyString(value, "time"),
-    decision,
-    reason: nonEmptyString(value, "reason"),
-    message: string(value, "message"),
-    policy_version: string(value, "policy_version"),
-    caller: nullableString(value, "caller"),
-    callee: nullableString(value, "callee"),
-    on_behalf_of: nullableString(value, "on_behalf_of"),
-    chain: [...chain],
-    chain_depth: nonNegativeNumber(value, "chain_depth"),
-    hops: hops.map((hop: unknown, i) => parseHop(hop, `hops[${i}]`)),
-    tls_client_hash_sha256: nullableString(value, "tls_client_hash_sha256"),
-    method: string(value, "method"),
-    path: string(value, "path"),
-    trace_id: nullableString(value, "trace_id"),
-    span_id: nullableString(value, "span_id"),
-    latency_ms: nonNegativeNumber(value, "latency_ms"),
-    token_id: nullableString(value, "token_id"),
-    caller_binding: callerBinding(value),
-    mcp_method: nullableString(value, "mcp_method"),
-    mcp_tool: nullableString(value, "mcp_tool"),
-    mcp_resource: nullableString(value, "mcp_resource"),
-    txn: nullableString(value, "txn"),
-  };
-}
-
-function callerBinding(obj: Record<string, unknown>): CallerBinding | null {
-  const value = obj["caller_binding"];
-  if (value === null) return null;
-  const binding = CALLER_BINDINGS.find((b) => b === value);
-  if (binding === undefined) throw new AuditRecordError("caller_binding", `must be one of ${CALLER_BINDINGS.join(", ")}, or null`);
-  return binding;
-}
-
-function parseHop(value: unknown, field: string): AuditHop {
-  if (!isObject(value)) throw new AuditRecordError(field, "must be an object");
-  const result = value["result"];
-  if (result !== "allow" && result !== "deny") throw new AuditRecordError(`${field}.result`, 'must be "allow" or "deny"');
-  return {
-    from: string(value, "from", field),
-    to: string(value, "to", field),
-    rule: string(value, "rule", field),
-    result,
-  };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function string(obj: Record<string, unknown>, key: string, parent?: string): string {
-  const value = obj[key];
-  if (typeof value !== "string") throw new AuditRecordError(parent === undefined ? key : `${parent}.${key}`, "must be a string");
-  return value;
-}
-
-function nonEmptyString(obj: Record<string, unknown>, key: string): string {
-  const value = string(obj, key);
-  if (value === "") throw new AuditRecordError(key, "must not be empty");
-  return value;
-}
-
-function nullableString(obj: Record<string, unknown>, key: string): string | null {
-  const value = obj[key];
-  if (value === null) return null;
-  if (typeof value !== "string") throw new AuditRecordError(key, "must be a string or null");
-  return value;
-}
-
-function nonNegativeNumber(obj: Record<string, unknown>, key: string): number {
-  const value = obj[key];
-  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-    throw new AuditRecordError(key, "must be a non-negative number");
-  }
-  return value;
 }

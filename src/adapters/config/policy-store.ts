@@ -8,13 +8,14 @@
 import { createHash } from "node:crypto";
 import { watch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { compilePolicy } from "../../core/policy/compile.js";
 import { parseCrl } from "../x509/crl.js";
 import type { CompiledPolicy } from "../../core/policy/model.js";
 import type { PolicySource } from "../../core/ports.js";
 import type { Logger } from "../logging/logger.js";
 import { loadPolicyText } from "./policy-file.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface ReloadOutcome {
   readonly ok: boolean;
@@ -27,13 +28,14 @@ export interface PolicyStoreEvents {
   onReload?(outcome: ReloadOutcome): void;
 }
 
-export class PolicyFileError extends Error {
+/** A policy file (or the CRL it names) that cannot be read or is not valid; `errors` holds one `file:line:column: field: problem` line each. */
+export class PolicyFileError extends HopwardenError {
+  readonly code = "invalid_policy";
   constructor(
     readonly file: string,
     readonly errors: readonly string[],
   ) {
-    super(`${file}: the policy cannot be loaded:\n${errors.join("\n")}`);
-    this.name = "PolicyFileError";
+    super(`the policy file ${file} is not usable:\n${errors.join("\n")}`);
   }
 }
 
@@ -46,13 +48,20 @@ async function readOrFail(file: string, what: string, policyFile: string): Promi
   }
 }
 
+export interface PolicyFileRead {
+  readonly policy: CompiledPolicy;
+  readonly warnings: readonly string[];
+  /** Every file the policy was read from (the policy, then any CRL and CRL issuer), absolute. */
+  readonly sources: readonly string[];
+}
+
 /** Reads and validates a policy file, and the CRL it names (relative to the policy's directory). */
-export async function readPolicyFile(file: string): Promise<{ policy: CompiledPolicy; warnings: readonly string[] }> {
+export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
   const text = (await readOrFail(file, "(file)", file)).toString("utf8");
   const result = loadPolicyText(text, file);
   if (!result.ok) throw new PolicyFileError(file, result.errors);
   const crlPath = result.document.revoked?.crl;
-  if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings };
+  if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings, sources: [resolve(file)] };
 
   const dir = dirname(resolve(file));
   const crlBytes = await readOrFail(resolve(dir, crlPath), "revoked.crl", file);
@@ -70,7 +79,23 @@ export async function readPolicyFile(file: string): Promise<{ policy: CompiledPo
   }
   // The content hash covers the CRL too, so a new CRL is a new revision (and a fresh cache).
   const sha256 = createHash("sha256").update(text).update("\u0000").update(crlBytes).update("\u0000").update(issuerBytes ?? "").digest("hex");
-  return { policy: compilePolicy(result.document, sha256, crl.serials), warnings };
+  const sources = [resolve(file), resolve(dir, crlPath), ...(issuerPath === undefined ? [] : [resolve(dir, issuerPath)])];
+  return { policy: compilePolicy(result.document, sha256, crl.serials), warnings, sources };
+}
+
+/**
+ * A digest of the bytes of `sources`, or undefined when one cannot be read.
+ * A poll or a file event compares it with the last load's before parsing
+ * anything: the same bytes are the same policy (SPEC 7: not a reload).
+ */
+async function sourcesDigest(sources: readonly string[]): Promise<string | undefined> {
+  const hash = createHash("sha256");
+  try {
+    for (const source of sources) hash.update(await readFile(source)).update("\u0000");
+  } catch {
+    return undefined;
+  }
+  return hash.digest("hex");
 }
 
 export class PolicyStore implements PolicySource {
@@ -84,6 +109,9 @@ export class PolicyStore implements PolicySource {
   private nextReload: Promise<ReloadOutcome> | undefined;
   /** The errors of the last refused reload: a poll or watch event that finds the same broken file stays quiet. */
   private lastRefusal = "";
+  /** The files the policy in force was read from, and a digest of their bytes then. */
+  private sources: readonly string[] = [];
+  private sourcesSha256: string | undefined;
   readonly file: string;
 
   constructor(
@@ -104,9 +132,15 @@ export class PolicyStore implements PolicySource {
 
   /** Start-up load: a missing or invalid file is an error the caller reports and exits on. */
   async loadInitial(): Promise<readonly string[]> {
-    const { policy, warnings } = await readPolicyFile(this.file);
-    this.install(policy);
-    return warnings;
+    const read = await readPolicyFile(this.file);
+    this.install(read.policy);
+    await this.remember(read.sources);
+    return read.warnings;
+  }
+
+  private async remember(sources: readonly string[]): Promise<void> {
+    this.sources = sources;
+    this.sourcesSha256 = await sourcesDigest(sources);
   }
 
   /** Installs a policy that was loaded elsewhere (a worker receiving it from the primary). */
@@ -146,7 +180,12 @@ export class PolicyStore implements PolicySource {
   private async doReload(trigger: string): Promise<ReloadOutcome> {
     let outcome: ReloadOutcome;
     try {
-      const { policy, warnings } = await readPolicyFile(this.file);
+      if (this.policy !== undefined && this.sourcesSha256 !== undefined && (await sourcesDigest(this.sources)) === this.sourcesSha256) {
+        this.lastRefusal = "";
+        return { ok: true, changed: false, version: this.policy.version, errors: [] };
+      }
+      const { policy, warnings, sources } = await readPolicyFile(this.file);
+      await this.remember(sources);
       const previous = this.policy;
       const changed = previous === undefined || previous.sha256 !== policy.sha256;
       if (changed) {
@@ -187,8 +226,18 @@ export class PolicyStore implements PolicySource {
       }, 100);
       this.debounce.unref();
     };
+    // Only events for the policy's own files (or a Kubernetes ConfigMap's
+    // "..data" swap) wake a reload: a log or audit file written beside the
+    // policy must not make hopwarden re-read it on every write.
+    const relevant = (name: string | Buffer | null): boolean => {
+      if (name === null) return true;
+      const entry = name.toString();
+      return entry.startsWith("..") || this.sources.some((source) => dirname(source) === dirname(this.file) && basename(source) === entry) || entry === basename(this.file);
+    };
     try {
-      this.watcher = watch(dirname(this.file), { persistent: false }, () => schedule("file-watch"));
+      this.watcher = watch(dirname(this.file), { persistent: false }, (_event, name) => {
+        if (relevant(name)) schedule("file-watch");
+      });
       this.watcher.on("error", (err) => this.logger.warn("policy directory watch failed; polling continues", { error: err }));
     } catch (err) {
       this.logger.warn("cannot watch the policy directory; polling only", { file: this.file, error: err });

@@ -97,7 +97,7 @@ describe("the audit section", () => {
   });
 
   it("refuses a byte bound too small for one record", () => {
-    expect(() => parseServiceConfig("audit:\n  bufferBytes: 1000\n", "hopwarden.yaml")).toThrowError(/^hopwarden\.yaml:2:16: audit\.bufferBytes: /);
+    expect(() => parseServiceConfig("audit:\n  bufferBytes: 1000\n", "hopwarden.yaml")).toThrowError(/^hopwarden\.yaml:2:16: audit\.bufferBytes: /m);
   });
 
   it("names the field and the problem of a bad overflow mode, duration or unknown key", () => {

@@ -8,6 +8,7 @@ import { DEFAULT_MCP_METADATA_KEYS, type McpMetadataKeys } from "../../core/mcp/
 import { isLogLevel, type LogLevel } from "../logging/logger.js";
 import { parseRedisUrl } from "../tokens/redis-url.js";
 import { child, mapFields, readBoolean, readDurationMs, readInteger, readNonEmptyString, SchemaContext } from "./yaml-schema.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface ServiceConfig {
   /** Always carries `txnToken` (default "txn-token"). */
@@ -67,10 +68,11 @@ const MCP_KEYS = ["namespace", "methodKey", "toolKey", "resourceKey"] as const;
 const DOTTED_NAME = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
-export class ServiceConfigError extends Error {
+/** A --config file that cannot be read or is not valid; `errors` holds one `file:line:column: field: problem` line each. */
+export class ServiceConfigError extends HopwardenError {
+  readonly code = "invalid_service_config";
   constructor(readonly errors: readonly string[]) {
-    super(errors.join("\n"));
-    this.name = "ServiceConfigError";
+    super(`the config file is not usable:\n${errors.join("\n")}`);
   }
 }
 

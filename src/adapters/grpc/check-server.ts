@@ -9,6 +9,7 @@ import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.j
 import { AUTHORIZATION_SERVICE, authorizationServiceDefinition } from "./authorization-service.js";
 import { HealthStatus, healthServiceDefinition, ServingStatus } from "./health-service.js";
 import { reflectionFiles, reflectionImplementation, reflectionV1AlphaDefinition, reflectionV1Definition } from "./reflection-service.js";
+import { ListenAddressError, ListenError } from "../net/listen-error.js";
 
 export interface CheckServerOptions {
   /** host:port; port 0 picks a free one. */
@@ -36,7 +37,7 @@ const DESCRIBED_FILES: readonly DescFile[] = [file_envoy_service_auth_v3_externa
 export function splitHostPort(listen: string): { host: string; port: number } {
   const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
   const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) throw new Error(`listen address ${JSON.stringify(listen)} must be host:port (e.g. 0.0.0.0:9191)`);
+  if (!match || port > 65535) throw new ListenAddressError(`listen address ${JSON.stringify(listen)} must be host:port (e.g. 0.0.0.0:9191)`);
   return { host: match[1]!, port };
 }
 
@@ -55,7 +56,7 @@ export async function startCheckServer(options: CheckServerOptions): Promise<Run
   server.addService(reflectionV1Definition, reflection);
   server.addService(reflectionV1AlphaDefinition, reflection);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.listen, options.credentials ?? ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    server.bindAsync(options.listen, options.credentials ?? ServerCredentials.createInsecure(), (err, bound) => (err ? reject(new ListenError("the gRPC port", options.listen, err)) : resolve(bound)));
   });
   let shuttingDown: Promise<void> | undefined;
   return {

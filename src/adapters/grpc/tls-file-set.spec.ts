@@ -101,6 +101,6 @@ describe("loadTlsFileSet", () => {
 
   it("names a file it cannot read, with the system's reason", async () => {
     const error = await refusal({ cert: join(dir, "absent.crt"), key: await file(server.keyPem) });
-    expect(error.message).toBe(`${join(dir, "absent.crt")}: cannot read the certificate file (ENOENT)`);
+    expect(error.message).toBe(`the TLS file ${join(dir, "absent.crt")} is not usable: cannot read the certificate file (ENOENT)`);
   });
 });

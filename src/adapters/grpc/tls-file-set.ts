@@ -8,6 +8,7 @@
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createSecureContext } from "node:tls";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface TlsFiles {
   /** Server certificate (PEM): the leaf first, then any intermediates. */
@@ -18,14 +19,13 @@ export interface TlsFiles {
   readonly clientCa?: string | undefined;
 }
 
-export class TlsFileError extends Error {
+export class TlsFileError extends HopwardenError {
   readonly code = "tls_file_unusable";
   constructor(
     readonly file: string,
     readonly problem: string,
   ) {
-    super(`${file}: ${problem}`);
-    this.name = "TlsFileError";
+    super(`the TLS file ${file} is not usable: ${problem}`);
   }
 }
 

@@ -8,10 +8,14 @@
 // (telemetry/otlp-span-encoder.spec.ts).
 
 import { isUtf8 } from "node:buffer";
+import { HopwardenError } from "../../core/errors.js";
 
 export const WireType = { VARINT: 0, I64: 1, LEN: 2, I32: 5 } as const;
 
-export class WireError extends Error {}
+/** Bytes that are not the protobuf message they claim to be (truncated, bad tags, invalid UTF-8). */
+export class WireError extends HopwardenError {
+  readonly code = "malformed_protobuf";
+}
 
 /** A cursor over protobuf bytes. Every read is bounds-checked and throws WireError. */
 export class WireReader {

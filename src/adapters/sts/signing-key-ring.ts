@@ -12,6 +12,7 @@ import { calculateJwkThumbprint, CompactSign, type JWK } from "jose";
 import { isAllowedAlg, type DelegationTokenAlg } from "../tokens/delegation-token-format.js";
 import { JwksKeySet, type KeyLookup } from "../tokens/jwks-key-set.js";
 import type { VerificationKeySource } from "../tokens/jwks-key-source.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface SigningKey {
   readonly kid: string;
@@ -23,13 +24,13 @@ export interface SigningKey {
   readonly source: string;
 }
 
-export class SigningKeyError extends Error {
+export class SigningKeyError extends HopwardenError {
+  readonly code = "invalid_signing_key";
   constructor(
     readonly file: string,
     problem: string,
   ) {
     super(`${file}: ${problem}`);
-    this.name = "SigningKeyError";
   }
 }
 

@@ -6,12 +6,15 @@
 import { readFile } from "node:fs/promises";
 import { loadPolicyText } from "../config/policy-file.js";
 import type { CompiledPolicy } from "../../core/policy/model.js";
+import type { Clock } from "../../core/ports.js";
+import { systemClock } from "../clock/system-clock.js";
 import type { Logger } from "../logging/logger.js";
 import { keySourceForJwks } from "../tokens/jwks-key-source.js";
 import { readSigningKeys, SigningKeyRing } from "./signing-key-ring.js";
 import type { StsConfig } from "./sts-config.js";
 import { TokenExchange } from "./token-exchange.js";
-import { startTokenExchangeServer, type RunningTokenExchangeServer } from "./token-exchange-server.js";
+import { startTokenExchangeServer } from "./token-exchange-server.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface StsService {
   readonly url: string;
@@ -21,10 +24,11 @@ export interface StsService {
   close(): Promise<void>;
 }
 
-export class StsStartError extends Error {
+/** The token service cannot start: its policy, keys or TLS files are not usable, or it cannot listen; one problem per entry. */
+export class StsStartError extends HopwardenError {
+  readonly code = "sts_start_failed";
   constructor(readonly problems: readonly string[]) {
-    super(problems.join("\n"));
-    this.name = "StsStartError";
+    super(problems.length === 1 ? problems[0]! : `${problems.length} problems:\n${problems.join("\n")}`);
   }
 }
 
@@ -39,7 +43,7 @@ async function readPolicy(file: string): Promise<{ policy: CompiledPolicy; warni
   return result.ok ? { policy: result.policy, warnings: result.warnings } : { errors: [...result.errors] };
 }
 
-export async function startStsService(config: StsConfig, logger: Logger, nowMs: () => number = Date.now): Promise<StsService> {
+export async function startStsService(config: StsConfig, logger: Logger, clock: Clock = systemClock): Promise<StsService> {
   const problems: string[] = [];
   const loaded = await readPolicy(config.policyFile);
   let policy: CompiledPolicy | undefined;
@@ -58,7 +62,7 @@ export async function startStsService(config: StsConfig, logger: Logger, nowMs: 
   // A retired key stays published for a token lifetime plus skew after its last signature.
   const ring = new SigningKeyRing((config.tokenTtlSeconds + config.clockSkewSeconds + 60) * 1000);
   try {
-    ring.install(await readSigningKeys(config.signingKeys), nowMs());
+    ring.install(await readSigningKeys(config.signingKeys), clock.nowMs());
   } catch (err) {
     problems.push(err instanceof Error ? err.message : String(err));
   }
@@ -88,12 +92,8 @@ export async function startStsService(config: StsConfig, logger: Logger, nowMs: 
             keys: keySourceForJwks(person.jwks, process.cwd(), {}, (m) => logger.warn(m)),
           },
   });
-  let server: RunningTokenExchangeServer;
-  try {
-    server = await startTokenExchangeServer({ host: config.host, port: config.port, tls, exchange, keys: ring, logger, nowMs });
-  } catch (err) {
-    throw new StsStartError([`listen ${config.host}:${config.port}: ${err instanceof Error ? err.message : String(err)}`]);
-  }
+  // A port it cannot bind is a ListenError (listen_failed), like serve's.
+  const server = await startTokenExchangeServer({ host: config.host, port: config.port, tls, exchange, keys: ring, logger, clock });
 
   const reload = async (): Promise<string[]> => {
     const found: string[] = [];
@@ -106,7 +106,7 @@ export async function startStsService(config: StsConfig, logger: Logger, nowMs: 
     try {
       const keys = await readSigningKeys(config.signingKeys);
       const before = ring.current.kid;
-      ring.install(keys, nowMs());
+      ring.install(keys, clock.nowMs());
       if (ring.current.kid !== before) logger.info("signing key rotated", { kid: ring.current.kid });
     } catch (err) {
       found.push(err instanceof Error ? err.message : String(err));

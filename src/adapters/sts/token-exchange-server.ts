@@ -12,7 +12,10 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { svidIdentity } from "../../core/identity/peer-certificate.js";
+import type { Clock } from "../../core/ports.js";
+import { systemClock } from "../clock/system-clock.js";
 import type { Logger } from "../logging/logger.js";
+import { ListenError } from "../net/listen-error.js";
 import { parsePeerCertificate } from "../x509/certificate-parser.js";
 import type { SigningKeyRing } from "./signing-key-ring.js";
 import type { ExchangeCaller, TokenExchange } from "./token-exchange.js";
@@ -24,7 +27,8 @@ export interface TokenExchangeServerOptions {
   readonly exchange: TokenExchange;
   readonly keys: SigningKeyRing;
   readonly logger: Logger;
-  readonly nowMs?: () => number;
+  /** Default: the system clock. */
+  readonly clock?: Clock;
 }
 
 export interface RunningTokenExchangeServer {
@@ -79,11 +83,11 @@ function readBody(req: IncomingMessage): Promise<string | undefined> {
 }
 
 export async function startTokenExchangeServer(options: TokenExchangeServerOptions): Promise<RunningTokenExchangeServer> {
-  const now = options.nowMs ?? Date.now;
+  const clock = options.clock ?? systemClock;
   const log = options.logger;
 
   const handleToken = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const nowMs = now();
+    const nowMs = clock.nowMs();
     const caller = callerOf(req, nowMs);
     if (typeof caller === "string") return oauthError(res, 401, "invalid_client", caller);
     const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
@@ -126,7 +130,7 @@ export async function startTokenExchangeServer(options: TokenExchangeServerOptio
           return handleToken(req, res);
         }
         if (path === "/.well-known/jwks.json" && (req.method === "GET" || req.method === "HEAD")) {
-          return send(res, 200, options.keys.jwks(now()), { "content-type": "application/jwk-set+json", "cache-control": "public, max-age=60" });
+          return send(res, 200, options.keys.jwks(clock.nowMs()), { "content-type": "application/jwk-set+json", "cache-control": "public, max-age=60" });
         }
         if (path === "/healthz" && req.method === "GET") return send(res, 200, { status: "ok" });
         send(res, 404, { error: "not_found", error_description: "routes: POST /token, GET /.well-known/jwks.json, GET /healthz" });
@@ -141,9 +145,10 @@ export async function startTokenExchangeServer(options: TokenExchangeServerOptio
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    const refused = (err: Error) => reject(new ListenError("the token service", `${options.host}:${options.port}`, err));
+    server.once("error", refused);
     server.listen(options.port, options.host, () => {
-      server.off("error", reject);
+      server.off("error", refused);
       resolve();
     });
   });

@@ -4,6 +4,8 @@
 // an auditor really sees. Every request has a deadline; every failure is a
 // JaegerQueryError with a stable code and a message that names the URL.
 
+import { HopwardenError } from "../../core/errors.js";
+
 export type AttributeValue = string | number | boolean | readonly string[];
 
 export interface SpanEventRecord {
@@ -28,15 +30,15 @@ export interface StoredSpan {
   readonly events: readonly SpanEventRecord[];
 }
 
-export type JaegerQueryErrorCode = "unreachable" | "timeout" | "http_error" | "bad_response";
+export const JAEGER_QUERY_ERROR_CODES = ["unreachable", "timeout", "http_error", "bad_response"] as const;
+export type JaegerQueryErrorCode = (typeof JAEGER_QUERY_ERROR_CODES)[number];
 
-export class JaegerQueryError extends Error {
+export class JaegerQueryError extends HopwardenError {
   constructor(
     readonly code: JaegerQueryErrorCode,
     message: string,
   ) {
     super(message);
-    this.name = "JaegerQueryError";
   }
 }
 

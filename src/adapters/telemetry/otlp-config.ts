@@ -6,6 +6,7 @@
 
 import { diag } from "@opentelemetry/api";
 import { validateHeaderName, validateHeaderValue } from "node:http";
+import { HopwardenError } from "../../core/errors.js";
 
 export type OtlpProtocol = "http/protobuf" | "grpc";
 
@@ -84,12 +85,8 @@ function timeoutFromEnvironment(env: NodeJS.ProcessEnv): number | undefined {
   return undefined;
 }
 
-export class OtlpConfigError extends Error {
+export class OtlpConfigError extends HopwardenError {
   readonly code = "invalid_otlp_config";
-  constructor(message: string) {
-    super(message);
-    this.name = "OtlpConfigError";
-  }
 }
 
 export interface OtlpExportOverrides {

@@ -5,6 +5,7 @@
 // ReplayStoreUnavailable, which is a deny (internal_error), never an accept.
 
 import { createHash } from "node:crypto";
+import { HopwardenError } from "../../core/errors.js";
 
 /** How long a Check waits for a store that is not this process's memory (SPEC 5). */
 export const DEFAULT_REPLAY_TIMEOUT_MS = 50;
@@ -47,14 +48,13 @@ export interface ReplayStoreStats {
   readonly failures: Readonly<Record<ReplayStoreFailure, number>>;
 }
 
-export class ReplayStoreUnavailable extends Error {
+export class ReplayStoreUnavailable extends HopwardenError {
   readonly code = "replay_store_unavailable";
   constructor(
     readonly failure: ReplayStoreFailure,
     message: string,
   ) {
     super(message);
-    this.name = "ReplayStoreUnavailable";
   }
 }
 

@@ -13,6 +13,14 @@ beforeAll(async () => {
   pki = await createTestPki();
 });
 
+function derOf(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----[A-Z ]+-----|\s/g, ""), "base64");
+}
+
+function pemOf(der: Buffer): string {
+  return `-----BEGIN CERTIFICATE-----\n${der.toString("base64").replace(/.{64}/g, "$&\n")}\n-----END CERTIFICATE-----\n`;
+}
+
 function parsed(raw: string) {
   const result = parsePeerCertificate(raw);
   if (!result.ok) throw new Error(result.problem);
@@ -74,6 +82,30 @@ describe("refusing what is not a certificate", () => {
   ])("refuses %s", (_what, raw) => {
     const result = parsePeerCertificate(raw);
     expect(result.ok).toBe(false);
+  });
+
+  it("refuses a certificate whose subjectAltName does not parse (found by npm run fuzz)", () => {
+    // OpenSSL reads extensions lazily: the certificate loads, and only reading
+    // its SANs fails. Here the URI's length runs past the extension.
+    const der = derOf(pki.agents.research.certPem);
+    const uri = der.indexOf(Buffer.from("spiffe://"));
+    expect(der[uri - 2]).toBe(0x86);
+    der[uri - 1] = der[uri - 1]! | 0x40;
+    const result = parsePeerCertificate(encodeURIComponent(pemOf(der)));
+    expect(result.ok).toBe(false);
+  });
+
+  it("never throws for any bit flipped in a certificate's DER (property)", () => {
+    const der = derOf(pki.agents.research.certPem);
+    fc.assert(
+      fc.property(fc.nat(der.length * 8 - 1), (bit) => {
+        const flipped = Buffer.from(der);
+        flipped[bit >> 3]! ^= 1 << (bit & 7);
+        const result = parsePeerCertificate(encodeURIComponent(pemOf(flipped)));
+        return result.ok ? Array.isArray(result.certificate.uriSans) : result.problem.length > 0;
+      }),
+      { numRuns: 1000 },
+    );
   });
 
   it("refuses a truncated certificate", () => {

@@ -36,11 +36,18 @@ export function parsePeerCertificate(raw: string): CertificateParseResult {
   if (Number.isNaN(notBeforeMs) || Number.isNaN(notAfterMs)) return { ok: false, problem: "has an unreadable validity window" };
   const serial = normalizeSerial(cert.serialNumber);
   if (serial === undefined) return { ok: false, problem: "has an unreadable serial number" };
+  let sans: string[];
+  try {
+    // OpenSSL reads extensions lazily: a certificate can load and still fail here.
+    sans = uriSans(cert.subjectAltName);
+  } catch (err) {
+    return { ok: false, problem: `has a subjectAltName that does not parse (${err instanceof Error ? err.message : String(err)})` };
+  }
   const digest = createHash("sha256").update(cert.raw).digest();
   return {
     ok: true,
     certificate: {
-      uriSans: uriSans(cert.subjectAltName),
+      uriSans: sans,
       serial,
       notBeforeMs,
       notAfterMs,

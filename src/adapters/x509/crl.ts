@@ -6,6 +6,7 @@
 
 import { createPublicKey, verify, X509Certificate, type KeyObject } from "node:crypto";
 import { normalizeSerial } from "../../core/identity/certificate-serial.js";
+import { HopwardenError } from "../../core/errors.js";
 
 export interface ParsedCrl {
   /** Normalized serials (see normalizeSerial). */
@@ -14,7 +15,10 @@ export interface ParsedCrl {
   readonly nextUpdate: Date | undefined;
 }
 
-export class CrlError extends Error {}
+/** A CRL that cannot be read or whose signature does not verify; the message says what is wrong with it. */
+export class CrlError extends HopwardenError {
+  readonly code = "invalid_crl";
+}
 
 interface Element {
   readonly tag: number;

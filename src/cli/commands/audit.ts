@@ -6,9 +6,11 @@
 // accepts 2 must not mistake a mistyped command for a verified log).
 
 import { access } from "node:fs/promises";
-import { parseArgs } from "node:util";
-import { AuditKeyError, loadAuditPublicKey, writeAuditKeyPair } from "../../adapters/audit/audit-keys.js";
-import { verifyAuditLog, type CoverageGap, type VerifyFinding } from "../../adapters/audit/audit-log-verifier.js";
+import { basename } from "node:path";
+import { loadAuditPublicKey, writeAuditKeyPair } from "../../adapters/audit/audit-keys.js";
+import { verifyAuditLog, type ChainReport, type CoverageGap, type VerifyFinding, type VerifyReport } from "../../adapters/audit/audit-log-verifier.js";
+import { runCommand } from "../exit.js";
+import { parseCommandArgs, UsageError } from "../options.js";
 import type { Command } from "./index.js";
 
 export interface CommandOutput {
@@ -34,6 +36,14 @@ verify
   their first seq, whatever order you give them in. For example:
 
     hopwarden audit verify --public-key audit.pub /var/log/hopwarden/audit.log*
+
+  With serve --workers N, each worker writes its own chain (audit.w1.log,
+  audit.w2.log, ... and their rotated files) and the main log (audit.log)
+  names them: pass every chain's files. Each chain is verified on its own,
+  then all against the main log's roster: a chain missing, cut back or not
+  named by it is a failure.
+
+    hopwarden audit verify --public-key audit.pub /var/log/hopwarden/audit.log* /var/log/hopwarden/audit.w*.log*
 
   Exit 0 when intact and every line is covered by a signature. Exit 1 when a
   record was edited, deleted, duplicated or reordered, a signature fails, or
@@ -66,79 +76,71 @@ See docs/audit-log.md for the format and what verify proves.
 
 /** SPEC 6: intact in what is signed, but some lines are not covered by any signature. */
 const NOT_COVERED = 2;
-const USAGE_ERROR = 3;
+/** Usage and input errors: never 2, which a script may accept as "verified, partly uncovered". */
+const INPUT_ERROR = 3;
 
 export const auditCommand: Command = {
   run: (argv) => runAudit(argv, processOutput),
 };
 
-export async function runAudit(argv: readonly string[], io: CommandOutput): Promise<number> {
+export function runAudit(argv: readonly string[], io: CommandOutput): Promise<number> {
+  return runCommand("audit", () => audit(argv, io), { usageExit: INPUT_ERROR, failedExit: INPUT_ERROR, write: (text) => io.err(text) });
+}
+
+async function audit(argv: readonly string[], io: CommandOutput): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
-    if (sub === undefined) {
-      io.err(HELP);
-      return USAGE_ERROR;
-    }
+  if (sub === undefined) {
+    io.err(HELP);
+    return INPUT_ERROR;
+  }
+  if (sub === "--help" || sub === "-h" || sub === "help") {
     io.out(HELP);
     return 0;
   }
   if (sub === "verify") return verify(rest, io);
   if (sub === "keygen") return keygen(rest, io);
-  return usage(io, `unknown audit command "${sub}" (expected verify or keygen)`);
+  throw new UsageError(`unknown audit command "${sub}" (expected verify or keygen)`);
 }
 
 async function verify(argv: readonly string[], io: CommandOutput): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        "public-key": { type: "string" },
-        "allow-open-end": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (error) {
-    return usage(io, (error as Error).message);
-  }
-  if (parsed.values.help) {
+  const { values, positionals } = parseCommandArgs(
+    argv,
+    {
+      "public-key": { type: "string" },
+      "allow-open-end": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    true,
+  );
+  if (values.help) {
     io.out(HELP);
     return 0;
   }
-  const keyFile = parsed.values["public-key"];
-  if (keyFile === undefined) return usage(io, "--public-key: required (the Ed25519 public key, PEM SPKI)");
-  if (parsed.positionals.length === 0) return usage(io, "no log files given");
-  for (const file of parsed.positionals) {
+  const keyFile = values["public-key"];
+  if (keyFile === undefined) throw new UsageError("--public-key: required (the Ed25519 public key, PEM SPKI)");
+  if (positionals.length === 0) throw new UsageError("no log files given");
+  for (const file of positionals) {
     try {
       await access(file);
     } catch {
-      return usage(io, `${file}: no such file`);
+      throw new UsageError(`${file}: no such file`);
     }
   }
-  let publicKey;
-  try {
-    publicKey = await loadAuditPublicKey(keyFile);
-  } catch (error) {
-    if (error instanceof AuditKeyError) return usage(io, `--public-key ${error.message}`);
-    throw error;
-  }
+  // An unusable key is an AuditKeyError naming the file: an input error (exit 3).
+  const publicKey = await loadAuditPublicKey(keyFile);
 
-  const report = await verifyAuditLog(parsed.positionals, publicKey, { allowOpenEnd: parsed.values["allow-open-end"] });
+  const report = await verifyAuditLog(positionals, publicKey, { allowOpenEnd: values["allow-open-end"] });
   for (const warning of report.warnings) io.err(`${formatFinding(warning)} (warning)\n`);
-  if (report.problem !== undefined) {
-    io.err(`${formatFinding(report.problem)}\n`);
-    io.err("audit log NOT intact: the line above names the first bad record\n");
+  if (report.problems.length > 0) {
+    for (const problem of report.problems) io.err(`${formatFinding(problem)}\n`);
+    io.err(
+      report.problems.length === 1
+        ? "audit log NOT intact: the line above names the first bad record\n"
+        : "audit log NOT intact: each line above names the first bad record of a chain, or a chain that does not match the roster of the main log\n",
+    );
     return 1;
   }
-  const last = report.lastCheckpoint;
-  const summary =
-    `${report.files.length} file(s), ${report.records} record(s), ${report.checkpoints} checkpoint(s)` +
-    (report.recoveries > 0 ? `, ${report.recoveries} recovery record(s)` : "") +
-    `, last seq ${report.lastSeq}` +
-    (last ? `; last signed line: ${last.reason} at ${last.file}:${last.line}` : "") +
-    `\nrunning hash ${report.lastHash}\n`;
+  const summary = report.chains.length === 1 ? chainSummary(report.chains[0]!) : multiChainSummary(report);
   if (report.uncovered.length > 0) {
     for (const gap of report.uncovered) io.err(`${formatGap(gap)}\n`);
     io.err("audit log NOT fully covered: no tampering found in what is signed, but the lines named above are not covered by any signature\n");
@@ -150,33 +152,47 @@ async function verify(argv: readonly string[], io: CommandOutput): Promise<numbe
 }
 
 async function keygen(argv: readonly string[], io: CommandOutput): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: { out: { type: "string" }, help: { type: "boolean", short: "h", default: false } },
-      allowPositionals: false,
-      strict: true,
-    });
-  } catch (error) {
-    return usage(io, (error as Error).message);
-  }
-  if (parsed.values.help) {
+  const { values } = parseCommandArgs(argv, { out: { type: "string" }, help: { type: "boolean", short: "h", default: false } });
+  if (values.help) {
     io.out(HELP);
     return 0;
   }
-  const prefix = parsed.values.out;
-  if (prefix === undefined || prefix === "") return usage(io, "--out: required (path prefix for <prefix>.key and <prefix>.pub)");
+  const prefix = values.out;
+  if (prefix === undefined || prefix === "") throw new UsageError("--out: required (path prefix for <prefix>.key and <prefix>.pub)");
+  let files;
   try {
-    const files = await writeAuditKeyPair(prefix);
-    io.out(`private key: ${files.privateKeyFile} (secret; hopwarden serve --audit-key ${files.privateKeyFile})\n`);
-    io.out(`public key:  ${files.publicKeyFile} (hopwarden audit verify --public-key ${files.publicKeyFile} <log files>)\n`);
-    return 0;
+    files = await writeAuditKeyPair(prefix);
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
+    if (typeof e.code !== "string") throw error;
     const why = e.code === "EEXIST" ? "already exists, not overwritten" : (e.code ?? e.message);
-    return usage(io, `--out: ${e.path ?? prefix}: ${why}`);
+    throw new UsageError(`--out: ${e.path ?? prefix}: ${why}`);
   }
+  io.out(`private key: ${files.privateKeyFile} (secret; hopwarden serve --audit-key ${files.privateKeyFile})\n`);
+  io.out(`public key:  ${files.publicKeyFile} (hopwarden audit verify --public-key ${files.publicKeyFile} <log files>)\n`);
+  return 0;
+}
+
+function chainSummary(chain: ChainReport): string {
+  const last = chain.lastCheckpoint;
+  return (
+    `${chain.files.length} file(s), ${chain.records} record(s), ${chain.checkpoints} checkpoint(s)` +
+    (chain.recoveries > 0 ? `, ${chain.recoveries} recovery record(s)` : "") +
+    `, last seq ${chain.lastSeq}` +
+    (last ? `; last signed line: ${last.reason} at ${last.file}:${last.line}` : "") +
+    `\nrunning hash ${chain.lastHash}\n`
+  );
+}
+
+/** --workers: the totals, then each chain (the main log with the roster, then one per worker) with its own end and running hash. */
+function multiChainSummary(report: VerifyReport): string {
+  const workers = report.chains.filter((c) => c.chain !== "").length;
+  const head =
+    `${report.chains.length} chain(s) (${report.chains.length - workers === 1 ? "the main log and " : ""}${workers} worker chain(s)), ` +
+    `${report.files.length} file(s), ${report.records} record(s), ${report.checkpoints} checkpoint(s)` +
+    (report.recoveries > 0 ? `, ${report.recoveries} recovery record(s)` : "") +
+    "\n";
+  return head + report.chains.map((c) => `${c.chain === "" ? "main log" : `chain ${c.chain}`}: ${c.files.map((f) => basename(f)).join(" ")}: ${chainSummary(c).replace("\n", "; ")}`).join("");
 }
 
 function formatFinding(finding: VerifyFinding): string {
@@ -186,9 +202,4 @@ function formatFinding(finding: VerifyFinding): string {
 function formatGap(gap: CoverageGap): string {
   const lines = gap.firstLine === gap.lastLine ? `${gap.firstLine}` : `${gap.firstLine}-${gap.lastLine}`;
   return `${gap.file}:${lines}: ${gap.message}`;
-}
-
-function usage(io: CommandOutput, problem: string): number {
-  io.err(`hopwarden audit: ${problem}\nRun "hopwarden audit --help" for usage.\n`);
-  return USAGE_ERROR;
 }

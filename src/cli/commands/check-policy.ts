@@ -3,7 +3,8 @@
 // Warnings (rules that can never match) are printed but do not fail.
 
 import { readPolicyFile, PolicyFileError } from "../../adapters/config/policy-store.js";
-import { parseCommandArgs, UsageError, withUsage } from "../options.js";
+import { runCommand } from "../exit.js";
+import { parseCommandArgs, UsageError } from "../options.js";
 import type { Command } from "./index.js";
 
 const HELP = `Usage: hopwarden check-policy [--quiet] <policy.yaml>
@@ -25,7 +26,7 @@ Options:
 
 export const checkPolicyCommand: Command = {
   run: (argv) =>
-    withUsage("check-policy", async () => {
+    runCommand("check-policy", async () => {
       const { values, positionals } = parseCommandArgs(argv, { help: { type: "boolean", short: "h" }, quiet: { type: "boolean", short: "q" } }, true);
       if (values.help === true) {
         process.stdout.write(HELP);

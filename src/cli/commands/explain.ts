@@ -3,13 +3,14 @@
 
 import { readFile } from "node:fs/promises";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { CheckRequestSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { CheckRequestSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { DEFAULT_HEADER_NAMES, DEFAULT_TXN_TOKEN_HEADER } from "../../core/decision/check-input.js";
 import { decideCheckRequest, explainDecision, explainInput, formatExplanation } from "../../adapters/admin/explain.js";
-import { PolicyFileError, PolicyStore } from "../../adapters/config/policy-store.js";
+import { PolicyStore } from "../../adapters/config/policy-store.js";
 import { silentLogger } from "../../adapters/logging/logger.js";
 import { createExplainPipeline } from "../../adapters/admin/explain-pipeline.js";
-import { fromEnv, parseCommandArgs, UsageError, withUsage } from "../options.js";
+import { runCommand } from "../exit.js";
+import { fromEnv, parseCommandArgs, UsageError } from "../options.js";
 import type { Command } from "./index.js";
 
 const HELP = `Usage: hopwarden explain --policy <file> [request options] [--json]
@@ -62,82 +63,99 @@ Exit status: 0 allowed, 1 denied, 2 usage error or unreadable policy.
 
 export const explainCommand: Command = {
   run: (argv) =>
-    withUsage("explain", async () => {
-      const { values } = parseCommandArgs(argv, {
-        help: { type: "boolean", short: "h" },
-        policy: { type: "string" },
-        request: { type: "string" },
-        caller: { type: "string" },
-        cert: { type: "string" },
-        callee: { type: "string" },
-        subject: { type: "string" },
-        "on-behalf-of": { type: "string" },
-        chain: { type: "string" },
-        token: { type: "string" },
-        "txn-token": { type: "string" },
-        "mcp-method": { type: "string" },
-        "mcp-tool": { type: "string" },
-        "mcp-resource": { type: "string" },
-        header: { type: "string", short: "H", multiple: true },
-        method: { type: "string" },
-        path: { type: "string" },
-        json: { type: "boolean" },
-      });
-      if (values.help === true) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      const policyFile = values.policy ?? fromEnv("policy");
-      if (policyFile === undefined) throw new UsageError("--policy <file> is required");
-      const store = new PolicyStore(policyFile, silentLogger);
-      try {
+    runCommand(
+      "explain",
+      async () => {
+        const { values } = parseCommandArgs(argv, {
+          help: { type: "boolean", short: "h" },
+          policy: { type: "string" },
+          request: { type: "string" },
+          caller: { type: "string" },
+          cert: { type: "string" },
+          callee: { type: "string" },
+          subject: { type: "string" },
+          "on-behalf-of": { type: "string" },
+          chain: { type: "string" },
+          token: { type: "string" },
+          "txn-token": { type: "string" },
+          "mcp-method": { type: "string" },
+          "mcp-tool": { type: "string" },
+          "mcp-resource": { type: "string" },
+          header: { type: "string", short: "H", multiple: true },
+          method: { type: "string" },
+          path: { type: "string" },
+          json: { type: "boolean" },
+        });
+        if (values.help === true) {
+          process.stdout.write(HELP);
+          return 0;
+        }
+        const policyFile = values.policy ?? fromEnv("policy");
+        if (policyFile === undefined) throw new UsageError("--policy <file> is required");
+        const store = new PolicyStore(policyFile, silentLogger);
         await store.loadInitial();
-      } catch (err) {
-        if (!(err instanceof PolicyFileError)) throw err;
-        for (const e of err.errors) process.stderr.write(`${e}\n`);
-        return 2;
-      }
-      const headers: Record<string, string> = {};
-      for (const h of values.header ?? []) {
-        const colon = h.indexOf(":");
-        if (colon <= 0) throw new UsageError(`--header ${JSON.stringify(h)} must be 'name: value'`);
-        headers[h.slice(0, colon).trim().toLowerCase()] = h.slice(colon + 1).trimStart();
-      }
-      const names = DEFAULT_HEADER_NAMES;
-      const subject = values.subject ?? values.caller;
-      if (subject !== undefined) headers[names.subject] = subject;
-      if (values["on-behalf-of"] !== undefined) headers[names.onBehalfOf] = values["on-behalf-of"];
-      if (values.chain !== undefined) headers[names.chain] = values.chain;
-      if (values.token !== undefined) headers[names.token] = values.token;
-      if (values["txn-token"] !== undefined) headers[names.txnToken ?? DEFAULT_TXN_TOKEN_HEADER] = values["txn-token"];
-      if (values["mcp-method"] === undefined && (values["mcp-tool"] !== undefined || values["mcp-resource"] !== undefined)) {
-        throw new UsageError("--mcp-tool and --mcp-resource need --mcp-method (e.g. --mcp-method tools/call)");
-      }
+        const headers: Record<string, string> = {};
+        for (const h of values.header ?? []) {
+          const colon = h.indexOf(":");
+          if (colon <= 0) throw new UsageError(`--header ${JSON.stringify(h)} must be 'name: value'`);
+          headers[h.slice(0, colon).trim().toLowerCase()] = h.slice(colon + 1).trimStart();
+        }
+        const names = DEFAULT_HEADER_NAMES;
+        const subject = values.subject ?? values.caller;
+        if (subject !== undefined) headers[names.subject] = subject;
+        if (values["on-behalf-of"] !== undefined) headers[names.onBehalfOf] = values["on-behalf-of"];
+        if (values.chain !== undefined) headers[names.chain] = values.chain;
+        if (values.token !== undefined) headers[names.token] = values.token;
+        if (values["txn-token"] !== undefined) headers[names.txnToken ?? DEFAULT_TXN_TOKEN_HEADER] = values["txn-token"];
+        if (values["mcp-method"] === undefined && (values["mcp-tool"] !== undefined || values["mcp-resource"] !== undefined)) {
+          throw new UsageError("--mcp-tool and --mcp-resource need --mcp-method (e.g. --mcp-method tools/call)");
+        }
 
-      const pipeline = createExplainPipeline(store);
-      let decision;
-      if (values.request !== undefined) {
-        const json = JSON.parse(await readFile(values.request, "utf8")) as JsonValue;
-        decision = await decideCheckRequest(pipeline, fromJson(CheckRequestSchema, json));
-      } else {
-        let input = explainInput(
-          {
-            ...(values.caller !== undefined && { caller: values.caller }),
-            ...(values.callee !== undefined && { callee: values.callee }),
-            headers,
-            method: values.method ?? "GET",
-            path: values.path ?? "/",
-            ...(values["mcp-method"] !== undefined && { mcpMethod: values["mcp-method"] }),
-            ...(values["mcp-tool"] !== undefined && { mcpTool: values["mcp-tool"] }),
-            ...(values["mcp-resource"] !== undefined && { mcpResource: values["mcp-resource"] }),
-          },
-          pipeline.mcpKeys,
-        );
-        if (values.cert !== undefined) input = { ...input, peerCertificate: encodeURIComponent(await readFile(values.cert, "utf8")) };
-        decision = await pipeline.decide(input);
-      }
-      const explanation = explainDecision(decision);
-      process.stdout.write(values.json === true ? `${JSON.stringify(explanation, null, 2)}\n` : formatExplanation(explanation));
-      return explanation.decision === "allow" ? 0 : 1;
-    }),
+        const pipeline = createExplainPipeline(store);
+        let decision;
+        if (values.request !== undefined) {
+          decision = await decideCheckRequest(pipeline, await readCheckRequest(values.request));
+        } else {
+          let input = explainInput(
+            {
+              ...(values.caller !== undefined && { caller: values.caller }),
+              ...(values.callee !== undefined && { callee: values.callee }),
+              headers,
+              method: values.method ?? "GET",
+              path: values.path ?? "/",
+              ...(values["mcp-method"] !== undefined && { mcpMethod: values["mcp-method"] }),
+              ...(values["mcp-tool"] !== undefined && { mcpTool: values["mcp-tool"] }),
+              ...(values["mcp-resource"] !== undefined && { mcpResource: values["mcp-resource"] }),
+            },
+            pipeline.mcpKeys,
+          );
+          if (values.cert !== undefined) input = { ...input, peerCertificate: encodeURIComponent(await readInput("--cert", values.cert)) };
+          decision = await pipeline.decide(input);
+        }
+        const explanation = explainDecision(decision);
+        process.stdout.write(values.json === true ? `${JSON.stringify(explanation, null, 2)}\n` : formatExplanation(explanation));
+        return explanation.decision === "allow" ? 0 : 1;
+      },
+      // Exit 1 means "denied", so a policy that cannot be loaded is 2, like a usage error.
+      { exits: { invalid_policy: 2 } },
+    ),
 };
+
+/** A file named on the command line; unreadable is a usage error naming the flag and the file. */
+async function readInput(flag: string, file: string): Promise<string> {
+  try {
+    return await readFile(file, "utf8");
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+}
+
+/** --request: a CheckRequest in protobuf JSON. */
+async function readCheckRequest(file: string): Promise<CheckRequest> {
+  const text = await readInput("--request", file);
+  try {
+    return fromJson(CheckRequestSchema, JSON.parse(text) as JsonValue);
+  } catch (err) {
+    throw new UsageError(`--request ${file}: not a CheckRequest in protobuf JSON (${err instanceof Error ? err.message : String(err)})`);
+  }
+}

@@ -3,16 +3,12 @@
 // workers on the same port (see serve/cluster.ts).
 
 import cluster from "node:cluster";
-import { PolicyFileError } from "../../adapters/config/policy-store.js";
-import { ServiceConfigError } from "../../adapters/config/service-config.js";
 import { createLogger } from "../../adapters/logging/logger.js";
-import { AuditKeyError } from "../../adapters/audit/audit-keys.js";
-import { AuditLogConfigError } from "../../adapters/audit/audit-log-writer.js";
-import { TlsFileError } from "../../adapters/grpc/tls-file-set.js";
-import { parseCommandArgs, withUsage } from "../options.js";
+import { reportFailure, runCommand } from "../exit.js";
+import { parseCommandArgs } from "../options.js";
 import { resolveServeSettings } from "../serve/settings.js";
 import { runSingleProcess } from "../serve/single-process.js";
-import { runPrimary, runWorker, WorkerStartError } from "../serve/cluster.js";
+import { runPrimary, runWorker } from "../serve/cluster.js";
 import type { Command } from "./index.js";
 
 const HELP = `Usage: hopwarden serve --policy <file> [options]
@@ -94,62 +90,25 @@ const FLAGS = {
 } as const;
 
 export const serveCommand: Command = {
+  // Everything that stops serve before it is ready is a start-up error: one line (or the policy's error lines), exit 1.
   run: (argv) =>
-    withUsage("serve", async () => {
-      const { values } = parseCommandArgs(argv, FLAGS);
-      if (values.help === true) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      let settings;
-      try {
-        settings = await resolveServeSettings(values);
-      } catch (err) {
-        if (err instanceof ServiceConfigError) {
-          process.stderr.write(`hopwarden serve: invalid --config:\n${err.errors.join("\n")}\n`);
-          return 1;
+    runCommand(
+      "serve",
+      async () => {
+        const { values } = parseCommandArgs(argv, FLAGS);
+        if (values.help === true) {
+          process.stdout.write(HELP);
+          return 0;
         }
-        throw err;
-      }
-      const logger = createLogger(settings.logLevel, undefined, cluster.isWorker ? { worker: cluster.worker?.id } : {});
-      if (cluster.isWorker) {
-        // A worker that cannot start must exit: its IPC channel would keep it alive.
-        const code = await runServe(() => runWorker(settings, logger)).catch((err: unknown) => {
-          process.stderr.write(`hopwarden serve: worker failed: ${err instanceof Error ? err.message : String(err)}\n`);
-          return 1;
-        });
-        process.exit(code);
-      }
-      return runServe(() => (settings.workers > 1 ? runPrimary(settings, logger) : runSingleProcess(settings, logger)));
-    }),
+        const settings = await resolveServeSettings(values);
+        const logger = createLogger(settings.logLevel, undefined, cluster.isWorker ? { worker: cluster.worker?.id } : {});
+        if (cluster.isWorker) {
+          // A worker that cannot start must exit: its IPC channel would keep it alive.
+          const code = await runWorker(settings, logger).catch((err: unknown) => reportFailure(err, { command: "serve", prefix: "worker failed: " }));
+          process.exit(code);
+        }
+        return settings.workers > 1 ? runPrimary(settings, logger) : runSingleProcess(settings, logger);
+      },
+      { prefix: "cannot start: " },
+    ),
 };
-
-/** Runs serve, turning the start-up failures a user can fix into one clear line and exit 1. */
-async function runServe(run: () => Promise<number>): Promise<number> {
-  try {
-    return await run();
-  } catch (err) {
-    if (err instanceof WorkerStartError) {
-      process.stderr.write(`hopwarden serve: cannot start: ${err.message}\n`);
-      return 1;
-    }
-    if (err instanceof TlsFileError) {
-      process.stderr.write(`hopwarden serve: cannot start: the TLS file ${err.file} is not usable: ${err.problem}\n`);
-      return 1;
-    }
-    if (err instanceof AuditKeyError || err instanceof AuditLogConfigError) {
-      process.stderr.write(`hopwarden serve: cannot start: ${err.message}\n`);
-      return 1;
-    }
-    if (err instanceof PolicyFileError) {
-      process.stderr.write(`hopwarden serve: cannot start: the policy file ${err.file} is not usable:\n${err.errors.join("\n")}\n`);
-      return 1;
-    }
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "EADDRINUSE" || code === "EACCES" || /No address added|EADDRINUSE/.test(String(err))) {
-      process.stderr.write(`hopwarden serve: cannot listen: ${err instanceof Error ? err.message : String(err)}\n`);
-      return 1;
-    }
-    throw err;
-  }
-}

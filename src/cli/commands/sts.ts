@@ -7,7 +7,8 @@ import { createLogger } from "../../adapters/logging/logger.js";
 import { parseSigningKeys } from "../../adapters/sts/signing-key-ring.js";
 import { readStsConfigText, resolveStsConfig, type StsConfigInput } from "../../adapters/sts/sts-config.js";
 import { startStsService, StsStartError } from "../../adapters/sts/sts-service.js";
-import { parseCommandArgs, UsageError, withUsage } from "../options.js";
+import { runCommand } from "../exit.js";
+import { parseCommandArgs, UsageError } from "../options.js";
 import type { Command } from "./index.js";
 
 const HELP = `Usage: hopwarden sts [--config sts.yaml] [options]
@@ -125,63 +126,53 @@ async function generateKey(file: string, alg: string): Promise<number> {
 
 export const stsCommand: Command = {
   run: (argv) =>
-    withUsage("sts", async () => {
-      const { values } = parseCommandArgs(argv, OPTIONS);
-      const flag = (name: string): string | undefined => {
-        const v = (values as Record<string, unknown>)[name];
-        return typeof v === "string" ? v : stsEnv(name);
-      };
-      if (values.help === true) {
-        process.stdout.write(HELP);
-        return 0;
-      }
-      const target = flag("generate-key");
-      if (target !== undefined) return generateKey(target, flag("alg") ?? "ES256");
-
-      let fromFile: StsConfigInput = {};
-      const configFile = flag("config");
-      if (configFile !== undefined) {
-        const text = await readFile(configFile, "utf8").catch((err: NodeJS.ErrnoException) => {
-          throw new UsageError(`--config ${configFile}: cannot be read (${err.code ?? err.message})`);
-        });
-        const read = readStsConfigText(text, configFile);
-        if (!read.ok) {
-          for (const e of read.errors) process.stderr.write(`${e}\n`);
-          return 1;
-        }
-        fromFile = read.input;
-      }
-      const fromFlags: StsConfigInput = {};
-      for (const [f, field] of Object.entries(FLAG_TO_FIELD)) fromFlags[field] = flag(f);
-      const resolved = resolveStsConfig(fromFile, fromFlags);
-      if (!resolved.ok) {
-        for (const e of resolved.errors) process.stderr.write(`hopwarden sts: ${e}\n`);
-        return 1;
-      }
-      const logger = createLogger("info");
-      let service;
-      try {
-        service = await startStsService(resolved.config, logger);
-      } catch (err) {
-        if (!(err instanceof StsStartError)) throw err;
-        for (const p of err.problems) process.stderr.write(`hopwarden sts: ${p}\n`);
-        return 1;
-      }
-      process.stdout.write(`hopwarden sts listening on ${service.url} (issuer ${resolved.config.issuer}, JWKS ${service.url}/.well-known/jwks.json)\n`);
-      const running = service;
-      const onHup = () => void running.reload();
-      process.on("SIGHUP", onHup);
-      await new Promise<void>((resolve) => {
-        const stop = () => {
-          process.off("SIGTERM", stop);
-          process.off("SIGINT", stop);
-          resolve();
+    runCommand(
+      "sts",
+      async () => {
+        const { values } = parseCommandArgs(argv, OPTIONS);
+        const flag = (name: string): string | undefined => {
+          const v = (values as Record<string, unknown>)[name];
+          return typeof v === "string" ? v : stsEnv(name);
         };
-        process.on("SIGTERM", stop);
-        process.on("SIGINT", stop);
-      });
-      process.off("SIGHUP", onHup);
-      await running.close();
-      return 0;
-    }),
+        if (values.help === true) {
+          process.stdout.write(HELP);
+          return 0;
+        }
+        const target = flag("generate-key");
+        if (target !== undefined) return generateKey(target, flag("alg") ?? "ES256");
+
+        let fromFile: StsConfigInput = {};
+        const configFile = flag("config");
+        if (configFile !== undefined) {
+          const text = await readFile(configFile, "utf8").catch((err: NodeJS.ErrnoException) => {
+            throw new UsageError(`--config ${configFile}: cannot be read (${err.code ?? err.message})`);
+          });
+          const read = readStsConfigText(text, configFile);
+          if (!read.ok) throw new StsStartError(read.errors);
+          fromFile = read.input;
+        }
+        const fromFlags: StsConfigInput = {};
+        for (const [f, field] of Object.entries(FLAG_TO_FIELD)) fromFlags[field] = flag(f);
+        const resolved = resolveStsConfig(fromFile, fromFlags);
+        if (!resolved.ok) throw new StsStartError(resolved.errors);
+        const logger = createLogger("info");
+        const service = await startStsService(resolved.config, logger);
+        process.stdout.write(`hopwarden sts listening on ${service.url} (issuer ${resolved.config.issuer}, JWKS ${service.url}/.well-known/jwks.json)\n`);
+        const onHup = () => void service.reload();
+        process.on("SIGHUP", onHup);
+        await new Promise<void>((resolve) => {
+          const stop = () => {
+            process.off("SIGTERM", stop);
+            process.off("SIGINT", stop);
+            resolve();
+          };
+          process.on("SIGTERM", stop);
+          process.on("SIGINT", stop);
+        });
+        process.off("SIGHUP", onHup);
+        await service.close();
+        return 0;
+      },
+      { prefix: "cannot start: " },
+    ),
 };

@@ -3,7 +3,7 @@
 // → … → callee, with every decision on the way. Exit 0 found, 1 nothing
 // found, 2 usage, 3 Jaeger could not be queried.
 
-import { JaegerQueryClient, JaegerQueryError, type TraceSearch } from "../../adapters/telemetry/jaeger-query-client.js";
+import { JAEGER_QUERY_ERROR_CODES, JaegerQueryClient, type TraceSearch } from "../../adapters/telemetry/jaeger-query-client.js";
 import { CHECK_SPAN_NAME } from "../../adapters/telemetry/decision-span.js";
 import {
   classifyId,
@@ -22,7 +22,9 @@ import {
   workflowOf,
   type DecisionRecord,
 } from "../../adapters/telemetry/trace-tree.js";
-import { fromEnv, parseCommandArgs, UsageError, withUsage } from "../options.js";
+import { systemClock } from "../../adapters/clock/system-clock.js";
+import { runCommand } from "../exit.js";
+import { fromEnv, parseCommandArgs, UsageError } from "../options.js";
 import type { Command } from "./index.js";
 
 export const DEFAULT_JAEGER_URL = "http://127.0.0.1:16686";
@@ -119,26 +121,30 @@ type Lookup =
   | { readonly kind: "on-behalf-of"; readonly person: string }
   | { readonly kind: "txn"; readonly txn: string };
 
+const JAEGER_HINT = "(set --jaeger-url or HOPWARDEN_JAEGER_URL to Jaeger's query service, port 16686 by default)";
+
 export const traceCommand: Command = {
   run: (argv) =>
-    withUsage("trace", async () => {
-      const { values, positionals } = parseCommandArgs(argv, OPTIONS, true);
-      if (values.help === true) {
-        process.stdout.write(HELP);
-        return EXIT.found;
-      }
-      const now = Date.now();
-      const lookup = readLookup(positionals, values["on-behalf-of"], values.txn);
-      const settings = readSettings(values, now);
-      const client = new JaegerQueryClient(settings.jaegerUrl, { timeoutMs: settings.timeoutMs });
-      try {
+    runCommand(
+      "trace",
+      async () => {
+        const { values, positionals } = parseCommandArgs(argv, OPTIONS, true);
+        if (values.help === true) {
+          process.stdout.write(HELP);
+          return EXIT.found;
+        }
+        const now = systemClock.nowMs();
+        const lookup = readLookup(positionals, values["on-behalf-of"], values.txn);
+        const settings = readSettings(values, now);
+        const client = new JaegerQueryClient(settings.jaegerUrl, { timeoutMs: settings.timeoutMs });
         return await runLookup(client, lookup, settings, now);
-      } catch (err) {
-        if (!(err instanceof JaegerQueryError)) throw err;
-        process.stderr.write(`hopwarden trace: ${err.message}\n(set --jaeger-url or HOPWARDEN_JAEGER_URL to Jaeger's query service, port 16686 by default)\n`);
-        return EXIT.jaegerFailed;
-      }
-    }),
+      },
+      // A JaegerQueryError: Jaeger could not be queried, exit 3 with a hint.
+      {
+        exits: Object.fromEntries(JAEGER_QUERY_ERROR_CODES.map((code) => [code, EXIT.jaegerFailed])),
+        hints: Object.fromEntries(JAEGER_QUERY_ERROR_CODES.map((code) => [code, JAEGER_HINT])),
+      },
+    ),
 };
 
 function readLookup(positionals: readonly string[], person: string | undefined, txn: string | undefined): Lookup {

@@ -18,10 +18,13 @@ import { createExplainPipeline } from "../../adapters/admin/explain-pipeline.js"
 import type { ServeSettings } from "./settings.js";
 import { onReloadSignal, onShutdownSignal } from "./signals.js";
 import { readyLine } from "./ready-line.js";
-import { openAuditWriter, relayWorker, workerAuditSink } from "./audit-wiring.js";
+import { AUDIT_CHAIN_ENV, isAuditChainMessage, openAuditWriter, openWorkerAuditSink, WorkerChainRoster, type AuditChainMessage } from "./audit-wiring.js";
+import { workerChainId } from "../../adapters/audit/audit-roster.js";
 import { loadTlsFileSet } from "../../adapters/grpc/tls-file-set.js";
 import { mergePrometheusTexts } from "../../adapters/telemetry/prometheus-merge.js";
 import { openReplayStore, primaryReplayMemory, replayMemoryMetrics, serveReplayQuestions } from "./replay-wiring.js";
+import { checkReadingOptions, serviceOptions } from "./service-options.js";
+import { HopwardenError } from "../../core/errors.js";
 
 type PrimaryMessage = { type: "reload"; trigger: string } | { type: "shutdown" } | { type: "metrics"; id: number };
 type WorkerMessage =
@@ -38,7 +41,10 @@ const METRICS_TIMEOUT_MS = 2_000;
 /** How long an admin Reload waits for every worker to serve the policy the primary loaded. */
 const WORKER_RELOAD_TIMEOUT_MS = 5_000;
 
-export class WorkerStartError extends Error {}
+/** A --workers worker exited before it was ready (its own error is on stderr above). */
+export class WorkerStartError extends HopwardenError {
+  readonly code = "worker_start_failed";
+}
 
 function isWorkerMessage(message: unknown): message is WorkerMessage {
   return typeof message === "object" && message !== null && "type" in message;
@@ -57,8 +63,10 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   // Checked here too, so that unusable TLS files are one clear start-up error rather than N failed workers.
   if (settings.tls !== undefined) await loadTlsFileSet(settings.tls);
 
-  // One writer in the primary keeps the audit log a single chain.
+  // Each worker writes its own chain; the primary's main log names them (the roster), so verify checks them together.
   const auditWriter = await openAuditWriter(settings, logger);
+  const roster = auditWriter === undefined || settings.auditLog === undefined ? undefined : new WorkerChainRoster(auditWriter, settings.auditLog, settings.workers);
+  roster?.start();
   // Without a shared store, the workers' single-use memory is this one (asked over IPC).
   const replayMemory = primaryReplayMemory(settings.replay);
   let stopping = false;
@@ -97,11 +105,17 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
   // /metrics in the primary: ask every worker for its numbers and merge them.
   let metricsRequest = 0;
   const pendingMetrics = new Map<number, (text: string) => void>();
-  const fork = (): Worker => {
-    const worker = cluster.fork();
-    if (auditWriter !== undefined) relayWorker(worker, auditWriter, logger);
+  /** The slot (1..N) of each live worker: its replacement after a crash takes the same slot, and so resumes the same audit chain. */
+  const slots = new Map<number, number>();
+  const fork = (slot: number): Worker => {
+    const worker = cluster.fork({ [AUDIT_CHAIN_ENV]: workerChainId(slot) });
+    slots.set(worker.id, slot);
     serveReplayQuestions(worker, replayMemory);
     worker.on("message", (message: unknown) => {
+      if (isAuditChainMessage(message)) {
+        roster?.note(message);
+        return;
+      }
       if (!isWorkerMessage(message)) return;
       if (message.type === "ready") {
         reportPolicy(worker, message.sha256);
@@ -141,6 +155,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     readyAddresses.delete(worker.id);
     workerPolicies.delete(worker.id);
     for (const wake of onWorkerPolicy) wake();
+    const slot = slots.get(worker.id) ?? 1;
+    slots.delete(worker.id);
     if (stopping) return;
     if (!started) {
       startup?.reject(new WorkerStartError(`worker ${worker.id} exited during start-up (code ${code ?? "-"}, signal ${signal ?? "-"}); its error is above`));
@@ -152,13 +168,14 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     lastRestartMs = now;
     logger.error("worker exited; starting a new one", { worker: worker.id, code, signal, delay_ms: restartDelayMs });
     setTimeout(() => {
-      if (!stopping) fork();
+      if (!stopping) fork(slot);
     }, restartDelayMs).unref();
   });
 
   const stopWorkers = async (): Promise<void> => {
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
-    const exits = alive.map((w) => new Promise<void>((resolve) => w.once("exit", () => resolve())));
+    // Exited, and its IPC channel drained (a worker's last messages, such as where its audit chain ended, are read before 'disconnect').
+    const exits = alive.map((w) => Promise.all([new Promise<void>((resolve) => w.once("exit", () => resolve())), disconnected(w)]).then(() => undefined));
     broadcast({ type: "shutdown" });
     const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), WORKER_SHUTDOWN_DEADLINE_MS).unref());
     if ((await Promise.race([Promise.all(exits), deadline])) === "timeout") {
@@ -168,24 +185,20 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     }
   };
 
-  for (let i = 0; i < settings.workers; i++) fork();
+  for (let slot = 1; slot <= settings.workers; slot++) fork(slot);
   try {
     await allReady;
   } catch (err) {
     stopping = true;
     await stopWorkers();
+    roster?.stop();
     await auditWriter?.close();
     policies.close();
     throw err;
   }
   started = true;
 
-  const explainPipeline = createExplainPipeline(policies, {
-    headerNames: settings.config.headers,
-    mcpKeys: settings.config.mcp,
-    trustForwardedClientCert: settings.config.trustForwardedClientCert,
-    logger,
-  });
+  const explainPipeline = createExplainPipeline(policies, { ...checkReadingOptions(settings), logger });
   const admin =
     settings.adminListen === undefined
       ? undefined
@@ -217,6 +230,8 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     await stopWorkers();
     policies.close();
     await admin?.close();
+    // The workers have closed their chains and reported where each ended.
+    roster?.stop();
     await auditWriter?.close();
   });
   process.stdout.write(readyLine({ grpc, admin: admin?.address, policy: settings.policyFile, version: policies.current()?.version ?? "", workers: settings.workers, tls: settings.tls }));
@@ -229,13 +244,23 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
  * the IPC channel to the primary would keep it alive after serving stops.
  */
 export async function runWorker(settings: ServeSettings, logger: Logger): Promise<number> {
-  const running: { hopwarden?: Hopwarden } = {};
+  const running: { hopwarden?: Hopwarden; audit?: Promise<WorkerAudit | undefined> } = {};
   let stopping: Promise<void> | undefined;
-  const audit = workerAuditSink(settings, logger);
+  const closeAudit = async (): Promise<void> => {
+    const audit = await running.audit?.catch(() => undefined);
+    if (audit === undefined) return;
+    try {
+      await audit.sink.close();
+      // Where this chain ended, for the roster's stop record.
+      await sendToPrimary({ type: "audit-chain", event: "closed", chain: audit.chain, head: audit.writer.head() });
+    } catch (error) {
+      logger.error("audit chain did not close cleanly", { event: "audit_close_failed", chain: audit.chain, error });
+    }
+  };
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       await running.hopwarden?.shutdown();
-      await audit?.close();
+      await closeAudit();
     })();
     return stopping;
   };
@@ -257,25 +282,15 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
   });
   // A signal sent to the whole process group (Ctrl-C) reaches workers directly and drains them too.
   void onShutdownSignal(stop).then(() => process.exit(0));
+  // Its own chain: open (its first line of the run on disk) before the first Check, and reported to the primary's roster.
+  running.audit = openWorkerAuditSink(settings, logger);
+  const audit = await running.audit;
+  if (audit !== undefined) await sendToPrimary({ type: "audit-chain", event: "opened", chain: audit.chain, head: audit.writer.head() });
   const replayStore = await openReplayStore(settings.replay, "worker", logger);
-  const hopwarden = await startHopwarden({
-    replayStore,
-    ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
-    policyFile: settings.policyFile,
-    listen: settings.listen,
-    adminListen: undefined,
-    logger,
-    headerNames: settings.config.headers,
-    mcpKeys: settings.config.mcp,
-    trustForwardedClientCert: settings.config.trustForwardedClientCert,
-    watchPolicy: false,
-    // Each worker serves TLS itself, and watches the files itself.
-    tls: settings.tls,
-    // Each worker holds its own caches, each bounded as configured (`--config` `cache:`).
-    ...(settings.config.hopCacheSize !== undefined && { hopCacheSize: settings.config.hopCacheSize }),
-    ...(settings.config.hopCacheBytes !== undefined && { hopCacheBytes: settings.config.hopCacheBytes }),
-    ...(settings.config.certificateCacheSize !== undefined && { certificateCacheSize: settings.config.certificateCacheSize }),
-    ...(settings.config.certificateCacheBytes !== undefined && { certificateCacheBytes: settings.config.certificateCacheBytes }),
+  const hopwarden = await startHopwarden(serviceOptions(settings, { role: "worker", logger, replayStore, audit: audit?.sink })).catch(async (err: unknown) => {
+    // A worker that cannot serve still ends its chain cleanly, so the log does not look like a crash.
+    await closeAudit();
+    throw err;
   });
   running.hopwarden = hopwarden;
   if (stopping !== undefined) {
@@ -285,4 +300,25 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
   }
   process.send?.({ type: "ready", address: hopwarden.grpcAddress, sha256: hopwarden.policies.current()?.sha256 } satisfies WorkerMessage);
   return new Promise<number>(() => undefined);
+}
+
+type WorkerAudit = NonNullable<Awaited<ReturnType<typeof openWorkerAuditSink>>>;
+
+/** Resolves once the message has left for the primary; a primary already gone is not an error here. */
+function sendToPrimary(message: AuditChainMessage): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (process.send === undefined) return resolve();
+    try {
+      process.send(message, undefined, undefined, () => resolve());
+    } catch {
+      resolve();
+    }
+  });
+}
+
+function disconnected(worker: Worker): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (!worker.isConnected()) return resolve();
+    worker.once("disconnect", () => resolve());
+  });
 }

@@ -8,28 +8,14 @@ import { readyLine } from "./ready-line.js";
 import { openAuditSink } from "./audit-wiring.js";
 import { loadTlsFileSet } from "../../adapters/grpc/tls-file-set.js";
 import { openReplayStore } from "./replay-wiring.js";
+import { serviceOptions } from "./service-options.js";
 
 export async function runSingleProcess(settings: ServeSettings, logger: Logger): Promise<number> {
   // Unusable TLS files stop the start before the audit log is opened.
   if (settings.tls !== undefined) await loadTlsFileSet(settings.tls);
   const audit = await openAuditSink(settings, logger);
   const replayStore = await openReplayStore(settings.replay, "single", logger);
-  const hopwarden = await startHopwarden({
-    replayStore,
-    policyFile: settings.policyFile,
-    listen: settings.listen,
-    adminListen: settings.adminListen,
-    logger,
-    headerNames: settings.config.headers,
-    mcpKeys: settings.config.mcp,
-    trustForwardedClientCert: settings.config.trustForwardedClientCert,
-    tls: settings.tls,
-    ...(settings.config.hopCacheSize !== undefined && { hopCacheSize: settings.config.hopCacheSize }),
-    ...(settings.config.hopCacheBytes !== undefined && { hopCacheBytes: settings.config.hopCacheBytes }),
-    ...(settings.config.certificateCacheSize !== undefined && { certificateCacheSize: settings.config.certificateCacheSize }),
-    ...(settings.config.certificateCacheBytes !== undefined && { certificateCacheBytes: settings.config.certificateCacheBytes }),
-    ...(audit !== undefined && { sinks: [audit], admit: () => audit.admit(), auditStats: () => audit.stats() }),
-  }).catch(async (err: unknown) => {
+  const hopwarden = await startHopwarden(serviceOptions(settings, { role: "single", logger, replayStore, audit })).catch(async (err: unknown) => {
     // Its connection would keep the process from exiting.
     await replayStore.close();
     throw err;

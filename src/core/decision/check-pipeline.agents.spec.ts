@@ -6,6 +6,7 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { createTestPki, spiffe, type TestPki } from "../../../test/support/pki.js";
+import { DB_VIA_RESEARCH, editHop, policyYaml, type PolicySpec } from "../../../test/support/policies.js";
 import { LruHopDecisionCache } from "../../adapters/cache/hop-decision-cache.js";
 import { loadPolicyText } from "../../adapters/config/policy-file.js";
 import { CachingCertificateParser } from "../../adapters/x509/certificate-parser.js";
@@ -25,36 +26,25 @@ const DB = spiffe("db");
 const ALICE = "alice@example.com";
 const NOW = Date.now();
 
-const POLICY = `
-version: "agents-1"
-trustDomains: [example.org]
-requireOnBehalfOf: true
-agents:
-  orchestrator: ${ORCH}
-  research: ${RESEARCH}
-  db: ${DB}
-hops:
-  - from: orchestrator
-    to: research
-  - from: research
-    to: db
-    mcp:
-      methods: ["tools/call", "tools/list", "resources/read"]
-      tools: ["search_*"]
-      resources: ["file:///docs/*"]
-  - from: orchestrator
-    to: db
-    mcp: {methods: ["tools/list"]}
-requireVia:
-  - to: db
-    via: [research]
-`;
+/** orchestrator → research → db for anyone; MCP rules on research → db and on a narrow orchestrator → db that requireVia stops. */
+const POLICY: PolicySpec = {
+  version: "agents-1",
+  requireOnBehalfOf: true,
+  agents: ["orchestrator", "research", "db"],
+  hops: [
+    { from: "orchestrator", to: "research" },
+    { from: "research", to: "db", mcp: { methods: ["tools/call", "tools/list", "resources/read"], tools: ["search_*"], resources: ["file:///docs/*"] } },
+    { from: "orchestrator", to: "db", mcp: { methods: ["tools/list"] } },
+  ],
+  requireVia: [DB_VIA_RESEARCH],
+};
+const HOPS = POLICY.hops!;
 
 /** The same hops without any mcp: (the orchestrator → db rule, which has nothing else, goes with it). */
-const WITHOUT_MCP = POLICY.replace(/ {4}mcp:[\s\S]*?requireVia:/, "requireVia:");
+const WITHOUT_MCP: PolicySpec = { ...POLICY, hops: [HOPS[0]!, { from: "research", to: "db" }] };
 
-function policyFrom(text: string): CompiledPolicy {
-  const loaded = loadPolicyText(text, "policy.yaml");
+function policyFrom(spec: PolicySpec): CompiledPolicy {
+  const loaded = loadPolicyText(policyYaml(spec), "policy.yaml");
   if (!loaded.ok) throw new Error(loaded.errors.join("\n"));
   return loaded.policy;
 }
@@ -230,20 +220,20 @@ describe("SPEC 8: requireCertificate refuses a principal binding with missing_pe
   const principalOnly = (headers: Record<string, string> = {}) => request(TOOLS_CALL("search_docs"), { peerCertificate: "", peerPrincipal: RESEARCH }, headers);
 
   it("at the top level, for every caller, before the principal is even read", async () => {
-    const policy = policyFrom(`${POLICY}requireCertificate: true\n`);
+    const policy = policyFrom({ ...POLICY, requireCertificate: true });
     expect(await reasonOf(principalOnly(), pipeline({ policy }))).toBe("missing_peer_certificate");
     expect(await reasonOf(request(TOOLS_CALL("search_docs"), { peerCertificate: "", peerPrincipal: "not a spiffe id" }), pipeline({ policy }))).toBe("missing_peer_certificate");
     expect(await reasonOf(request(TOOLS_CALL("search_docs")), pipeline({ policy }))).toBe("allowed");
   });
 
   it("at the top level, letting a trusted XFCC through: it is a certificate binding", async () => {
-    const policy = policyFrom(`${POLICY}requireCertificate: true\n`);
+    const policy = policyFrom({ ...POLICY, requireCertificate: true });
     const xfcc = request(TOOLS_CALL("search_docs"), { peerCertificate: "", peerPrincipal: spiffe("sidecar") }, { "x-forwarded-client-cert": `URI=${RESEARCH}` });
     expect(await reasonOf(xfcc, pipeline({ policy, trustForwardedClientCert: true }))).toBe("allowed");
   });
 
   it("on a hop rule, for the call that rule admits as the last hop only", async () => {
-    const policy = policyFrom(POLICY.replace("  - from: research\n    to: db\n", "  - from: research\n    to: db\n    requireCertificate: true\n"));
+    const policy = policyFrom({ ...POLICY, hops: editHop(HOPS, 1, { requireCertificate: true }) });
     const denied = await pipeline({ policy }).decide(principalOnly());
     expect(denied).toMatchObject({ allowed: false, reason: "missing_peer_certificate", callerBinding: "principal" });
     expect(denied.message).toContain("hops[1]");
@@ -254,15 +244,16 @@ describe("SPEC 8: requireCertificate refuses a principal binding with missing_pe
   });
 
   it("on a hop rule, judged after the hop is admitted: a refused hop stays hop_not_allowed", async () => {
-    const policy = policyFrom(POLICY.replace("  - from: research\n    to: db\n", "  - from: research\n    to: db\n    requireCertificate: true\n"));
+    const policy = policyFrom({ ...POLICY, hops: editHop(HOPS, 1, { requireCertificate: true }) });
     expect(await reasonOf(principalOnly({}), pipeline({ policy }))).toBe("missing_peer_certificate");
     expect(await reasonOf(request(TOOLS_CALL("delete_index"), { peerCertificate: "", peerPrincipal: RESEARCH }), pipeline({ policy }))).toBe("hop_not_allowed");
   });
 });
 
 describe("SPEC 8: the Transaction Token, after the delegation token", () => {
-  const TXN = `txnTokens:\n  issuer: https://tts.example.org\n  jwks: tts.json\n`;
-  const withTxn = (extra = "") => policyFrom(`${POLICY}${TXN}${extra}`);
+  const TXN = { issuer: "https://tts.example.org", jwks: "tts.json" };
+  const DELEGATION = { issuer: "https://sts.example.org", jwks: "jwks.json" };
+  const withTxn = (required?: boolean) => policyFrom({ ...POLICY, txnTokens: { ...TXN, required } });
   const call = (token: string | undefined, more: Record<string, string> = {}) => request(TOOLS_CALL("search_docs"), {}, { ...(token !== undefined && { "txn-token": token }), ...more });
 
   it("allows a request without one when the policy does not require it", async () => {
@@ -277,8 +268,8 @@ describe("SPEC 8: the Transaction Token, after the delegation token", () => {
   });
 
   it.each([
-    ["a missing token when txnTokens.required", () => ({ policy: withTxn("  required: true\n"), token: undefined }), "token_missing"],
-    ["an empty header when required", () => ({ policy: withTxn("  required: true\n"), token: "" }), "token_missing"],
+    ["a missing token when txnTokens.required", () => ({ policy: withTxn(true), token: undefined }), "token_missing"],
+    ["an empty header when required", () => ({ policy: withTxn(true), token: "" }), "token_missing"],
     ["a token the verifier finds invalid", () => ({ policy: withTxn(), token: "token_invalid" }), "token_invalid"],
     ["an expired token", () => ({ policy: withTxn(), token: "token_expired" }), "token_expired"],
     ["a token whose sub is not the on-behalf-of", () => ({ policy: withTxn(), token: "ok-sub:bob@example.com" }), "token_chain_mismatch"],
@@ -309,7 +300,7 @@ describe("SPEC 8: the Transaction Token, after the delegation token", () => {
   it("comes after the delegation token: a bad delegation token's reason wins over a bad Txn-Token's", async () => {
     const log: string[] = [];
     const txn = new ScriptedTxnVerifier();
-    const policy = policyFrom(`${POLICY}${TXN}tokens:\n  issuer: https://sts.example.org\n  jwks: jwks.json\n`);
+    const policy = policyFrom({ ...POLICY, txnTokens: TXN, tokens: DELEGATION });
     const p = pipeline({ policy, txnTokens: txn, tokens: new OrderedTokenVerifier(log) });
     expect(await reasonOf(call("token_expired", { "x-agent-delegation-token": "bad" }), p)).toBe("token_invalid");
     expect(await reasonOf(call("token_expired", { "x-agent-delegation-token": "ok" }), p)).toBe("token_expired");
@@ -333,7 +324,7 @@ describe("SPEC 8: the Transaction Token, after the delegation token", () => {
       expect(await p.decide(request(TOOLS_CALL("delete_index"), {}, { "txn-token": token }))).toMatchObject({ reason: "hop_not_allowed", txn: undefined });
     }
     expect(await p.decide(request(TOOLS_CALL("search_docs"), {}, { "x-agent-subject": DB, "txn-token": "ok" }))).toMatchObject({ reason: "subject_mismatch", txn: "txn-ok" });
-    const withDelegation = pipeline({ policy: policyFrom(`${POLICY}${TXN}tokens:\n  issuer: https://sts.example.org\n  jwks: jwks.json\n`), txnTokens: verifier, tokens: new OrderedTokenVerifier([]) });
+    const withDelegation = pipeline({ policy: policyFrom({ ...POLICY, txnTokens: TXN, tokens: DELEGATION }), txnTokens: verifier, tokens: new OrderedTokenVerifier([]) });
     expect(await withDelegation.decide(call("ok", { "x-agent-delegation-token": "bad" }))).toMatchObject({ reason: "token_invalid", txn: "txn-ok" });
   });
 
@@ -347,7 +338,7 @@ describe("SPEC 8: the Transaction Token, after the delegation token", () => {
 
   it("reads the configured header name, and asks the decoder for it", async () => {
     const headerNames = { subject: "x-agent-subject", onBehalfOf: "x-agent-on-behalf-of", chain: "x-agent-delegation-chain", token: "x-agent-delegation-token", txnToken: "x-txn" };
-    const p = pipeline({ policy: withTxn("  required: true\n"), txnTokens: new ScriptedTxnVerifier(), headerNames });
+    const p = pipeline({ policy: withTxn(true), txnTokens: new ScriptedTxnVerifier(), headerNames });
     expect(p.headersRead.has("x-txn")).toBe(true);
     expect(await reasonOf(call(undefined, { "x-txn": "ok" }), p)).toBe("allowed");
     expect(await reasonOf(call("ok"), p)).toBe("token_missing");

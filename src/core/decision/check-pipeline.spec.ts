@@ -7,6 +7,7 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createTestPki, spiffe, type TestPki } from "../../../test/support/pki.js";
+import { DB_VIA_RESEARCH, editHop, EXAMPLE_COM_PEOPLE, HOP, policyYaml, type PolicySpec, type TokensSpec } from "../../../test/support/policies.js";
 import { LruHopDecisionCache } from "../../adapters/cache/hop-decision-cache.js";
 import { loadPolicyText } from "../../adapters/config/policy-file.js";
 import { CachingCertificateParser } from "../../adapters/x509/certificate-parser.js";
@@ -27,56 +28,31 @@ const WORKER = spiffe("worker");
 const RETIRED = spiffe("retired");
 const ALICE = "alice@example.com";
 
-const POLICY = `
-version: "2026-11-01.3"
-trustDomains: [example.org]
-maxChainLength: 4
-requireOnBehalfOf: true
-onBehalfOf: ["*@example.com"]
-agents:
-  orchestrator: ${ORCH}
-  research: ${RESEARCH}
-  db: ${DB}
-  planner: ${PLANNER}
-  worker: ${WORKER}
-hops:
-  - from: orchestrator
-    to: research
-    onBehalfOf: ["*@example.com"]
-  - from: research
-    to: db
-    methods: [GET, POST]
-    paths: ["/query", "/schema/*"]
-    scopes: ["db:read"]
-  - from: orchestrator
-    to: planner
-  - from: planner
-    to: db
-    methods: [GET]
-    paths: ["/query"]
-  - from: planner
-    to: research
-  - from: orchestrator
-    to: worker
-    onBehalfOf: ["alice@example.com"]
-requireVia:
-  - to: db
-    via: [research]
-  - to: db
-    via: [orchestrator]
-revoked:
-  identities: [${RETIRED}]
-  serials: []
-`;
+/** The test workflow (test/support/policies.ts) with scopes on research → db, planner's own hops, orchestrator → worker for alice only, and db reached via research and orchestrator. */
+const POLICY: PolicySpec = {
+  version: "2026-11-01.3",
+  maxChainLength: 4,
+  ...EXAMPLE_COM_PEOPLE,
+  agents: ["orchestrator", "research", "db", "planner", "worker"],
+  hops: [
+    HOP.orchestratorToResearch,
+    { ...HOP.researchToDb, scopes: ["db:read"] },
+    HOP.orchestratorToPlanner,
+    { from: "planner", to: "db", methods: ["GET"], paths: ["/query"] },
+    { from: "planner", to: "research" },
+    { from: "orchestrator", to: "worker", onBehalfOf: [ALICE] },
+  ],
+  requireVia: [DB_VIA_RESEARCH, { to: "db", via: ["orchestrator"] }],
+  revoked: { identities: [RETIRED], serials: [] },
+};
+const HOPS = POLICY.hops!;
+/** The index of research → db in HOPS. */
+const RESEARCH_TO_DB = 1;
 
-const TOKENS = `
-tokens:
-  issuer: https://sts.example.org
-  jwks: jwks.json
-`;
+const TOKENS: TokensSpec = { issuer: "https://sts.example.org", jwks: "jwks.json" };
 
-function policyFrom(text: string): CompiledPolicy {
-  const loaded = loadPolicyText(text, "policy.yaml");
+function policyFrom(spec: PolicySpec): CompiledPolicy {
+  const loaded = loadPolicyText(policyYaml(spec), "policy.yaml");
   if (!loaded.ok) throw new Error(loaded.errors.join("\n"));
   return loaded.policy;
 }
@@ -316,7 +292,7 @@ describe("check 2: identity revoked", () => {
 
   it("denies a certificate whose serial is revoked, whatever the spelling of the serial", async () => {
     const serial = pki.agents.research.serialHex.toLowerCase().replace(/(..)(?=.)/g, "$1:");
-    const policy = policyFrom(POLICY.replace("serials: []", `serials: ["00:${serial}"]`));
+    const policy = policyFrom({ ...POLICY, revoked: { ...POLICY.revoked, serials: [`00:${serial}`] } });
     expect(await reasonOf(request(), pipeline({ policy }))).toBe("revoked_identity");
   });
 
@@ -365,13 +341,13 @@ describe("check 4: on-behalf-of present when required and within the policy's pa
   });
 
   it("allows a request without on-behalf-of when the policy does not require it", async () => {
-    const policy = policyFrom(POLICY.replace("requireOnBehalfOf: true", "requireOnBehalfOf: false"));
+    const policy = policyFrom({ ...POLICY, requireOnBehalfOf: false });
     const decision = await decide(requestFrom("orchestrator", undefined, "planner", {}, { "x-agent-on-behalf-of": undefined }), pipeline({ policy }));
     expect(decision).toMatchObject({ allowed: true, onBehalfOf: undefined });
   });
 
   it("still denies a hop whose rule names people when on-behalf-of is absent", async () => {
-    const policy = policyFrom(POLICY.replace("requireOnBehalfOf: true", "requireOnBehalfOf: false"));
+    const policy = policyFrom({ ...POLICY, requireOnBehalfOf: false });
     expect(await reasonOf(request({}, { "x-agent-on-behalf-of": undefined }), pipeline({ policy }))).toBe("hop_not_allowed");
   });
 });
@@ -509,7 +485,7 @@ describe("check 7: per-hop policy over chain + [callee]", () => {
 
   it("applies method and path rules to the last hop only", async () => {
     // research → db admits only GET/POST on two paths, but as an earlier hop it is judged without them.
-    const policy = policyFrom(POLICY.replace("hops:\n", "hops:\n  - from: db\n    to: worker\n"));
+    const policy = policyFrom({ ...POLICY, hops: [{ from: "db", to: "worker" }, ...HOPS] });
     const input = requestFrom("db", [ORCH, RESEARCH, DB], "worker", { method: "DELETE", path: "/admin" });
     expect(await reasonOf(input, pipeline({ policy }))).toBe("allowed");
   });
@@ -536,7 +512,7 @@ describe("check 8: requireVia", () => {
 });
 
 describe("check 9: the delegation token", () => {
-  const withTokens = (extra = "") => policyFrom(POLICY + TOKENS + extra);
+  const withTokens = (tokens: Partial<TokensSpec> = {}) => policyFrom({ ...POLICY, tokens: { ...TOKENS, ...tokens } });
   const withToken = (token: string | undefined, more: Partial<CheckInput> = {}) => request(more, { "x-agent-delegation-token": token });
 
   it("allows a request without a token when the policy does not require one", async () => {
@@ -544,15 +520,15 @@ describe("check 9: the delegation token", () => {
   });
 
   it("denies a missing token when the policy requires one for every hop", async () => {
-    expect(await reasonOf(withToken(undefined), pipeline({ policy: withTokens("  required: true\n"), tokens: new ScriptedTokenVerifier() }))).toBe("token_missing");
+    expect(await reasonOf(withToken(undefined), pipeline({ policy: withTokens({ required: true }), tokens: new ScriptedTokenVerifier() }))).toBe("token_missing");
   });
 
   it("treats an empty token header as missing", async () => {
-    expect(await reasonOf(withToken(""), pipeline({ policy: withTokens("  required: true\n"), tokens: new ScriptedTokenVerifier() }))).toBe("token_missing");
+    expect(await reasonOf(withToken(""), pipeline({ policy: withTokens({ required: true }), tokens: new ScriptedTokenVerifier() }))).toBe("token_missing");
   });
 
   it("denies a missing token when a rule on the chain requires one", async () => {
-    const policy = policyFrom(POLICY.replace('    onBehalfOf: ["*@example.com"]\n  - from: research', '    onBehalfOf: ["*@example.com"]\n    requireToken: true\n  - from: research'));
+    const policy = policyFrom({ ...POLICY, hops: editHop(HOPS, 0, { requireToken: true }) });
     expect(await reasonOf(withToken(undefined), pipeline({ policy }))).toBe("token_missing");
   });
 
@@ -604,7 +580,7 @@ describe("check 9: the delegation token", () => {
 });
 
 describe("SPEC 1: untrusted values are bounded and security headers single", () => {
-  const tokens = () => policyFrom(POLICY + TOKENS);
+  const tokens = () => policyFrom({ ...POLICY, tokens: TOKENS });
   const repeated = (header: string, value: string) => ({ ...request({}, { [header]: value }), repeatedHeaders: new Set([header]) });
 
   it.each([
@@ -657,7 +633,7 @@ describe("SPEC 1: untrusted values are bounded and security headers single", () 
   });
 
   it("refuses a path over 8 KiB as hop_not_allowed even where no rule restricts paths, but not a long query string", async () => {
-    const open = policyFrom(POLICY.replace('    methods: [GET, POST]\n    paths: ["/query", "/schema/*"]\n', ""));
+    const open = policyFrom({ ...POLICY, hops: editHop(HOPS, RESEARCH_TO_DB, { methods: undefined, paths: undefined }) });
     const p = pipeline({ policy: open });
     expect(await reasonOf(request({ path: `/${"a".repeat(8 * 1024 - 1)}` }), p)).toBe("allowed");
     expect(await reasonOf(request({ path: `/${"a".repeat(8 * 1024)}` }), p)).toBe("hop_not_allowed");
@@ -747,8 +723,7 @@ describe("check order: the first failing check's reason wins", () => {
   const txnTokens: TxnTokenVerifier = {
     verify: (r) => Promise.resolve({ ok: true, txn: "txn-1", sub: r.token.slice(4), issuer: r.policy.issuer, audience: "example.org", tokenSha256: "h" }),
   };
-  const TXN_TOKENS = "txnTokens:\n  issuer: https://sts.example.org\n  jwks: jwks.json\n  required: true\n";
-  const orderPipeline = () => pipeline({ policy: policyFrom(`${POLICY}${TXN_TOKENS}${TOKENS}  required: true\n`), tokens: new ScriptedTokenVerifier(), txnTokens });
+  const orderPipeline = () => pipeline({ policy: policyFrom({ ...POLICY, txnTokens: { ...TOKENS, required: true }, tokens: { ...TOKENS, required: true } }), tokens: new ScriptedTokenVerifier(), txnTokens });
   const base = () => request({}, { "x-agent-delegation-token": "ok", "txn-token": `sub:${ALICE}` });
 
   it("allows the request with no fault", async () => {
@@ -789,7 +764,7 @@ describe("the hop cache", () => {
     const source = new SwappablePolicySource(policyFrom(POLICY));
     const p = pipeline({ hopCache, policies: source });
     expect(await reasonOf(request(), p)).toBe("allowed");
-    source.policy = policyFrom(POLICY.replace('version: "2026-11-01.3"', 'version: "2026-11-01.4"').replace("methods: [GET, POST]", "methods: [POST]"));
+    source.policy = policyFrom({ ...POLICY, version: "2026-11-01.4", hops: editHop(HOPS, RESEARCH_TO_DB, { methods: ["POST"] }) });
     expect(await reasonOf(request(), p)).toBe("hop_not_allowed");
     source.policy = policyFrom(POLICY);
     expect(await reasonOf(request(), p)).toBe("allowed");
@@ -800,7 +775,7 @@ describe("the hop cache", () => {
     const source = new SwappablePolicySource(policyFrom(POLICY));
     const p = pipeline({ hopCache, policies: source });
     expect(await reasonOf(request(), p)).toBe("allowed");
-    source.policy = policyFrom(POLICY.replace('paths: ["/query", "/schema/*"]', 'paths: ["/schema/*"]'));
+    source.policy = policyFrom({ ...POLICY, hops: editHop(HOPS, RESEARCH_TO_DB, { paths: ["/schema/*"] }) });
     const decision = await decide(request(), p);
     expect(decision).toMatchObject({ allowed: false, reason: "hop_not_allowed", policyVersion: "2026-11-01.3" });
     expect(decision.hops.map((h) => h.cached)).toEqual([false, false]);
@@ -808,7 +783,7 @@ describe("the hop cache", () => {
 
   it("never lets a hop cached as an earlier hop admit a last hop whose method or path its rule refuses", async () => {
     const hopCache = new LruHopDecisionCache();
-    const policy = policyFrom(POLICY.replace("hops:\n", "hops:\n  - from: db\n    to: worker\n"));
+    const policy = policyFrom({ ...POLICY, hops: [{ from: "db", to: "worker" }, ...HOPS] });
     const p = pipeline({ hopCache, policy });
     // research → db as an earlier hop: admitted without method and path, and cached.
     const throughDb = requestFrom("db", [RESEARCH, DB], "worker", { method: "DELETE", path: "/admin" });
@@ -861,15 +836,8 @@ describe("the hop cache", () => {
 describe("malformed input never yields an allow (property)", () => {
   // A policy under which any chain of example.org agents may reach the db,
   // so that only the input under test can make the difference.
-  const OPEN = `
-version: "open"
-trustDomains: [example.org]
-maxChainLength: 6
-requireOnBehalfOf: false
-hops:
-  - from: "spiffe://example.org/agent/*"
-    to: "spiffe://example.org/agent/*"
-`;
+  /** Any example.org agent may call any other, for anyone: only the checks before the hop rules can deny. */
+  const OPEN: PolicySpec = { version: "open", maxChainLength: 6, requireOnBehalfOf: false, hops: [{ from: "spiffe://example.org/agent/*", to: "spiffe://example.org/agent/*" }] };
   const open = () => pipeline({ policy: policyFrom(OPEN) });
   const validEntry = /^spiffe:\/\/example\.org\/agent\/[A-Za-z0-9._-]+$/;
 

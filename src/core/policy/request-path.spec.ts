@@ -64,6 +64,11 @@ describe("a path an upstream may resolve differently matches no path rule", () =
     ["/reports/\u007f", "holds a control or non-ASCII character"],
     ["/reports/caf\u00e9", "holds a control or non-ASCII character"],
     ["/reports/\u2215admin", "holds a control or non-ASCII character"],
+    ["/reports/%00", "holds an encoded control or non-ASCII byte"],
+    ["/reports/a%0ab", "holds an encoded control or non-ASCII byte"],
+    ["/reports/%7F", "holds an encoded control or non-ASCII byte"],
+    ["/reports/%ff", "holds an encoded control or non-ASCII byte"],
+    ["/reports/%c0%ae%c0%ae/admin", "holds an encoded control or non-ASCII byte"],
   ])("refuses %j (finding 6)", (path, problem) => {
     expect(toRulePath(path)).toEqual({ ok: false, problem });
   });
@@ -102,6 +107,7 @@ describe("reading untrusted request targets (property)", () => {
           !path.includes(";") &&
           !/%25/.test(path) &&
           !/[^\x20-\x7e]/.test(path) &&
+          !/%(?:[01][0-9a-f]|7f|[89a-f][0-9a-f])/i.test(path) &&
           !segments.includes(".") &&
           !segments.includes("..")
         );

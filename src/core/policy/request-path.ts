@@ -4,7 +4,8 @@
 // backslashes (%2F, %5C), a raw backslash, ";" (path parameters, as in
 // "/..;/", which some servers strip before resolving), "%25" (double
 // encoding: "%252e" becomes "%2e" one decode later), and control or non-ASCII
-// bytes. A refused path matches no path rule. One pass, linear in the path.
+// bytes, raw or percent-encoded. A refused path matches no path rule. One
+// pass, linear in the path.
 // The same safeguards guard the resource URIs of MCP rules (resourceUriProblem).
 
 import { exceedsUtf8Bytes } from "../input/untrusted-bounds.js";
@@ -89,6 +90,8 @@ function unsafePathProblem(path: string): string | undefined {
       const byte = escapedByte(path, i);
       if (byte === 0x2f || byte === 0x5c) return "holds an encoded slash or backslash";
       if (byte === PERCENT) return 'holds "%25" (double percent-encoding)';
+      // Decoded, these are control or non-ASCII bytes; over-long UTF-8 ("%c0%ae" for ".") starts with one too.
+      if (byte !== -1 && (byte < 0x20 || byte >= 0x7f)) return "holds an encoded control or non-ASCII byte";
     }
   }
   return undefined;

@@ -1,0 +1,180 @@
+// The audit record of a decision written straight as its JSON text, off the
+// Check path (the writer's drain calls it): byte for byte what
+// `JSON.stringify(buildAuditRecord(decision, context))` gives, without building
+// the record object, its hop objects or its lists first. Lists that need no
+// bounding (the usual case) are written directly; anything longer goes
+// through the same bounding helpers as buildAuditRecord, so a large request
+// still makes a bounded record (SPEC 6). A property test holds the two equal.
+//
+// Also the cheap size estimate the Check path makes when it queues a
+// decision, before the record exists.
+
+import { reasonOf, type Decision } from "../../core/decision/decision.js";
+import type { DecisionContext } from "../../core/ports.js";
+import { boundText, boundTextList, DEFAULT_TEXT_LIMIT_BYTES } from "../text/bounded-text.js";
+import { AUDIT_CHAIN_BOUNDS, AUDIT_HOPS_BOUNDS, boundHops, type AuditHop } from "./audit-record.js";
+
+/** A UTF-16 code unit never takes more than 3 UTF-8 bytes: a string whose length × 3 fits a bound fits it in bytes. */
+const MAX_UTF8_PER_UNIT = 3;
+const ITEM_FAST_UNITS = Math.floor(DEFAULT_TEXT_LIMIT_BYTES / MAX_UTF8_PER_UNIT);
+
+/** The JSON line payload of one decision (no `type`, `seq` or `prev`: the writer chains it). */
+export function auditRecordJson(decision: Decision, context: DecisionContext): string {
+  const reason = reasonOf(decision);
+  return (
+    `{"decision_id":${JSON.stringify(decision.decisionId)}` +
+    `,"time":"${isoTime(decision.decidedAtMs)}"` +
+    `,"decision":${decision.allowed ? '"allow"' : '"deny"'}` +
+    `,"reason":${JSON.stringify(reason)}` +
+    `,"message":${text(decision.message)}` +
+    `,"policy_version":${JSON.stringify(decision.policyVersion)}` +
+    `,"caller":${nullableText(decision.caller)}` +
+    `,"callee":${nullableText(decision.callee)}` +
+    `,"on_behalf_of":${nullableText(decision.onBehalfOf)}` +
+    `,"chain":${chainJson(decision.chain)}` +
+    `,"chain_depth":${decision.chain.length}` +
+    `,"hops":${hopsJson(decision)}` +
+    `,"tls_client_hash_sha256":${decision.peerCertificateSha256 === undefined ? "null" : JSON.stringify(decision.peerCertificateSha256)}` +
+    `,"method":${text(decision.method)}` +
+    `,"path":${text(decision.path)}` +
+    `,"trace_id":${nullableText(context.traceId)}` +
+    `,"span_id":${nullableText(context.spanId)}` +
+    `,"latency_ms":${latencyJson(context.latencyMs)}` +
+    `,"token_id":${nullableText(decision.tokenId)}` +
+    `,"caller_binding":${decision.callerBinding === undefined ? "null" : `"${decision.callerBinding}"`}` +
+    `,"mcp_method":${nullableText(decision.mcp?.method)}` +
+    `,"mcp_tool":${nullableText(decision.mcp?.tool)}` +
+    `,"mcp_resource":${nullableText(decision.mcp?.resource)}` +
+    `,"txn":${nullableText(decision.txn)}}`
+  );
+}
+
+/** A record whose strings are all empty: keys, punctuation, the id, the time, a long reason and the numbers; caller_binding null. */
+const RECORD_FIXED_BYTES = 376 + 79;
+/** `{"from":"","to":"","rule":"","result":"allow"},` */
+const HOP_FIXED_BYTES = 47;
+/** Quotes and comma of a list item. */
+const ITEM_FIXED_BYTES = 3;
+/** A truncation marker, at most: `…[truncated: <10 digits> bytes, sha256=<64 hex>]`. */
+const MARKER_BYTES = 110;
+
+/**
+ * What a decision's record will take, estimated on the Check path with a few
+ * additions (no encoding, no copy): the fixed part of a record plus the
+ * length of every string, each counted up to what the record keeps of it.
+ * Exact within a few bytes for ASCII without escapes (the usual record);
+ * the writer replaces it with the exact size when it formats the record, on
+ * the next turn of the event loop.
+ */
+export function estimateAuditRecordBytes(decision: Decision, context: DecisionContext): number {
+  let bytes =
+    RECORD_FIXED_BYTES +
+    kept(decision.message) +
+    decision.policyVersion.length +
+    keptOrNull(decision.caller) +
+    keptOrNull(decision.callee) +
+    keptOrNull(decision.onBehalfOf) +
+    kept(decision.method) +
+    kept(decision.path) +
+    keptOrNull(decision.tokenId) +
+    keptOrNull(decision.peerCertificateSha256) +
+    keptOrNull(context.traceId) +
+    keptOrNull(context.spanId) +
+    keptOrNull(decision.mcp?.method) +
+    keptOrNull(decision.mcp?.tool) +
+    keptOrNull(decision.mcp?.resource) +
+    keptOrNull(decision.txn) +
+    // "certificate" in place of null
+    (decision.callerBinding === undefined ? 0 : decision.callerBinding.length - 2);
+  const chain = decision.chain;
+  let chainBytes = 0;
+  for (let i = 0; i < chain.length && i < AUDIT_CHAIN_BOUNDS.maxItems; i++) chainBytes += ITEM_FIXED_BYTES + kept(chain[i]!);
+  bytes += Math.min(chainBytes, AUDIT_CHAIN_BOUNDS.maxBytes + AUDIT_CHAIN_BOUNDS.maxItems * ITEM_FIXED_BYTES + MARKER_BYTES);
+  const hops = decision.hops;
+  let hopBytes = 0;
+  for (let i = 0; i < hops.length && i < AUDIT_HOPS_BOUNDS.maxItems; i++) {
+    const hop = hops[i]!;
+    hopBytes += HOP_FIXED_BYTES + kept(hop.from) + kept(hop.to) + kept(hop.rule);
+  }
+  return bytes + Math.min(hopBytes, AUDIT_HOPS_BOUNDS.maxBytes + AUDIT_HOPS_BOUNDS.maxItems * HOP_FIXED_BYTES + MARKER_BYTES);
+}
+
+/** A string's part of the record beyond its quotes. */
+function kept(value: string): number {
+  return value.length <= DEFAULT_TEXT_LIMIT_BYTES ? value.length : DEFAULT_TEXT_LIMIT_BYTES + MARKER_BYTES;
+}
+
+/** null takes two bytes more than "". */
+function keptOrNull(value: string | undefined): number {
+  return value === undefined ? 2 : kept(value);
+}
+
+function text(value: string): string {
+  return JSON.stringify(value.length <= ITEM_FAST_UNITS ? value : boundText(value));
+}
+
+function nullableText(value: string | undefined): string {
+  return value === undefined ? "null" : text(value);
+}
+
+function chainJson(chain: readonly string[]): string {
+  if (chain.length === 0) return "[]";
+  if (!listFits(chain, AUDIT_CHAIN_BOUNDS.maxItems, AUDIT_CHAIN_BOUNDS.maxBytes)) return JSON.stringify(boundTextList(chain, AUDIT_CHAIN_BOUNDS));
+  let out = `[${JSON.stringify(chain[0])}`;
+  for (let i = 1; i < chain.length; i++) out += `,${JSON.stringify(chain[i])}`;
+  return `${out}]`;
+}
+
+/** True when no item and not the list needs bounding: boundTextList would return the list as it is. */
+function listFits(items: readonly string[], maxItems: number, maxBytes: number): boolean {
+  if (items.length > maxItems) return false;
+  let units = 0;
+  for (const item of items) {
+    if (item.length > ITEM_FAST_UNITS) return false;
+    units += item.length;
+  }
+  return units * MAX_UTF8_PER_UNIT <= maxBytes;
+}
+
+function hopsJson(decision: Decision): string {
+  const hops = decision.hops;
+  if (hops.length === 0) return "[]";
+  let fits = hops.length <= AUDIT_HOPS_BOUNDS.maxItems;
+  let units = 0;
+  for (let i = 0; fits && i < hops.length; i++) {
+    const hop = hops[i]!;
+    if (hop.from.length > ITEM_FAST_UNITS || hop.to.length > ITEM_FAST_UNITS || hop.rule.length > ITEM_FAST_UNITS) fits = false;
+    units += hop.from.length + hop.to.length + hop.rule.length;
+  }
+  if (!fits || units * MAX_UTF8_PER_UNIT > AUDIT_HOPS_BOUNDS.maxBytes) return JSON.stringify(boundHops(hops));
+  let out = "[";
+  for (let i = 0; i < hops.length; i++) out += (i === 0 ? "" : ",") + hopJson(hops[i]!);
+  return `${out}]`;
+}
+
+function hopJson(hop: AuditHop): string {
+  return `{"from":${JSON.stringify(hop.from)},"to":${JSON.stringify(hop.to)},"rule":${JSON.stringify(hop.rule)},"result":${hop.result === "allow" ? '"allow"' : '"deny"'}}`;
+}
+
+function latencyJson(latencyMs: number): string {
+  const rounded = Math.round(latencyMs * 1000) / 1000;
+  // JSON.stringify writes a finite number as String does, and anything else as null.
+  return Number.isFinite(rounded) ? String(rounded) : "null";
+}
+
+/** toISOString, with the part up to the second reused: decisions come many to a second. */
+let cachedSecond = Number.NaN;
+let cachedPrefix = "";
+
+function isoTime(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== cachedSecond) {
+    // Throws a RangeError for an invalid time, as buildAuditRecord does.
+    const iso = new Date(second * 1000).toISOString();
+    cachedPrefix = iso.slice(0, -4);
+    cachedSecond = second;
+  }
+  const millis = ms - second * 1000;
+  if (!Number.isInteger(millis)) return new Date(ms).toISOString();
+  return `${cachedPrefix}${millis < 10 ? "00" : millis < 100 ? "0" : ""}${millis}Z`;
+}
