@@ -1,16 +1,15 @@
-// SPEC 7, the admin Reload of the built CLI answers for the policy file as it
-// is when Reload is called, also when a reload is already under way. The
-// read under way may have begun before the caller's change: its outcome
-// names the file as it was. Found by the reload-under-load suite (an admin
-// Reload answered {"ok":true} with the version of the file before the one
-// just renamed into place).
+// SPEC 3 and 7, reloads that overlap, on the built CLI: what a reload
+// answers and installs is the policy file as it is when the reload is asked
+// for, also when another read of it is under way. Found by the
+// reload-under-load suite (an admin Reload answered {"ok":true} with the
+// version of the file before the one just renamed into place).
 //
-// The race is made deterministic with a policy whose CRL is a named pipe:
-// the reload that the directory watch starts for that file stays blocked on
-// the pipe until the test writes the CRL into it.
+// The overlap is made deterministic with a policy whose CRL is a named pipe:
+// the read of that policy stays blocked on the pipe until the test lets it
+// go; every later read of the pipe is served at once.
 
 import { spawnSync } from "node:child_process";
-import { constants, openSync, writeSync, closeSync } from "node:fs";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,10 +19,12 @@ import { createCertificateAuthority } from "./support/pki.js";
 import { testPolicyYaml } from "./support/policies.js";
 
 let dir: string;
+let crl: string;
 
 beforeAll(async () => {
   requireBuiltCli();
   dir = await mkdtemp(join(tmpdir(), "hopwarden-reload-answer-"));
+  crl = await (await createCertificateAuthority()).crl([]);
 });
 
 afterAll(async () => {
@@ -43,41 +44,92 @@ async function putPolicy(file: string, yaml: string): Promise<void> {
   await rename(next, file);
 }
 
-/** The pipe's write end once a reader holds it open (O_NONBLOCK: ENXIO while nobody reads); undefined until then. */
-function writerOnceRead(pipe: string): number | undefined {
-  try {
-    return openSync(pipe, constants.O_WRONLY | constants.O_NONBLOCK);
-  } catch {
-    return undefined;
-  }
+/** The policy of `version` with the pipe as its CRL. */
+const withPipedCrl = (version: string) => testPolicyYaml({ version }).replace("revoked:\n", "revoked:\n  crl: slow.crl\n");
+
+/** A named pipe whose first reader waits for release(); every reader after it gets the CRL at once. */
+interface HeldPipe {
+  /** Resolves once a reader holds the pipe open (the first read is under way). */
+  readonly opened: Promise<boolean>;
+  release(): void;
+  close(): void;
 }
 
-describe("admin Reload during a reload under way", () => {
-  it("answers with the version of the file as it was when Reload was called, not the one the earlier read found", async () => {
-    const pipe = join(dir, "slow.crl");
-    expect(spawnSync("mkfifo", [pipe]).status).toBe(0);
-    const crl = await (await createCertificateAuthority()).crl([]);
-    const policy = join(dir, "policy.yaml");
+function holdPipe(path: string, content: string): HeldPipe {
+  expect(spawnSync("mkfifo", [path]).status).toBe(0);
+  // O_NONBLOCK: opening the write end fails (ENXIO) while nobody reads.
+  const writer = () => {
+    try {
+      return openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch {
+      return undefined;
+    }
+  };
+  const serve = (fd: number) => {
+    writeSync(fd, content);
+    closeSync(fd);
+  };
+  let first: number | undefined;
+  let feeding: NodeJS.Timeout | undefined;
+  const opened = eventually(() => (first = writer()) !== undefined, 10_000, 5);
+  return {
+    opened,
+    release: () => {
+      serve(first!);
+      feeding = setInterval(() => {
+        const fd = writer();
+        if (fd !== undefined) serve(fd);
+      }, 5);
+    },
+    close: () => clearInterval(feeding),
+  };
+}
+
+describe("overlapping reloads", () => {
+  it("an admin Reload made while a read is under way answers for the file as it was when Reload was called", async () => {
+    const sub = await mkdtemp(join(dir, "answer-"));
+    const pipe = holdPipe(join(sub, "slow.crl"), crl);
+    const policy = join(sub, "policy.yaml");
     await writeFile(policy, testPolicyYaml({ version: "v1" }));
     const serve = await startServe(["--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
-    let writer: number | undefined;
     try {
-      // v2 names the pipe as its CRL: the reload the watch starts for it blocks reading the pipe.
-      await putPolicy(policy, testPolicyYaml({ version: "v2" }).replace("revoked:\n", "revoked:\n  crl: slow.crl\n"));
-      expect(await eventually(() => (writer = writerOnceRead(pipe)) !== undefined, 10_000), "the reload of v2 never opened its CRL").toBe(true);
-
+      // v2's read (started by the directory watch) blocks on its CRL.
+      await putPolicy(policy, withPipedCrl("v2"));
+      expect(await pipe.opened, "the reload of v2 never opened its CRL").toBe(true);
       // While it waits: v3 goes in place, and an operator asks for a reload.
       await putPolicy(policy, testPolicyYaml({ version: "v3" }));
       const answer = adminCall(serve.admin, "Reload");
       await new Promise((r) => setTimeout(r, 300));
-      writeSync(writer!, crl);
-      closeSync(writer!);
-      writer = undefined;
+      pipe.release();
 
       expect(await answer).toEqual({ ok: true, version: "v3" });
       expect((await adminCall(serve.admin, "GetPolicy")).version).toBe("v3");
     } finally {
-      if (writer !== undefined) closeSync(writer);
+      pipe.close();
+      await stopServe(serve);
+    }
+  });
+
+  it("a file replaced while a reload reads it is loaded afterwards, not taken for the one just loaded", async () => {
+    const sub = await mkdtemp(join(dir, "replaced-"));
+    const pipe = holdPipe(join(sub, "slow.crl"), crl);
+    const policy = join(sub, "policy.yaml");
+    await writeFile(policy, testPolicyYaml({ version: "v1" }));
+    const serve = await startServe(["--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    try {
+      // v2's read blocks on its CRL; v3 (same CRL) replaces the file before that read ends.
+      await putPolicy(policy, withPipedCrl("v2"));
+      expect(await pipe.opened, "the reload of v2 never opened its CRL").toBe(true);
+      await putPolicy(policy, withPipedCrl("v3"));
+      pipe.release();
+
+      // The watch saw v3 arrive; SIGHUP and an admin Reload ask again. v3 must be in force.
+      const v3 = await eventually(async () => (await adminCall(serve.admin, "GetPolicy")).version === "v3", 3_000);
+      serve.child.kill("SIGHUP");
+      const reload = await adminCall(serve.admin, "Reload");
+      expect({ v3InForceWithin3s: v3, reload }).toEqual({ v3InForceWithin3s: true, reload: { ok: true, version: "v3" } });
+    } finally {
+      pipe.close();
       await stopServe(serve);
     }
   });

@@ -53,15 +53,28 @@ export interface PolicyFileRead {
   readonly warnings: readonly string[];
   /** Every file the policy was read from (the policy, then any CRL and CRL issuer), absolute. */
   readonly sources: readonly string[];
+  /**
+   * The digest (as sourcesDigest computes it) of the bytes this read parsed,
+   * not of the files as they are afterwards: a file replaced while it was
+   * read must still look changed to the next poll or event.
+   */
+  readonly sourcesSha256: string;
+}
+
+function digestOf(contents: readonly Buffer[]): string {
+  const hash = createHash("sha256");
+  for (const content of contents) hash.update(content).update("\u0000");
+  return hash.digest("hex");
 }
 
 /** Reads and validates a policy file, and the CRL it names (relative to the policy's directory). */
 export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
-  const text = (await readOrFail(file, "(file)", file)).toString("utf8");
+  const bytes = await readOrFail(file, "(file)", file);
+  const text = bytes.toString("utf8");
   const result = loadPolicyText(text, file);
   if (!result.ok) throw new PolicyFileError(file, result.errors);
   const crlPath = result.document.revoked?.crl;
-  if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings, sources: [resolve(file)] };
+  if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings, sources: [resolve(file)], sourcesSha256: digestOf([bytes]) };
 
   const dir = dirname(resolve(file));
   const crlBytes = await readOrFail(resolve(dir, crlPath), "revoked.crl", file);
@@ -80,7 +93,8 @@ export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
   // The content hash covers the CRL too, so a new CRL is a new revision (and a fresh cache).
   const sha256 = createHash("sha256").update(text).update("\u0000").update(crlBytes).update("\u0000").update(issuerBytes ?? "").digest("hex");
   const sources = [resolve(file), resolve(dir, crlPath), ...(issuerPath === undefined ? [] : [resolve(dir, issuerPath)])];
-  return { policy: compilePolicy(result.document, sha256, crl.serials), warnings, sources };
+  const sourcesSha256 = digestOf([bytes, crlBytes, ...(issuerBytes === undefined ? [] : [issuerBytes])]);
+  return { policy: compilePolicy(result.document, sha256, crl.serials), warnings, sources, sourcesSha256 };
 }
 
 /**
@@ -89,13 +103,13 @@ export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
  * anything: the same bytes are the same policy (SPEC 7: not a reload).
  */
 async function sourcesDigest(sources: readonly string[]): Promise<string | undefined> {
-  const hash = createHash("sha256");
+  const contents: Buffer[] = [];
   try {
-    for (const source of sources) hash.update(await readFile(source)).update("\u0000");
+    for (const source of sources) contents.push(await readFile(source));
   } catch {
     return undefined;
   }
-  return hash.digest("hex");
+  return digestOf(contents);
 }
 
 export class PolicyStore implements PolicySource {
@@ -134,13 +148,14 @@ export class PolicyStore implements PolicySource {
   async loadInitial(): Promise<readonly string[]> {
     const read = await readPolicyFile(this.file);
     this.install(read.policy);
-    await this.remember(read.sources);
+    this.remember(read);
     return read.warnings;
   }
 
-  private async remember(sources: readonly string[]): Promise<void> {
-    this.sources = sources;
-    this.sourcesSha256 = await sourcesDigest(sources);
+  /** What the next poll or event compares with: the files read and a digest of the very bytes parsed. */
+  private remember(read: PolicyFileRead): void {
+    this.sources = read.sources;
+    this.sourcesSha256 = read.sourcesSha256;
   }
 
   /** Installs a policy that was loaded elsewhere (a worker receiving it from the primary). */
@@ -184,8 +199,9 @@ export class PolicyStore implements PolicySource {
         this.lastRefusal = "";
         return { ok: true, changed: false, version: this.policy.version, errors: [] };
       }
-      const { policy, warnings, sources } = await readPolicyFile(this.file);
-      await this.remember(sources);
+      const read = await readPolicyFile(this.file);
+      const { policy, warnings } = read;
+      this.remember(read);
       const previous = this.policy;
       const changed = previous === undefined || previous.sha256 !== policy.sha256;
       if (changed) {
