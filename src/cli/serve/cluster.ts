@@ -235,7 +235,11 @@ export async function runPrimary(settings: ServeSettings, logger: Logger): Promi
     await auditWriter?.close();
   });
   process.stdout.write(readyLine({ grpc, admin: admin?.address, policy: settings.policyFile, version: policies.current()?.version ?? "", workers: settings.workers, tls: settings.tls }));
-  await stopped;
+  const { signal, failure } = await stopped;
+  if (failure !== undefined) {
+    logger.error("stopped, but the shutdown did not complete", { signal, error: failure });
+    return 1;
+  }
   return 0;
 }
 
@@ -281,7 +285,7 @@ export async function runWorker(settings: ServeSettings, logger: Logger): Promis
     }
   });
   // A signal sent to the whole process group (Ctrl-C) reaches workers directly and drains them too.
-  void onShutdownSignal(stop).then(() => process.exit(0));
+  void onShutdownSignal(stop).then(({ failure }) => process.exit(failure === undefined ? 0 : 1));
   // Its own chain: open (its first line of the run on disk) before the first Check, and reported to the primary's roster.
   running.audit = openWorkerAuditSink(settings, logger);
   const audit = await running.audit;

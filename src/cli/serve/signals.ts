@@ -1,7 +1,13 @@
 // Process signals for serve: SIGTERM and SIGINT stop gracefully (once; a
 // second signal while draining forces exit), SIGHUP reloads the policy.
 
-export function onShutdownSignal(stop: (signal: string) => Promise<void>): Promise<string> {
+/** How a graceful stop ended: `failure` is what went wrong while draining or flushing (records may be lost). */
+export interface Stopped {
+  readonly signal: string;
+  readonly failure?: unknown;
+}
+
+export function onShutdownSignal(stop: (signal: string) => Promise<void>): Promise<Stopped> {
   return new Promise((resolve) => {
     let stopping = false;
     const handler = (signal: NodeJS.Signals) => {
@@ -10,7 +16,10 @@ export function onShutdownSignal(stop: (signal: string) => Promise<void>): Promi
         process.exit(1);
       }
       stopping = true;
-      void stop(signal).finally(() => resolve(signal));
+      stop(signal).then(
+        () => resolve({ signal }),
+        (failure: unknown) => resolve({ signal, failure }),
+      );
     };
     process.on("SIGTERM", handler);
     process.on("SIGINT", handler);

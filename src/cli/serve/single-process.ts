@@ -30,7 +30,12 @@ export async function runSingleProcess(settings: ServeSettings, logger: Logger):
   process.stdout.write(
     readyLine({ grpc: hopwarden.grpcAddress, admin: hopwarden.adminAddress, policy: settings.policyFile, version: hopwarden.policies.current()?.version ?? "", workers: 1, tls: settings.tls }),
   );
-  const signal = await stopped;
+  const { signal, failure } = await stopped;
+  if (failure !== undefined) {
+    // A stop that could not flush the audit log (or another sink) is not a clean exit.
+    logger.error("stopped, but the shutdown did not complete", { signal, error: failure });
+    return 1;
+  }
   logger.info("stopped", { signal });
   return 0;
 }
