@@ -5,7 +5,7 @@
 // (fail closed), never a throw.
 
 import type { DenialReason } from "../reasons.js";
-import { parseChainHeader } from "../chain/chain-header.js";
+import { ChainIdsMemo } from "../chain/chain-ids.js";
 import { parseSpiffeId, type SpiffeId } from "../identity/spiffe-id.js";
 import { svidIdentity, type ParsedPeerCertificate } from "../identity/peer-certificate.js";
 import { parseXfccLastElement } from "../identity/xfcc.js";
@@ -71,6 +71,7 @@ interface Facts {
 export class CheckPipeline {
   private readonly headers: HeaderNames;
   private readonly txnTokenHeader: string;
+  private readonly chains = new ChainIdsMemo();
   /** Where the MCP facts are in the namespace the adapter hands over. */
   readonly mcpKeys: McpMetadataKeys;
   /** The request headers the pipeline reads (lower case); an adapter may drop all others before deciding. */
@@ -252,15 +253,9 @@ export class CheckPipeline {
       return undefined;
     }
     if (isRepeated(input, this.headers.chain)) return new Denial("malformed_chain", `the ${this.headers.chain} header arrived more than once`);
-    const parsed = parseChainHeader(header);
-    if (!parsed.ok) return new Denial("malformed_chain", `${this.headers.chain}: ${parsed.problem}`);
-    const ids: SpiffeId[] = [];
-    for (let i = 0; i < parsed.entries.length; i++) {
-      const entry = parsed.entries[i]!;
-      const id = parseSpiffeId(entry);
-      if (!id.ok) return new Denial("malformed_chain", `${this.headers.chain} entry ${i + 1} ${JSON.stringify(entry)} ${id.problem}`);
-      ids.push(id.value);
-    }
+    const parsed = this.chains.parse(header);
+    if (!parsed.ok) return new Denial("malformed_chain", `${this.headers.chain}${parsed.problem}`);
+    const ids = parsed.ids;
     facts.chain = parsed.entries;
     for (const id of ids) {
       if (!policy.trustDomains.has(id.trustDomain)) {
@@ -270,11 +265,7 @@ export class CheckPipeline {
     if (ids.length > policy.maxChainLength) {
       return new Denial("chain_too_long", `the chain has ${ids.length} agents; the policy allows at most ${policy.maxChainLength}`);
     }
-    const seen = new Set<string>();
-    for (const id of ids) {
-      if (seen.has(id.id)) return new Denial("chain_cycle", `${id.id} appears more than once in the chain`);
-      seen.add(id.id);
-    }
+    if (parsed.repeated !== undefined) return new Denial("chain_cycle", `${parsed.repeated} appears more than once in the chain`);
     const last = ids[ids.length - 1]!;
     if (last.id !== caller.id) {
       return new Denial("chain_caller_mismatch", `the chain ends with ${last.id}, but the caller is ${caller.id}`);
