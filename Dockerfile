@@ -29,5 +29,8 @@ COPY proto ./proto
 USER 1000:1000
 # 9191 gRPC (ext_authz Check, grpc.health.v1, reflection); 9192 admin and metrics.
 EXPOSE 9191 9192
-ENTRYPOINT ["node", "/app/dist/cli/bin.js"]
+# Small young-generation semi-spaces keep each scavenge, and so the pause a
+# Check can wait behind, short (test/support/serve-node-flags.ts has the
+# numbers). `--workers` forks inherit the flag.
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/dist/cli/bin.js"]
 CMD ["serve", "--policy", "/etc/hopwarden/policy.yaml", "--listen", "0.0.0.0:9191", "--admin-listen", "0.0.0.0:9192"]

@@ -36,6 +36,7 @@ import {
   type RunningProxy,
 } from "./support/envoy.js";
 import { CHECK_PORT_SERVER_NAME, createTestPki, writeCheckPortPki, writePki, type CheckPortPki } from "./support/pki.js";
+import { SERVE_NODE_FLAGS } from "./support/serve-node-flags.js";
 
 type PkiPaths = Awaited<ReturnType<typeof writePki>>;
 
@@ -462,6 +463,9 @@ describe("docker-compose.yml is consistent with the Envoy config and the image",
     const users = [...runtime.matchAll(/^USER (\S+)$/gm)].map((m) => m[1]);
     expect(users.at(-1)).toMatch(/^[1-9]\d*(:[1-9]\d*)?$/);
     expect(runtime).toMatch(/"serve", "--policy", "\/etc\/hopwarden\/policy\.yaml"/);
+    // The image runs with the Node flags the bench measures.
+    const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(runtime)?.[1] ?? "[]") as string[];
+    expect(entrypoint).toEqual(["node", ...SERVE_NODE_FLAGS, "/app/dist/cli/bin.js"]);
     expect(service("hopwarden").user, "compose must not run hopwarden as another user").toBeUndefined();
   });
 

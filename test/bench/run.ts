@@ -30,6 +30,7 @@ import { writeTestPolicy } from "../support/policies.js";
 import { createSigningKey, jwksOf, signToken } from "../support/delegation-tokens.js";
 import { startJaeger, type JaegerProcess } from "../support/jaeger.js";
 import { nestActors } from "../../src/adapters/tokens/delegation-token-format.js";
+import { SERVE_NODE_FLAGS } from "../support/serve-node-flags.js";
 
 const run = promisify(execFile);
 const root = new URL("../..", import.meta.url).pathname;
@@ -342,7 +343,7 @@ async function main(): Promise<void> {
   await run(process.execPath, [join(root, "dist/cli/bin.js"), "audit", "keygen", "--out", keys]);
 
   const serve = (extra: string[], env: NodeJS.ProcessEnv) =>
-    startServer(process.execPath, [join(root, "dist/cli/bin.js"), "serve", "--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--log-level", "warn", ...extra], env);
+    startServer(process.execPath, [...SERVE_NODE_FLAGS, join(root, "dist/cli/bin.js"), "serve", "--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--log-level", "warn", ...extra], env);
   const quiet = { OTEL_TRACES_EXPORTER: "none" };
   const auditFlags = (name: string) => ["--audit-log", join(dir, name, "audit.log"), "--audit-key", `${keys}.key`];
   // No collector: the default endpoint (localhost:4318) must have nobody listening.
@@ -384,7 +385,7 @@ async function main(): Promise<void> {
   const bare = results[0]!;
   const byName = (prefix: string) => results.find((r) => r.name.startsWith(prefix))!;
   const ratio = (r: Result) => r.maxRps / bare.maxRps;
-  const header = `ghz ${GHZ_VERSION}, ${CONNECTIONS} connections; max RPS: median of ${ROUNDS} interleaved rounds of ${SECONDS}s at 32 streams; latency at a fixed 1,000 RPS with 4 streams; node ${process.version}, ${availableParallelism()} cores, client, servers and Jaeger on the same machine`;
+  const header = `ghz ${GHZ_VERSION}, ${CONNECTIONS} connections; max RPS: median of ${ROUNDS} interleaved rounds of ${SECONDS}s at 32 streams; latency at a fixed 1,000 RPS with 4 streams; node ${process.version} ${SERVE_NODE_FLAGS.join(" ")}, ${availableParallelism()} cores, client, servers and Jaeger on the same machine`;
   const main = table(
     ["setup", "max RPS", "× bare", "rounds", "p50 ms", "p99 ms", "p99.9 ms", "CPU s / 1k", "RSS MiB"],
     results.map((r) => [
