@@ -326,6 +326,32 @@ describe("explain", () => {
     expect(explanation.message).toContain('HeaderValue.raw_value of "x-agent-delegation-chain" is not valid UTF-8');
   });
 
+  it("reads the header names of serve's --config, so a fleet with renamed headers gets serve's answer", async () => {
+    const research = "spiffe://example.org/agent/research";
+    const config = join(dir, "explain-config.yaml");
+    await writeFile(config, `policy: ${EXAMPLE_POLICY}\nheaders:\n  subject: x-caller\n  chain: x-chain\n`);
+    const request = join(dir, "explain-renamed.json");
+    const headers = { "x-caller": research, "x-agent-on-behalf-of": "alice@example.com", "x-chain": `spiffe://example.org/agent/orchestrator,${research}` };
+    await writeFile(request, JSON.stringify({ attributes: { source: { principal: research }, contextExtensions: { agent: "db" }, request: { http: { method: "GET", path: "/query", headers } } } }));
+    // The policy comes from the config's policy: when --policy is not given.
+    const withConfig = await runCli(["explain", "--config", config, "--request", request, "--json"]);
+    expect(withConfig.code, withConfig.stderr).toBe(0);
+    expect(JSON.parse(withConfig.stdout)).toMatchObject({ decision: "allow", chain: [`spiffe://example.org/agent/orchestrator`, research] });
+    // Without it the default names are read, and the renamed subject header is not there.
+    const without = await runCli(["explain", "--policy", EXAMPLE_POLICY, "--request", request, "--json"]);
+    expect(without.code).toBe(1);
+    expect(JSON.parse(without.stdout)).toMatchObject({ decision: "deny", reason: "missing_subject_header" });
+    // The shorthand flags put their values under the config's names too.
+    const shorthand = await runCli(["explain", "--config", config, "--caller", research, "--callee", "db", "--on-behalf-of", "alice@example.com", "--chain", headers["x-chain"], "--path", "/query", "--json"]);
+    expect(shorthand.code, shorthand.stdout).toBe(0);
+    const broken = join(dir, "explain-broken-config.yaml");
+    await writeFile(broken, "headers:\n  subject: [1]\n");
+    const refused = await runCli(["explain", "--config", broken, "--policy", EXAMPLE_POLICY, "--caller", research]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`hopwarden explain: the config file is not usable:\n${broken}:2:`);
+    expect(refused.stderr).not.toMatch(STACK_FRAME);
+  });
+
   describe("SPEC 8: MCP facts, the caller binding and the transaction", () => {
     const MCP_POLICY = join(REPO_ROOT, "examples", "mcp", "policy.yaml");
     const mcpCall = (...more: string[]) => [

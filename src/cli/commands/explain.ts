@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { CheckRequestSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
-import { DEFAULT_HEADER_NAMES, DEFAULT_TXN_TOKEN_HEADER } from "../../core/decision/check-input.js";
+import { DEFAULT_SERVICE_CONFIG, readServiceConfig } from "../../adapters/config/service-config.js";
 import { decideCheckRequest, explainDecision, explainInput, formatExplanation } from "../../adapters/admin/explain.js";
 import { PolicyStore } from "../../adapters/config/policy-store.js";
 import { silentLogger } from "../../adapters/logging/logger.js";
@@ -13,11 +13,17 @@ import { runCommand } from "../exit.js";
 import { fromEnv, parseCommandArgs, UsageError } from "../options.js";
 import type { Command } from "./index.js";
 
-const HELP = `Usage: hopwarden explain --policy <file> [request options] [--json]
+const HELP = `Usage: hopwarden explain --policy <file> [--config <file>] [request options] [--json]
 
 Dry-runs one request against a policy, with the same pipeline 'serve' uses,
 and prints every evaluated hop of chain + [callee] with the rule that admitted
 it, then the decision and its reason. Nothing is audited.
+
+  --policy <file>           the policy (or HOPWARDEN_POLICY, or policy: in --config)
+  --config <file>           the service config 'serve' runs with (or
+                            HOPWARDEN_CONFIG): its header names, MCP metadata
+                            keys and identity.trustForwardedClientCert apply
+                            here too, so the answer is the one serve gives
 
 Describe the request either with a full CheckRequest as Envoy sends it
 (protobuf JSON; read by the decoder 'serve' uses, so it is decided exactly as
@@ -53,12 +59,12 @@ Example:
     --on-behalf-of alice@example.com \\
     --chain spiffe://example.org/agent/orchestrator,spiffe://example.org/agent/research \\
     --method GET --path /query
-  hopwarden explain --policy examples/policy.yaml \
-    --cert research.pem --callee db --on-behalf-of alice@example.com \
-    --chain spiffe://example.org/agent/orchestrator,spiffe://example.org/agent/research \
+  hopwarden explain --policy examples/policy.yaml \\
+    --cert research.pem --callee db --on-behalf-of alice@example.com \\
+    --chain spiffe://example.org/agent/orchestrator,spiffe://example.org/agent/research \\
     --method POST --path /mcp --mcp-method tools/call --mcp-tool search_docs
 
-Exit status: 0 allowed, 1 denied, 2 usage error or unreadable policy.
+Exit status: 0 allowed, 1 denied, 2 usage error, unreadable policy or config.
 `;
 
 export const explainCommand: Command = {
@@ -69,6 +75,7 @@ export const explainCommand: Command = {
         const { values } = parseCommandArgs(argv, {
           help: { type: "boolean", short: "h" },
           policy: { type: "string" },
+          config: { type: "string" },
           request: { type: "string" },
           caller: { type: "string" },
           cert: { type: "string" },
@@ -90,8 +97,10 @@ export const explainCommand: Command = {
           process.stdout.write(HELP);
           return 0;
         }
-        const policyFile = values.policy ?? fromEnv("policy");
-        if (policyFile === undefined) throw new UsageError("--policy <file> is required");
+        const configFile = values.config ?? fromEnv("config");
+        const config = configFile === undefined ? DEFAULT_SERVICE_CONFIG : await readServiceConfig(configFile);
+        const policyFile = values.policy ?? fromEnv("policy") ?? config.policy;
+        if (policyFile === undefined) throw new UsageError("--policy <file> is required (or HOPWARDEN_POLICY, or policy: in --config)");
         const store = new PolicyStore(policyFile, silentLogger);
         await store.loadInitial();
         const headers: Record<string, string> = {};
@@ -100,18 +109,18 @@ export const explainCommand: Command = {
           if (colon <= 0) throw new UsageError(`--header ${JSON.stringify(h)} must be 'name: value'`);
           headers[h.slice(0, colon).trim().toLowerCase()] = h.slice(colon + 1).trimStart();
         }
-        const names = DEFAULT_HEADER_NAMES;
+        const names = config.headers;
         const subject = values.subject ?? values.caller;
         if (subject !== undefined) headers[names.subject] = subject;
         if (values["on-behalf-of"] !== undefined) headers[names.onBehalfOf] = values["on-behalf-of"];
         if (values.chain !== undefined) headers[names.chain] = values.chain;
         if (values.token !== undefined) headers[names.token] = values.token;
-        if (values["txn-token"] !== undefined) headers[names.txnToken ?? DEFAULT_TXN_TOKEN_HEADER] = values["txn-token"];
+        if (values["txn-token"] !== undefined) headers[names.txnToken] = values["txn-token"];
         if (values["mcp-method"] === undefined && (values["mcp-tool"] !== undefined || values["mcp-resource"] !== undefined)) {
           throw new UsageError("--mcp-tool and --mcp-resource need --mcp-method (e.g. --mcp-method tools/call)");
         }
 
-        const pipeline = createExplainPipeline(store);
+        const pipeline = createExplainPipeline(store, { headerNames: config.headers, mcpKeys: config.mcp, trustForwardedClientCert: config.trustForwardedClientCert });
         let decision;
         if (values.request !== undefined) {
           decision = await decideCheckRequest(pipeline, await readCheckRequest(values.request));
@@ -137,7 +146,7 @@ export const explainCommand: Command = {
         return explanation.decision === "allow" ? 0 : 1;
       },
       // Exit 1 means "denied", so a policy that cannot be loaded is 2, like a usage error.
-      { exits: { invalid_policy: 2 } },
+      { exits: { invalid_policy: 2, invalid_service_config: 2 } },
     ),
 };
 
