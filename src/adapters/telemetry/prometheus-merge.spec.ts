@@ -42,6 +42,15 @@ describe("mergePrometheusTexts (serve --workers N /metrics)", () => {
     expect(deny).toBeGreaterThan(type);
   });
 
+  it("counts a policy reload once, not once per worker that carried it out", () => {
+    const reloads = (ok: number, refused: number) =>
+      `# HELP hopwarden_policy_reloads_total Policy reload attempts by result\n# TYPE hopwarden_policy_reloads_total counter\nhopwarden_policy_reloads_total{result="ok"} ${ok}\nhopwarden_policy_reloads_total{result="refused"} ${refused}\n`;
+    // A worker replaced after the first reload has seen only the second.
+    const merged = mergePrometheusTexts([reloads(2, 1), reloads(2, 1), reloads(1, 0)]);
+    expect(merged).toContain('hopwarden_policy_reloads_total{result="ok"} 2');
+    expect(merged).toContain('hopwarden_policy_reloads_total{result="refused"} 1');
+  });
+
   it("returns an empty exposition for no workers", () => {
     expect(mergePrometheusTexts([])).toBe("\n");
   });

@@ -2,10 +2,20 @@
 // for the primary's /metrics (serve --workers N). Counters, histogram buckets,
 // sums and counts, and gauges of sizes add up across workers; `*_info` series
 // (which carry their value in labels, always 1) are kept once, not summed.
+// Policy reloads are the service's, not each worker's: the primary tells every
+// worker to reload, so N workers count one reload N times. The merge keeps
+// the largest count (that of the longest-lived worker), not their sum.
 
 interface Family {
   readonly comments: string[];
   readonly series: Map<string, number>;
+}
+
+/** Series whose workers' values are copies of one service-wide value: merged by maximum. */
+const SERVICE_WIDE = new Set(["hopwarden_policy_reloads_total"]);
+
+function mergedByMaximum(sampleName: string): boolean {
+  return sampleName.endsWith("_info") || SERVICE_WIDE.has(sampleName);
 }
 
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(?:\s+\d+)?$/;
@@ -50,7 +60,7 @@ export function mergePrometheusTexts(texts: readonly string[]): string {
       const f = family(familyOf(name, families));
       const prior = f.series.get(key);
       if (prior === undefined) f.series.set(key, value);
-      else f.series.set(key, name.endsWith("_info") ? Math.max(prior, value) : prior + value);
+      else f.series.set(key, mergedByMaximum(name) ? Math.max(prior, value) : prior + value);
     }
   }
   const out: string[] = [];
