@@ -466,6 +466,9 @@ describe("docker-compose.yml is consistent with the Envoy config and the image",
     // The image runs with the Node flags the bench measures.
     const entrypoint = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(runtime)?.[1] ?? "[]") as string[];
     expect(entrypoint).toEqual(["node", ...SERVE_NODE_FLAGS, "/app/dist/cli/bin.js"]);
+    // And so does the README's `npm start`.
+    const { scripts } = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8")) as { scripts: Record<string, string> };
+    expect(scripts.start).toContain(`node ${SERVE_NODE_FLAGS.join(" ")} dist/cli/bin.js serve`);
     expect(service("hopwarden").user, "compose must not run hopwarden as another user").toBeUndefined();
   });
 
