@@ -1,6 +1,6 @@
 // The Node flags the shipped image starts hopwarden with (Dockerfile
-// ENTRYPOINT; docs in README "Operations"), so that `npm run bench` measures
-// what production runs, and a test keeps the two in step.
+// ENTRYPOINT, and `npm start`; docs in README "Operations"), so that
+// `npm run bench` measures what production runs; a test keeps them in step.
 //
 // --max-semi-space-size=4 (MiB): Node 24 lets the young generation grow to
 // 64 MiB under a steady gRPC load. Some of each call's objects (grpc-js and
