@@ -4,13 +4,13 @@
 import { readFile } from "node:fs/promises";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { CheckRequestSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
-import { DEFAULT_SERVICE_CONFIG, readServiceConfig } from "../../adapters/config/service-config.js";
 import { decideCheckRequest, explainDecision, explainInput, formatExplanation } from "../../adapters/admin/explain.js";
 import { PolicyStore } from "../../adapters/config/policy-store.js";
 import { silentLogger } from "../../adapters/logging/logger.js";
 import { createExplainPipeline } from "../../adapters/admin/explain-pipeline.js";
+import { resolveConfigAndPolicy } from "../config-and-policy.js";
 import { runCommand } from "../exit.js";
-import { fromEnv, parseCommandArgs, UsageError } from "../options.js";
+import { parseCommandArgs, UsageError } from "../options.js";
 import type { Command } from "./index.js";
 
 const HELP = `Usage: hopwarden explain --policy <file> [--config <file>] [request options] [--json]
@@ -97,10 +97,7 @@ export const explainCommand: Command = {
           process.stdout.write(HELP);
           return 0;
         }
-        const configFile = values.config ?? fromEnv("config");
-        const config = configFile === undefined ? DEFAULT_SERVICE_CONFIG : await readServiceConfig(configFile);
-        const policyFile = values.policy ?? fromEnv("policy") ?? config.policy;
-        if (policyFile === undefined) throw new UsageError("--policy <file> is required (or HOPWARDEN_POLICY, or policy: in --config)");
+        const { config, policyFile } = await resolveConfigAndPolicy(values);
         const store = new PolicyStore(policyFile, silentLogger);
         await store.loadInitial();
         const headers: Record<string, string> = {};

@@ -2,13 +2,14 @@
 // which win over the --config file, which wins over defaults.
 
 import { availableParallelism } from "node:os";
-import { DEFAULT_SERVICE_CONFIG, readServiceConfig, type ServiceConfig } from "../../adapters/config/service-config.js";
+import type { ServiceConfig } from "../../adapters/config/service-config.js";
 import { isLogLevel, type LogLevel } from "../../adapters/logging/logger.js";
 import { splitHostPort } from "../../adapters/grpc/check-server.js";
 import type { TlsFiles } from "../../adapters/grpc/tls-file-set.js";
 import { parseRedisUrl, type RedisAddress } from "../../adapters/tokens/redis-url.js";
 import { DEFAULT_REPLAY_CAPACITY } from "../../adapters/tokens/replay-memory.js";
 import { DEFAULT_REPLAY_TIMEOUT_MS } from "../../adapters/tokens/replay-store.js";
+import { resolveConfigAndPolicy } from "../config-and-policy.js";
 import { fromEnv, UsageError } from "../options.js";
 
 export interface ServeSettings {
@@ -73,10 +74,7 @@ function resolveTlsFiles(cert: string | undefined, key: string | undefined, clie
 
 export async function resolveServeSettings(flags: ServeFlags): Promise<ServeSettings> {
   const pick = (flag: keyof ServeFlags, fromConfig: string | undefined) => flags[flag] ?? fromEnv(flag) ?? fromConfig;
-  const configFile = flags.config ?? fromEnv("config");
-  const config = configFile === undefined ? DEFAULT_SERVICE_CONFIG : await readServiceConfig(configFile);
-  const policyFile = pick("policy", config.policy);
-  if (policyFile === undefined) throw new UsageError("--policy <file> is required (or HOPWARDEN_POLICY, or policy: in --config)");
+  const { config, policyFile } = await resolveConfigAndPolicy(flags);
   const listen = pick("listen", config.listen) ?? DEFAULT_LISTEN;
   const adminRaw = pick("admin-listen", config.adminListen) ?? DEFAULT_ADMIN_LISTEN;
   for (const [flag, value] of [["--listen", listen], ["--admin-listen", adminRaw]] as const) {
