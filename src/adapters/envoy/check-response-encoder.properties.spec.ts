@@ -83,6 +83,24 @@ describe("the encoder writes every Decision as the generated schema does", () =>
     );
   });
 
+  it("answers a repeated allow from its cached template exactly as it would encode it afresh", () => {
+    const ids = fc.oneof(
+      fc.stringMatching(/^[0-9A-HJKMNP-TV-Z]{26}$/),
+      fc.string({ unit: "binary-ascii", minLength: 8, maxLength: 40 }),
+      text,
+    );
+    fc.assert(
+      fc.property(decisions(text), fc.array(ids, { minLength: 2, maxLength: 4 }), (decision, otherIds) => {
+        const allow = { ...decision, allowed: true as const, reason: undefined };
+        for (const decisionId of [allow.decisionId, ...otherIds]) {
+          const repeated = { ...allow, decisionId };
+          expect(fromBinary(CheckResponseSchema, encodeCheckResponse(repeated))).toStrictEqual(toCheckResponse(repeated));
+        }
+      }),
+      { numRuns: 300, seed: SEED + 3 },
+    );
+  });
+
   it("with lone surrogates, which UTF-8 cannot carry, writes U+FFFD where the generated encoder does", () => {
     const withSurrogates = fc.string({ unit: fc.constantFrom("\uD800", "\uDFFF", "a", "😀"), maxLength: 6 });
     fc.assert(

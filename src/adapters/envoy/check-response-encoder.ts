@@ -3,8 +3,13 @@
 // check-response-encoder.properties.spec.ts decodes its bytes with the
 // generated schema and compares them with the reference built from that
 // schema (test/support/reference-codec.ts).
+//
+// An allow for a shape seen before (decision-shape-cache.ts) is its cached
+// bytes with the new decision id written over the old: the id is the only
+// part of an allow that changes from call to call.
 
 import type { Decision } from "../../core/decision/decision.js";
+import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
 import { REASON_STATUS } from "../../core/reasons.js";
 import { WireWriter } from "../protobuf/wire.js";
 import { denialBody, OVERWRITE_IF_EXISTS_OR_ADD, REASON_HEADER, VERIFIED_HEADERS } from "./check-response-fields.js";
@@ -34,7 +39,62 @@ function metadata(w: WireWriter, d: Decision): void {
   w.join();
 }
 
+/** An allow's bytes, and where its decision id sits in them (the header and the metadata). */
+interface AllowTemplate {
+  readonly bytes: Buffer;
+  readonly idLength: number;
+  readonly idAt: readonly [number, number];
+}
+
+/** Larger allows (long names, long chains) are encoded every time rather than kept. */
+const MAX_TEMPLATE_BYTES = 4096;
+/** Shorter ids are not templated: a short run of placeholder bytes could be mistaken for a length prefix. */
+const MIN_TEMPLATE_ID_LENGTH = 8;
+const allowTemplates = new DecisionShapeCache<AllowTemplate>();
+
 export function encodeCheckResponse(d: Decision): Buffer {
+  if (!d.allowed || !templatableId(d.decisionId)) return encodeFully(d);
+  const template = allowTemplates.get(d);
+  if (template !== undefined && template.idLength === d.decisionId.length) return fromTemplate(template, d.decisionId);
+  const bytes = encodeFully(d);
+  const built = buildTemplate(d, bytes);
+  if (built !== undefined) allowTemplates.set(d, built);
+  return bytes;
+}
+
+/** ASCII (one byte a character in UTF-8) and long enough to find again. */
+function templatableId(id: string): boolean {
+  if (id.length < MIN_TEMPLATE_ID_LENGTH) return false;
+  for (let i = 0; i < id.length; i++) if (id.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+function fromTemplate(t: AllowTemplate, id: string): Buffer {
+  const out = Buffer.allocUnsafe(t.bytes.length);
+  t.bytes.copy(out);
+  out.write(id, t.idAt[0], t.idLength, "latin1");
+  out.write(id, t.idAt[1], t.idLength, "latin1");
+  return out;
+}
+
+/**
+ * Encodes the decision again with a placeholder id to find where the id
+ * goes, and keeps the template only if it rebuilds `expected` exactly, so a
+ * template can never say anything the full encoder would not.
+ */
+function buildTemplate(d: Decision, expected: Buffer): AllowTemplate | undefined {
+  if (expected.length > MAX_TEMPLATE_BYTES) return undefined;
+  const placeholder = "\u0001".repeat(d.decisionId.length);
+  const bytes = Buffer.from(encodeFully({ ...d, decisionId: placeholder }));
+  const marker = Buffer.from(placeholder, "latin1");
+  const first = bytes.indexOf(marker);
+  const second = first === -1 ? -1 : bytes.indexOf(marker, first + marker.length);
+  if (second === -1 || bytes.indexOf(marker, second + marker.length) !== -1) return undefined;
+  const template: AllowTemplate = { bytes, idLength: d.decisionId.length, idAt: [first, second] };
+  return fromTemplate(template, d.decisionId).equals(expected) ? template : undefined;
+}
+
+function encodeFully(d: Decision): Buffer {
   const w = new WireWriter(768);
   if (d.allowed) {
     w.fork(1).join(); // status { code: OK }
