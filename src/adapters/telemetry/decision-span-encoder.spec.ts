@@ -138,6 +138,23 @@ describe("decision spans: our bytes decode to the SDK serializer's spans", () =>
     );
   });
 
+  it("for decisions of one shape repeated with other ids, times and request lines, written from the shape's template (property)", async () => {
+    // What a shape does not fix: taken from other random decisions, the shape's own fields from the first.
+    const perCall = fc.array(decisionSpan, { minLength: 2, maxLength: 5 });
+    await fc.assert(
+      fc.asyncProperty(decisionSpan, perCall, async (first, others) => {
+        const d = first.decision;
+        const repeated = others.map((o) => ({
+          ...o,
+          decision: { ...o.decision, allowed: d.allowed, reason: d.reason, callee: d.callee, caller: d.caller, onBehalfOf: d.onBehalfOf, policyVersion: d.policyVersion, callerBinding: d.callerBinding, chain: [...d.chain], hops: d.hops.map((h) => ({ ...h })) } as Decision,
+        }));
+        const spans = [first, ...repeated];
+        expect(decodeTree(await ourBytes(spans, boundText))).toEqual(decodeTree(sdkBytes(spans, boundText)));
+      }),
+      { numRuns: 200, seed: 43 },
+    );
+  });
+
   it("for attacker-sized strings, which both keep only up to the bound", async () => {
     const big = "x".repeat(60 * 1024);
     const [span] = fc.sample(decisionSpan, { numRuns: 1, seed: 9 });

@@ -12,7 +12,7 @@
 import { WireWriter } from "../protobuf/wire.js";
 import { silentLogger, type Logger } from "../logging/logger.js";
 import type { DecisionSpan } from "./decision-span.js";
-import { writeDecisionSpan, type BoundText } from "./decision-span-encoder.js";
+import { DecisionSpanEncoder, type BoundText } from "./decision-span-encoder.js";
 import { REQUEST_RESOURCE_SPANS, RS_SCOPE_SPANS } from "./otlp-wire.js";
 import type { OtlpTransport } from "./otlp-transport.js";
 
@@ -74,7 +74,10 @@ export class SpanBatchQueue {
   private readonly maxBackoffMs: number;
   private readonly log: Logger;
 
+  private readonly encoder: DecisionSpanEncoder;
+
   constructor(private readonly options: SpanBatchQueueOptions) {
+    this.encoder = new DecisionSpanEncoder(options.bound);
     this.maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
     this.maxBatchBytes = options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     this.batchDelayMs = options.batchDelayMs ?? 200;
@@ -97,7 +100,7 @@ export class SpanBatchQueue {
     }
     const before = w.length;
     try {
-      writeDecisionSpan(w, span, this.options.bound);
+      this.encoder.write(w, span);
     } catch (error) {
       // A half-written span would corrupt the batch: start a fresh one.
       this.log.error("a decision span could not be encoded", { decision_id: span.decision.decisionId, error });
