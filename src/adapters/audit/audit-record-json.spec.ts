@@ -59,6 +59,18 @@ describe("auditRecordJson (the record written straight as JSON, off the Check pa
     );
   });
 
+  it("is still exactly that for decisions of one shape repeated with other ids, times, messages and request lines (the kept stretch)", () => {
+    fc.assert(
+      fc.property(decision, fc.array(fc.tuple(decision, context), { minLength: 2, maxLength: 4 }), (first, others) => {
+        for (const [other, c] of [[first, { latencyMs: 1 }] as const, ...others]) {
+          const d = { ...other, allowed: first.allowed, reason: first.reason, callee: first.callee, caller: first.caller, onBehalfOf: first.onBehalfOf, policyVersion: first.policyVersion, callerBinding: first.callerBinding, chain: [...first.chain], hops: first.hops.map((h) => ({ ...h })) } as Decision;
+          expect(auditRecordJson(d, c)).toBe(JSON.stringify(buildAuditRecord(d, c)));
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it("writes times of the same second and of other seconds as toISOString does", () => {
     const base = Date.UTC(2026, 10, 1, 12, 0, 0);
     for (const ms of [base, base + 1, base + 999, base + 1000, base - 1, base + 61_001, -1, 0, 1.5, 253402300799999]) {

@@ -8,8 +8,13 @@
 //
 // Also the cheap size estimate the Check path makes when it queues a
 // decision, before the record exists.
+//
+// The stretch of a record that a decision's shape fixes (policy version,
+// agents, person, chain and hops; see decision-shape-cache.ts) is kept as
+// text per shape and reused.
 
 import { reasonOf, type Decision } from "../../core/decision/decision.js";
+import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
 import type { DecisionContext } from "../../core/ports.js";
 import { boundText, boundTextList, DEFAULT_TEXT_LIMIT_BYTES } from "../text/bounded-text.js";
 import { AUDIT_CHAIN_BOUNDS, AUDIT_HOPS_BOUNDS, boundHops, type AuditHop } from "./audit-record.js";
@@ -27,13 +32,7 @@ export function auditRecordJson(decision: Decision, context: DecisionContext): s
     `,"decision":${decision.allowed ? '"allow"' : '"deny"'}` +
     `,"reason":${JSON.stringify(reason)}` +
     `,"message":${text(decision.message)}` +
-    `,"policy_version":${JSON.stringify(decision.policyVersion)}` +
-    `,"caller":${nullableText(decision.caller)}` +
-    `,"callee":${nullableText(decision.callee)}` +
-    `,"on_behalf_of":${nullableText(decision.onBehalfOf)}` +
-    `,"chain":${chainJson(decision.chain)}` +
-    `,"chain_depth":${decision.chain.length}` +
-    `,"hops":${hopsJson(decision)}` +
+    shapeJson(decision) +
     `,"tls_client_hash_sha256":${decision.peerCertificateSha256 === undefined ? "null" : JSON.stringify(decision.peerCertificateSha256)}` +
     `,"method":${text(decision.method)}` +
     `,"path":${text(decision.path)}` +
@@ -47,6 +46,26 @@ export function auditRecordJson(decision: Decision, context: DecisionContext): s
     `,"mcp_resource":${nullableText(decision.mcp?.resource)}` +
     `,"txn":${nullableText(decision.txn)}}`
   );
+}
+
+/** Longer stretches are written every time rather than kept. */
+const MAX_SHAPE_JSON_LENGTH = 8192;
+const shapes = new DecisionShapeCache<string>();
+
+/** From `,"policy_version"` to the end of `"hops"`: what the decision's shape fixes. */
+function shapeJson(decision: Decision): string {
+  const kept = shapes.get(decision);
+  if (kept !== undefined) return kept;
+  const json =
+    `,"policy_version":${JSON.stringify(decision.policyVersion)}` +
+    `,"caller":${nullableText(decision.caller)}` +
+    `,"callee":${nullableText(decision.callee)}` +
+    `,"on_behalf_of":${nullableText(decision.onBehalfOf)}` +
+    `,"chain":${chainJson(decision.chain)}` +
+    `,"chain_depth":${decision.chain.length}` +
+    `,"hops":${hopsJson(decision)}`;
+  if (json.length <= MAX_SHAPE_JSON_LENGTH) shapes.set(decision, json);
+  return json;
 }
 
 /** A record whose strings are all empty: keys, punctuation, the id, the time, a long reason and the numbers; caller_binding null. */
