@@ -41,6 +41,7 @@ import {
   writeName,
   writeStringArrayAttribute,
   writeStringAttribute,
+  writeUncachedStringAttribute,
 } from "./otlp-wire.js";
 
 /** OTLP's Span.SpanKind: SERVER. */
@@ -97,7 +98,8 @@ export class DecisionSpanEncoder {
     const A = SPAN_ATTRIBUTES;
     if (template !== undefined) w.raw(template.outcome);
     else writeOutcome(w, d);
-    writeStringAttribute(w, A, "authz.decision_id", d.decisionId);
+    // Unique per span: the pair cache could only miss.
+    writeUncachedStringAttribute(w, A, "authz.decision_id", d.decisionId);
     if (template !== undefined) w.raw(template.agents);
     else writeAgents(w, d, bound);
     writeStringAttribute(w, A, "http.request.method", bound(d.method));

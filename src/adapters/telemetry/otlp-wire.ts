@@ -247,6 +247,11 @@ export function writeStringAttribute(w: WireWriter, field: number, key: string, 
   w.fork(field).string(KV_KEY, key).fork(KV_VALUE).string(ANY_STRING, value).join().join();
 }
 
+/** One attribute with a string value that never repeats (an id): written without looking in the pair cache. */
+export function writeUncachedStringAttribute(w: WireWriter, field: number, key: string, value: string): void {
+  w.fork(field).string(KV_KEY, key).fork(KV_VALUE).string(ANY_STRING, value).join().join();
+}
+
 export function writeIntAttribute(w: WireWriter, field: number, key: string, value: number): void {
   const cached = cachedKeyValue(key, value);
   if (cached !== undefined) {
