@@ -11,6 +11,9 @@ const POOL_SIZE = 10 * 512;
 
 export class UlidGenerator implements DecisionIdGenerator {
   private lastMs = -1;
+  /** The time part of the last id: several ids share each millisecond under load. */
+  private timeMs = -1;
+  private timeText = "";
   private readonly random = new Uint8Array(10);
   private readonly pool = new Uint8Array(POOL_SIZE);
   private poolOffset = POOL_SIZE;
@@ -28,7 +31,11 @@ export class UlidGenerator implements DecisionIdGenerator {
       this.fillRandom();
     }
     this.lastMs = ms;
-    return encodeTime(ms) + encodeRandom(this.random);
+    if (ms !== this.timeMs) {
+      this.timeText = encodeTime(ms);
+      this.timeMs = ms;
+    }
+    return this.timeText + encodeRandom(this.random);
   }
 
   private fillRandom(): void {

@@ -167,6 +167,16 @@ describe("an allowed request", () => {
     ]);
   });
 
+  it("says in its message whom the chain reached, also when the same chain header then reaches another callee", async () => {
+    const p = pipeline();
+    expect((await decide(request(), p)).message).toBe(`allowed: ${ORCH} → ${RESEARCH} → ${DB}`);
+    expect((await decide(request(), p)).message).toBe(`allowed: ${ORCH} → ${RESEARCH} → ${DB}`);
+    const open = pipeline({ policy: policyFrom({ version: "open", maxChainLength: 6, requireOnBehalfOf: false, hops: [{ from: "spiffe://example.org/agent/*", to: "spiffe://example.org/agent/*" }] }) });
+    expect((await decide(request({ contextExtensions: { agent: DB } }), open)).message).toBe(`allowed: ${ORCH} → ${RESEARCH} → ${DB}`);
+    expect((await decide(request({ contextExtensions: { agent: WORKER } }), open)).message).toBe(`allowed: ${ORCH} → ${RESEARCH} → ${WORKER}`);
+    expect((await decide(request({ contextExtensions: { agent: DB } }, { "x-agent-delegation-chain": RESEARCH }), open)).message).toBe(`allowed: ${RESEARCH} → ${DB}`);
+  });
+
   it("gives every decision, allow or deny, its own sortable decision id", async () => {
     const p = pipeline();
     const ids = [];

@@ -72,6 +72,8 @@ export class CheckPipeline {
   private readonly headers: HeaderNames;
   private readonly txnTokenHeader: string;
   private readonly chains = new ChainIdsMemo();
+  /** The last allow's message, by its chain (a memoized, shared array) and callee: consecutive allows mostly repeat it. */
+  private lastAllow: { chain: readonly string[]; callee: string | undefined; message: string } | undefined;
   /** Where the MCP facts are in the namespace the adapter hands over. */
   readonly mcpKeys: McpMetadataKeys;
   /** The request headers the pipeline reads (lower case); an adapter may drop all others before deciding. */
@@ -451,13 +453,22 @@ export class CheckPipeline {
     );
   }
 
+  private allowMessage(chain: readonly string[], callee: string | undefined): string {
+    const last = this.lastAllow;
+    if (last !== undefined && last.chain === chain && last.callee === callee) return last.message;
+    const message = `allowed: ${chain.join(" → ")} → ${callee ?? ""}`;
+    // Only a frozen chain is shared between requests (ChainIdsMemo); any other array is this request's own.
+    this.lastAllow = Object.isFrozen(chain) ? { chain, callee, message } : undefined;
+    return message;
+  }
+
   private finish(input: CheckInput, facts: Facts, nowMs: number, denial: Denial | undefined): Decision {
     // One literal for both shapes (this runs on every Check): `allowed` and
     // `reason` come from the same `denial`, so the pair is always consistent.
     return {
       allowed: denial === undefined,
       reason: denial?.reason,
-      message: denial?.message ?? `allowed: ${facts.chain.join(" → ")} → ${facts.callee ?? ""}`,
+      message: denial?.message ?? this.allowMessage(facts.chain, facts.callee),
       decisionId: this.deps.ids.next(nowMs),
       policyVersion: facts.policy?.version ?? "",
       decidedAtMs: nowMs,

@@ -62,3 +62,20 @@ describe("a certificate outside its validity window is invalid", () => {
     expect(svidIdentity(certificate({ notAfterMs: NOW }), NOW).ok).toBe(true);
   });
 });
+
+describe("the same certificate object, asked again (the SAN verdict is kept with it)", () => {
+  it("still checks the validity window on every call", () => {
+    const cert = certificate();
+    expect(svidIdentity(cert, NOW).ok).toBe(true);
+    expect(svidIdentity(cert, cert.notAfterMs + 1)).toMatchObject({ ok: false, problem: expect.stringContaining("expired") as unknown });
+    expect(svidIdentity(cert, cert.notBeforeMs - 1)).toMatchObject({ ok: false, problem: expect.stringContaining("not valid before") as unknown });
+    expect(svidIdentity(cert, NOW).ok).toBe(true);
+  });
+
+  it("gives a refused SAN the same refusal again", () => {
+    const cert = certificate({ uriSans: [RESEARCH, "https://example.org/"] });
+    const first = svidIdentity(cert, NOW);
+    expect(first.ok).toBe(false);
+    expect(svidIdentity(cert, NOW)).toEqual(first);
+  });
+});

@@ -22,6 +22,11 @@ export type CertificateParseResult =
 
 export type SvidResult = { readonly ok: true; readonly id: SpiffeId } | { readonly ok: false; readonly problem: string };
 
+// A certificate's SAN rules give the same answer every time; parsers hand out
+// one object per certificate (they cache by content), so the answer is kept
+// with it. The validity window depends on the time and is checked per call.
+const sanResults = new WeakMap<ParsedPeerCertificate, SvidResult>();
+
 export function svidIdentity(certificate: ParsedPeerCertificate, nowMs: number): SvidResult {
   if (nowMs < certificate.notBeforeMs) {
     return { ok: false, problem: `is not valid before ${new Date(certificate.notBeforeMs).toISOString()}` };
@@ -29,6 +34,15 @@ export function svidIdentity(certificate: ParsedPeerCertificate, nowMs: number):
   if (nowMs > certificate.notAfterMs) {
     return { ok: false, problem: `expired at ${new Date(certificate.notAfterMs).toISOString()}` };
   }
+  let result = sanResults.get(certificate);
+  if (result === undefined) {
+    result = sanIdentity(certificate);
+    sanResults.set(certificate, result);
+  }
+  return result;
+}
+
+function sanIdentity(certificate: ParsedPeerCertificate): SvidResult {
   const spiffe = certificate.uriSans.filter((uri) => uri.startsWith("spiffe://"));
   if (certificate.uriSans.length !== 1 || spiffe.length !== 1) {
     return {
