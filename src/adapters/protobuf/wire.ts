@@ -34,6 +34,14 @@ export class WireReader {
   }
 
   varint(): number {
+    // Tags and lengths are mostly one byte: that case first, without the loop.
+    if (this.pos < this.end) {
+      const first = this.buf[this.pos]!;
+      if (first < 0x80) {
+        this.pos++;
+        return first;
+      }
+    }
     let result = 0;
     let shift = 0;
     for (let i = 0; i < 10; i++) {
