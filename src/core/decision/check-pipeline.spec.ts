@@ -821,6 +821,24 @@ describe("the hop cache", () => {
     expect(hopCache.size).toBeLessThan(300);
   });
 
+  it("keys a repeated chain header's hops by the person, callee, method and path of each request", async () => {
+    const hopCache = new LruHopDecisionCache();
+    const p = pipeline({ hopCache });
+    const toWorker = (person: string, more: Partial<CheckInput> = {}) => requestFrom("orchestrator", [ORCH], "worker", more, { "x-agent-on-behalf-of": person });
+    const toDb = (more: Partial<CheckInput>) => request(more);
+    for (let round = 0; round < 2; round++) {
+      // orchestrator → worker is for alice only; the same chain header for bob must not be served alice's outcome.
+      expect(await reasonOf(toWorker(ALICE), p)).toBe("allowed");
+      expect(await reasonOf(toWorker("bob@example.com"), p)).toBe("hop_not_allowed");
+      // research → db admits GET /query only: the same chain with another method or path, or another callee, is decided for itself.
+      expect(await reasonOf(toDb({}), p)).toBe("allowed");
+      expect(await reasonOf(toDb({ method: "DELETE" }), p)).toBe("hop_not_allowed");
+      expect(await reasonOf(toDb({ path: "/admin" }), p)).toBe("hop_not_allowed");
+      expect(await reasonOf(toDb({ contextExtensions: { agent: "worker" } }), p)).toBe("hop_not_allowed");
+      expect(await reasonOf(toDb({}), p)).toBe("allowed");
+    }
+  });
+
   it("gives the same decisions with and without the cache (property)", async () => {
     const cached = pipeline({ hopCache: new LruHopDecisionCache(16) });
     const uncached = pipeline();

@@ -74,6 +74,8 @@ export class CheckPipeline {
   private readonly chains = new ChainIdsMemo();
   /** The last allow's message, by its chain (a memoized, shared array) and callee: consecutive allows mostly repeat it. */
   private lastAllow: { chain: readonly string[]; callee: string | undefined; message: string } | undefined;
+  /** Hop-cache keys kept with each shared chain array (see hopKeysOf); they go when the memo drops the array. */
+  private readonly hopKeys = new WeakMap<readonly string[], ChainHopKeys>();
   /** Where the MCP facts are in the namespace the adapter hands over. */
   readonly mcpKeys: McpMetadataKeys;
   /** The request headers the pipeline reads (lower case); an adapter may drop all others before deciding. */
@@ -309,11 +311,12 @@ export class CheckPipeline {
     const last = lastHopRequest(input.method, input.path, policy.hasMcpRules ? facts.mcp : NO_MCP_METADATA);
     // SPEC 1: an oversized path is refused before any rule is walked.
     if (!last.rulePath.ok && last.rulePath.tooLong === true) return new Denial("hop_not_allowed", `the request path ${last.rulePath.problem}`);
+    const keys = this.deps.hopCache === undefined ? undefined : this.hopKeysOf(policy, chain, facts.onBehalfOf ?? "");
     for (let i = 0; i < chain.length; i++) {
       const from = chain[i]!;
       const isLast = i === chain.length - 1;
       const to = isLast ? callee : chain[i + 1]!;
-      const { outcome, cached } = this.cachedHop(policy, from, to, facts.onBehalfOf, isLast ? last : undefined);
+      const { outcome, cached } = this.cachedHop(policy, from, to, facts.onBehalfOf, isLast ? last : undefined, keys, i);
       facts.hops.push({ from, to, rule: outcome.rule, result: outcome.allowed ? "allow" : "deny", cached, detail: outcome.detail });
       if (!outcome.allowed) return new Denial("hop_not_allowed", `hop ${from} → ${to} is not allowed: ${outcome.detail}`);
       const rule = policy.hops[outcome.ruleIndex];
@@ -329,29 +332,36 @@ export class CheckPipeline {
     return undefined;
   }
 
+  /**
+   * The hop-cache keys of a chain under one policy and one person. A chain
+   * header that repeats is parsed once (ChainIdsMemo hands out one frozen
+   * array per header value), so its keys are kept with that array and handed
+   * to the cache again: the same string objects, whose hashes V8 keeps,
+   * instead of new 150-character keys to build and hash on every request.
+   */
+  private hopKeysOf(policy: CompiledPolicy, chain: readonly string[], onBehalfOf: string): ChainHopKeys {
+    const shared = Object.isFrozen(chain);
+    if (shared) {
+      const known = this.hopKeys.get(chain);
+      if (known !== undefined && known.revision === policy.revision && known.onBehalfOf === onBehalfOf) return known;
+    }
+    const fresh: ChainHopKeys = { revision: policy.revision, onBehalfOf, inner: [], last: undefined };
+    if (shared) this.hopKeys.set(chain, fresh);
+    return fresh;
+  }
+
   private cachedHop(
     policy: CompiledPolicy,
     from: string,
     to: string,
     onBehalfOf: string | undefined,
     last: LastHopRequest | undefined,
+    keys: ChainHopKeys | undefined,
+    index: number,
   ): { outcome: HopOutcome; cached: boolean } {
     const cache = this.deps.hopCache;
-    if (cache === undefined) return { outcome: evaluateHop(policy, from, to, onBehalfOf, last), cached: false };
-    // The policy revision leads the key, so a reload can never serve a stale
-    // outcome. "i"/"l" tells an earlier hop from the last one, and the free-form
-    // values (on-behalf-of, method) are length-prefixed, so no header value can
-    // make one hop's key equal another's (from/to are validated SPIFFE IDs).
-    // The last hop is keyed by what path rules see (no query string), or by
-    // why no path rule may match, so distinct query strings share one entry.
-    const obo = onBehalfOf ?? "";
-    let key = `${policy.revision}\u0000${last === undefined ? "i" : "l"}\u0000${from}\u0000${to}\u0000${obo.length}:${obo}`;
-    if (last !== undefined) {
-      const path = last.rulePath.ok ? `=${last.rulePath.path}` : `!${last.rulePath.problem}`;
-      key += `\u0000${last.method.length}:${last.method}\u0000${path}`;
-      // Only under a policy with mcp: rules (see hopPhase). The MCP method, tool and URI come from the body: length-prefixed like every free-form value.
-      if (policy.hasMcpRules) key += `\u0000${mcpKeyPart(last.mcp)}`;
-    }
+    if (cache === undefined || keys === undefined) return { outcome: evaluateHop(policy, from, to, onBehalfOf, last), cached: false };
+    const key = last === undefined ? (keys.inner[index] ??= hopCacheKey(policy, from, to, keys.onBehalfOf, undefined)) : lastHopCacheKey(keys, policy, from, to, last);
     const hit = cache.get(key);
     if (hit !== undefined) return { outcome: hit, cached: true };
     const outcome = evaluateHop(policy, from, to, onBehalfOf, last);
@@ -486,6 +496,47 @@ export class CheckPipeline {
       txn: facts.txn,
     } as Decision;
   }
+}
+
+/** The hop-cache keys kept with a shared chain (see hopKeysOf). */
+interface ChainHopKeys {
+  readonly revision: string;
+  readonly onBehalfOf: string;
+  /** The keys of the hops before the last, by position. */
+  readonly inner: string[];
+  /** The last hop's key and what it was built from (the last hop's `from` is the chain's own). */
+  last: { readonly to: string; readonly method: string; readonly pathOk: boolean; readonly pathText: string; readonly key: string } | undefined;
+}
+
+/**
+ * The policy revision leads the key, so a reload can never serve a stale
+ * outcome. "i"/"l" tells an earlier hop from the last one, and the free-form
+ * values (on-behalf-of, method) are length-prefixed, so no header value can
+ * make one hop's key equal another's (from/to are validated SPIFFE IDs). The
+ * last hop is keyed by what path rules see (no query string), or by why no
+ * path rule may match, so distinct query strings share one entry.
+ */
+function hopCacheKey(policy: CompiledPolicy, from: string, to: string, onBehalfOf: string, last: LastHopRequest | undefined): string {
+  let key = `${policy.revision}\u0000${last === undefined ? "i" : "l"}\u0000${from}\u0000${to}\u0000${onBehalfOf.length}:${onBehalfOf}`;
+  if (last !== undefined) {
+    const path = last.rulePath.ok ? `=${last.rulePath.path}` : `!${last.rulePath.problem}`;
+    key += `\u0000${last.method.length}:${last.method}\u0000${path}`;
+    // Only under a policy with mcp: rules (see hopPhase). The MCP method, tool and URI come from the body: length-prefixed like every free-form value.
+    if (policy.hasMcpRules) key += `\u0000${mcpKeyPart(last.mcp)}`;
+  }
+  return key;
+}
+
+/** The last hop's key, reused while the callee, method and rule path repeat (not under `mcp:` rules, whose key also holds the body's names). */
+function lastHopCacheKey(keys: ChainHopKeys, policy: CompiledPolicy, from: string, to: string, last: LastHopRequest): string {
+  if (policy.hasMcpRules) return hopCacheKey(policy, from, to, keys.onBehalfOf, last);
+  const pathOk = last.rulePath.ok;
+  const pathText = last.rulePath.ok ? last.rulePath.path : last.rulePath.problem;
+  const kept = keys.last;
+  if (kept !== undefined && kept.to === to && kept.method === last.method && kept.pathOk === pathOk && kept.pathText === pathText) return kept.key;
+  const key = hopCacheKey(policy, from, to, keys.onBehalfOf, last);
+  keys.last = { to, method: last.method, pathOk, pathText, key };
+  return key;
 }
 
 function isRepeated(input: CheckInput, header: string): boolean {
