@@ -47,12 +47,16 @@ export function formatSerializedDecisionLine(recordJson: string, head: ChainHead
   // Byte for byte what JSON.stringify({ type, seq, prev, ...record }) gives
   // (the hash is hex, so it needs no escaping), without copying the record
   // into a new object first: this runs once per decision.
-  return decisionLinePrefix(head, recordJson) + recordJson.slice(1);
+  return decisionLinePrefix(head, recordJson.length) + recordJson.slice(1);
 }
 
-/** The ASCII start of a decision (or roster) line, up to where the record's own `{` is dropped. */
-export function decisionLinePrefix(head: ChainHead, recordJson: string, type: "decision" | "roster" = "decision"): string {
-  return `{"type":"${type}","seq":${head.seq + 1},"prev":"${head.hash}"${recordJson.length > 2 ? "," : ""}`;
+/**
+ * The ASCII start of a decision (or roster) line, up to where the record's
+ * own `{` is dropped; `recordLength` is the record's JSON length in
+ * characters or bytes (only whether it is more than `{}` matters).
+ */
+export function decisionLinePrefix(head: ChainHead, recordLength: number, type: "decision" | "roster" = "decision"): string {
+  return `{"type":"${type}","seq":${head.seq + 1},"prev":"${head.hash}"${recordLength > 2 ? "," : ""}`;
 }
 
 /** Short, stable id of a signing key (hex SHA-256 of its SPKI DER, first 16 digits), so verify can say which key signed. */

@@ -145,11 +145,15 @@ export class AuditLogWriter implements AuditRecordTarget {
   private readonly drainNow = (): void => {
     this.drainScheduled = false;
     this.formatIncoming();
-    if (this.queueJson.length > 0) this.scheduleFlush(this.options.flushDelayMs);
+    if (this.queueRecords.length > 0) this.scheduleFlush(this.options.flushDelayMs);
   };
-  /** Formatted records waiting for a chunk: their JSON text and its exact size in bytes. */
-  private readonly queueJson: string[] = [];
-  private readonly queueBytes: number[] = [];
+  /**
+   * Formatted records waiting for a chunk, as their JSON's UTF-8 bytes: the
+   * text is encoded once, when the buffer learns its exact size, and copied
+   * into the chunk (measuring and then writing the text would read a fresh
+   * 1.5 KB string twice).
+   */
+  private readonly queueRecords: Buffer[] = [];
   private queuedBytes = 0;
   private pendingChunk: Chunk | undefined;
   /** The chain as far as it was serialized (equal to the file once pendingChunk is written). */
@@ -345,7 +349,7 @@ export class AuditLogWriter implements AuditRecordTarget {
   // --- flushing -------------------------------------------------------------
 
   private depth(): number {
-    return this.incomingDecisions.length + this.queueJson.length + (this.pendingChunk?.records ?? 0);
+    return this.incomingDecisions.length + this.queueRecords.length + (this.pendingChunk?.records ?? 0);
   }
 
   private depthBytes(): number {
@@ -370,10 +374,9 @@ export class AuditLogWriter implements AuditRecordTarget {
         this.log.error("audit record could not be built", { event: "audit_record_dropped", decision_id: decision.decisionId, error });
         continue;
       }
-      const bytes = Buffer.byteLength(json);
-      this.queueJson.push(json);
-      this.queueBytes.push(bytes);
-      this.queuedBytes += bytes;
+      const record = Buffer.from(json, "utf8");
+      this.queueRecords.push(record);
+      this.queuedBytes += record.length;
     }
     // The estimate may have been above the exact size (room again) or below it.
     this.notifyAccepting();
@@ -417,7 +420,7 @@ export class AuditLogWriter implements AuditRecordTarget {
       this.flushing = false;
     }
     if (this.checkpointDue || this.writeAgainAtOnce()) this.scheduleFlush(0);
-    else if (this.queueJson.length > 0 || this.incomingDecisions.length > 0) this.scheduleFlush(this.options.flushDelayMs);
+    else if (this.queueRecords.length > 0 || this.incomingDecisions.length > 0) this.scheduleFlush(this.options.flushDelayMs);
   }
 
   /**
@@ -428,16 +431,16 @@ export class AuditLogWriter implements AuditRecordTarget {
    */
   private writeAgainAtOnce(): boolean {
     if (this.finalWritten) return false;
-    return this.closing || this.waiters.length > 0 || !this.accepting() || this.queueJson.length + this.incomingDecisions.length >= MAX_RECORDS_PER_CHUNK;
+    return this.closing || this.waiters.length > 0 || !this.accepting() || this.queueRecords.length + this.incomingDecisions.length >= MAX_RECORDS_PER_CHUNK;
   }
 
   private buildChunk(): Chunk | undefined {
     // Nothing follows the shutdown checkpoint: a log that ends otherwise looks like a crash.
     if (this.finalWritten) return undefined;
     this.formatIncoming();
-    const take = Math.min(this.queueJson.length, MAX_RECORDS_PER_CHUNK);
+    const take = Math.min(this.queueRecords.length, MAX_RECORDS_PER_CHUNK);
     let capacity = 4096;
-    for (let i = 0; i < take; i++) capacity += this.queueBytes[i]! + 128;
+    for (let i = 0; i < take; i++) capacity += this.queueRecords[i]!.length + 128;
     const out = new ChunkBytes(Math.min(capacity, MAX_BYTES_PER_CHUNK + 64 * 1024));
     if (this.needsNewline) {
       // Keep the crash fragment as a line of its own; verify reports it, and our records stay intact after it.
@@ -481,7 +484,7 @@ export class AuditLogWriter implements AuditRecordTarget {
     this.pendingStart = false;
 
     for (const json of this.rosterQueue.splice(0)) {
-      const prefix = decisionLinePrefix(this.tail, json, "roster");
+      const prefix = decisionLinePrefix(this.tail, json.length, "roster");
       pushSigned(prefix + json.slice(1));
       this.sinceCheckpoint++;
       this.startCheckpointClock();
@@ -489,10 +492,10 @@ export class AuditLogWriter implements AuditRecordTarget {
 
     let used = 0;
     while (used < take && (used === 0 || out.length < MAX_BYTES_PER_CHUNK)) {
-      const json = this.queueJson[used]!;
-      const jsonBytes = this.queueBytes[used]!;
-      // The prefix is ASCII and takes the place of the record's opening brace; the line is encoded once, into the chunk, and hashed there.
-      this.tail = { seq: this.tail.seq + 1, hash: out.line(decisionLinePrefix(this.tail, json), json, 1, jsonBytes - 1) };
+      const record = this.queueRecords[used]!;
+      const jsonBytes = record.length;
+      // The prefix is ASCII and takes the place of the record's opening brace; the line is copied into the chunk and hashed there.
+      this.tail = { seq: this.tail.seq + 1, hash: out.lineFromBytes(decisionLinePrefix(this.tail, jsonBytes), record, 1) };
       used++;
       records++;
       recordBytes += jsonBytes;
@@ -505,14 +508,13 @@ export class AuditLogWriter implements AuditRecordTarget {
         break;
       }
     }
-    this.queueJson.splice(0, used);
-    this.queueBytes.splice(0, used);
+    this.queueRecords.splice(0, used);
     this.queuedBytes -= recordBytes;
 
     const overdue = this.unsignedSinceMs !== undefined && this.options.clock.nowMs() - this.unsignedSinceMs >= this.options.checkpointEveryMs;
     // A file about to be renamed ends with its rotation checkpoint; anything else goes into the next file.
     if (!rotate) {
-      if (this.closing && this.queueJson.length === 0 && !this.finalWritten) {
+      if (this.closing && this.queueRecords.length === 0 && !this.finalWritten) {
         checkpoint("shutdown");
         final = true;
       } else if (this.sinceCheckpoint > 0 && (this.checkpointDue || overdue)) {
@@ -868,6 +870,19 @@ class ChunkBytes {
     const start = this.length;
     let end = start + this.buf.write(head, start, "latin1");
     end += this.buf.write(from === 0 ? body : body.slice(from), end, "utf8");
+    const hash = hashLine(this.buf.subarray(start, end));
+    this.buf[end] = 0x0a;
+    this.length = end + 1;
+    this.lines++;
+    return hash;
+  }
+
+  /** Appends `head` (ASCII) and `body` from byte `from`, then a newline; returns the line's hash. */
+  lineFromBytes(head: string, body: Buffer, from: number): string {
+    this.ensure(head.length + body.length - from + 1);
+    const start = this.length;
+    let end = start + this.buf.write(head, start, "latin1");
+    end += body.copy(this.buf, end, from);
     const hash = hashLine(this.buf.subarray(start, end));
     this.buf[end] = 0x0a;
     this.length = end + 1;
