@@ -101,6 +101,15 @@ describe("the encoder writes every Decision as the generated schema does", () =>
     );
   });
 
+  it("encodes a repeated allow too large for a template in full, every time", () => {
+    const [decision] = fc.sample(decisions(text), { numRuns: 1, seed: SEED + 4 });
+    const large = { ...decision!, allowed: true as const, reason: undefined, caller: "spiffe://example.org/agent/large", onBehalfOf: `${"p".repeat(5000)}@example.com` };
+    for (const decisionId of ["01JBZ6Q6M3YV0V9F6X5K8T2R4A", "01JBZ6Q6M3YV0V9F6X5K8T2R4B", "01JBZ6Q6M3YV0V9F6X5K8T2R4C"]) {
+      const repeated = { ...large, decisionId };
+      expect(fromBinary(CheckResponseSchema, encodeCheckResponse(repeated))).toStrictEqual(toCheckResponse(repeated));
+    }
+  });
+
   it("with lone surrogates, which UTF-8 cannot carry, writes U+FFFD where the generated encoder does", () => {
     const withSurrogates = fc.string({ unit: fc.constantFrom("\uD800", "\uDFFF", "a", "😀"), maxLength: 6 });
     fc.assert(

@@ -50,15 +50,16 @@ interface AllowTemplate {
 const MAX_TEMPLATE_BYTES = 4096;
 /** Shorter ids are not templated: a short run of placeholder bytes could be mistaken for a length prefix. */
 const MIN_TEMPLATE_ID_LENGTH = 8;
-const allowTemplates = new DecisionShapeCache<AllowTemplate>();
+/** null: this shape has no template (too large, or its id could not be found again), so its allows are encoded in full. */
+const allowTemplates = new DecisionShapeCache<AllowTemplate | null>();
 
 export function encodeCheckResponse(d: Decision): Buffer {
   if (!d.allowed || !templatableId(d.decisionId)) return encodeFully(d);
   const template = allowTemplates.get(d);
+  if (template === null) return encodeFully(d);
   if (template !== undefined && template.idLength === d.decisionId.length) return fromTemplate(template, d.decisionId);
   const bytes = encodeFully(d);
-  const built = buildTemplate(d, bytes);
-  if (built !== undefined) allowTemplates.set(d, built);
+  allowTemplates.set(d, buildTemplate(d, bytes));
   return bytes;
 }
 
@@ -82,16 +83,16 @@ function fromTemplate(t: AllowTemplate, id: string): Buffer {
  * goes, and keeps the template only if it rebuilds `expected` exactly, so a
  * template can never say anything the full encoder would not.
  */
-function buildTemplate(d: Decision, expected: Buffer): AllowTemplate | undefined {
-  if (expected.length > MAX_TEMPLATE_BYTES) return undefined;
+function buildTemplate(d: Decision, expected: Buffer): AllowTemplate | null {
+  if (expected.length > MAX_TEMPLATE_BYTES) return null;
   const placeholder = "\u0001".repeat(d.decisionId.length);
   const bytes = Buffer.from(encodeFully({ ...d, decisionId: placeholder }));
   const marker = Buffer.from(placeholder, "latin1");
   const first = bytes.indexOf(marker);
   const second = first === -1 ? -1 : bytes.indexOf(marker, first + marker.length);
-  if (second === -1 || bytes.indexOf(marker, second + marker.length) !== -1) return undefined;
+  if (second === -1 || bytes.indexOf(marker, second + marker.length) !== -1) return null;
   const template: AllowTemplate = { bytes, idLength: d.decisionId.length, idAt: [first, second] };
-  return fromTemplate(template, d.decisionId).equals(expected) ? template : undefined;
+  return fromTemplate(template, d.decisionId).equals(expected) ? template : null;
 }
 
 function encodeFully(d: Decision): Buffer {

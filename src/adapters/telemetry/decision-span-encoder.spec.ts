@@ -155,6 +155,14 @@ describe("decision spans: our bytes decode to the SDK serializer's spans", () =>
     );
   });
 
+  it("for a repeated shape too large for a template, encoded in full every time", async () => {
+    const [span] = fc.sample(decisionSpan, { numRuns: 1, seed: 10 });
+    const longChain = Array.from({ length: 12 }, (_, i) => `spiffe://example.org/agent/${"a".repeat(900)}${i}`);
+    const large = { ...span!.decision, caller: longChain[11], chain: longChain, hops: longChain.slice(1).map((to, i) => ({ from: longChain[i]!, to, rule: "hops[0]", result: "allow" as const, cached: true, detail: "" })) } as Decision;
+    const spans = [0, 1, 2].map((i) => ({ ...span!, spanId: `00f067aa0ba902b${i}`, decision: { ...large, decisionId: `01JBZ6Q6M3YV0V9F6X5K8T2R4${i}` } }));
+    expect(decodeTree(await ourBytes(spans, boundText))).toEqual(decodeTree(sdkBytes(spans, boundText)));
+  });
+
   it("for attacker-sized strings, which both keep only up to the bound", async () => {
     const big = "x".repeat(60 * 1024);
     const [span] = fc.sample(decisionSpan, { numRuns: 1, seed: 9 });

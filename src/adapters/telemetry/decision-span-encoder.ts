@@ -71,7 +71,8 @@ const MAX_TEMPLATE_BYTES = 8192;
 
 /** Writes decision spans; one per span queue, since the template depends on `bound`. */
 export class DecisionSpanEncoder {
-  private readonly templates = new DecisionShapeCache<SpanTemplate>();
+  /** null: the shape's template would be too large, so its spans are encoded in full (and the template is not built again). */
+  private readonly templates = new DecisionShapeCache<SpanTemplate | null>();
   private readonly scratch = new WireWriter(1024);
 
   constructor(private readonly bound: BoundText) {}
@@ -82,7 +83,7 @@ export class DecisionSpanEncoder {
     let template = this.templates.get(d);
     if (template === undefined) {
       template = this.buildTemplate(d);
-      if (template !== undefined) this.templates.set(d, template);
+      this.templates.set(d, template);
     }
     const bound = this.bound;
     w.fork(SS_SPANS);
@@ -95,18 +96,17 @@ export class DecisionSpanEncoder {
     writeOffsetTime(w, SPAN_START, TIME_ORIGIN, span.startPerfMs);
     writeOffsetTime(w, SPAN_END, TIME_ORIGIN, span.endPerfMs);
 
-    const A = SPAN_ATTRIBUTES;
-    if (template !== undefined) w.raw(template.outcome);
+    if (template !== null) w.raw(template.outcome);
     else writeOutcome(w, d);
     // Unique per span: the pair cache could only miss.
     writeUncachedStringAttribute(w, A, "authz.decision_id", d.decisionId);
-    if (template !== undefined) w.raw(template.agents);
+    if (template !== null) w.raw(template.agents);
     else writeAgents(w, d, bound);
     writeStringAttribute(w, A, "http.request.method", bound(d.method));
     writeStringAttribute(w, A, "url.path", bound(pathWithoutQuery(d.path)));
     if (d.peerCertificateSha256 !== undefined) writeStringAttribute(w, A, "tls.client.hash.sha256", d.peerCertificateSha256);
     if (d.tokenId !== undefined) writeStringAttribute(w, A, "agent.delegation.token_id", bound(d.tokenId));
-    if (template !== undefined) w.raw(template.binding);
+    if (template !== null) w.raw(template.binding);
     else writeBinding(w, d);
     // SPEC 8. The MCP names come from the request body (through Envoy's MCP filter): bounded like every request string.
     if (d.mcp !== undefined) {
@@ -119,7 +119,7 @@ export class DecisionSpanEncoder {
     for (let i = 0; i < d.hops.length; i++) {
       w.fork(SPAN_EVENTS);
       writeOffsetTime(w, EVENT_TIME, TIME_ORIGIN, span.endPerfMs);
-      if (template !== undefined) w.raw(template.hopEvents[i]!);
+      if (template !== null) w.raw(template.hopEvents[i]!);
       else writeHopEvent(w, d.hops[i]!, bound);
       w.join();
     }
@@ -130,7 +130,7 @@ export class DecisionSpanEncoder {
     w.join();
   }
 
-  private buildTemplate(d: Decision): SpanTemplate | undefined {
+  private buildTemplate(d: Decision): SpanTemplate | null {
     const w = this.scratch.reset();
     const piece = (write: () => void): Uint8Array => {
       const start = w.length;
@@ -141,7 +141,7 @@ export class DecisionSpanEncoder {
     const agents = piece(() => writeAgents(w, d, this.bound));
     const binding = piece(() => writeBinding(w, d));
     const hopEvents = d.hops.map((hop) => piece(() => writeHopEvent(w, hop, this.bound)));
-    return w.length > MAX_TEMPLATE_BYTES ? undefined : { outcome, agents, binding, hopEvents };
+    return w.length > MAX_TEMPLATE_BYTES ? null : { outcome, agents, binding, hopEvents };
   }
 }
 

@@ -340,7 +340,8 @@ export class CheckPipeline {
    * instead of new 150-character keys to build and hash on every request.
    */
   private hopKeysOf(policy: CompiledPolicy, chain: readonly string[], onBehalfOf: string): ChainHopKeys {
-    const shared = Object.isFrozen(chain);
+    // Bounded: ChainIdsMemo keeps 512 chains of at most 2,048 characters, and a long person or last-hop key is not kept (about 10 KB a chain at most).
+    const shared = Object.isFrozen(chain) && onBehalfOf.length <= MAX_KEPT_ON_BEHALF_OF;
     if (shared) {
       const known = this.hopKeys.get(chain);
       if (known !== undefined && known.revision === policy.revision && known.onBehalfOf === onBehalfOf) return known;
@@ -498,6 +499,11 @@ export class CheckPipeline {
   }
 }
 
+/** Longer people's keys are built per request (see hopKeysOf). */
+const MAX_KEPT_ON_BEHALF_OF = 256;
+/** Longer last-hop keys (long paths) are built per request. */
+const MAX_KEPT_LAST_HOP_KEY = 4096;
+
 /** The hop-cache keys kept with a shared chain (see hopKeysOf). */
 interface ChainHopKeys {
   readonly revision: string;
@@ -535,7 +541,7 @@ function lastHopCacheKey(keys: ChainHopKeys, policy: CompiledPolicy, from: strin
   const kept = keys.last;
   if (kept !== undefined && kept.to === to && kept.method === last.method && kept.pathOk === pathOk && kept.pathText === pathText) return kept.key;
   const key = hopCacheKey(policy, from, to, keys.onBehalfOf, last);
-  keys.last = { to, method: last.method, pathOk, pathText, key };
+  keys.last = key.length <= MAX_KEPT_LAST_HOP_KEY ? { to, method: last.method, pathOk, pathText, key } : undefined;
   return key;
 }
 
