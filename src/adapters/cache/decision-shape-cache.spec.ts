@@ -1,22 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { makeDecision, SAMPLE_DECISION_FIELDS } from "../../../test/support/decisions.js";
+import { sampleDecision } from "../../../test/support/audit-fixtures.js";
 import type { Decision } from "../../core/decision/decision.js";
 import { DecisionShapeCache } from "./decision-shape-cache.js";
 
-const base: Decision = makeDecision({
-  ...SAMPLE_DECISION_FIELDS,
-  decisionId: "01JBZ6Q6M3YV0V9F6X5K8T2R4A",
-  caller: "spiffe://example.org/agent/worker",
-  callee: "spiffe://example.org/agent/research",
-  onBehalfOf: "alice@example.com",
-  policyVersion: "2026-11-01.3",
-  callerBinding: "certificate",
-  chain: ["spiffe://example.org/agent/planner", "spiffe://example.org/agent/worker"],
-  hops: [
-    { from: "spiffe://example.org/agent/planner", to: "spiffe://example.org/agent/worker", rule: "hops[0]", result: "allow", cached: true, detail: "hops[0] admits it" },
-    { from: "spiffe://example.org/agent/worker", to: "spiffe://example.org/agent/research", rule: "hops[1]", result: "allow", cached: true, detail: "hops[1] admits it" },
-  ],
-});
+/** A decision with every shape field set (a person, a binding, two hops). */
+const base: Decision = sampleDecision({ callerBinding: "certificate" });
 
 describe("DecisionShapeCache", () => {
   it("finds a decision of the same shape whatever its id, times and request line", () => {
