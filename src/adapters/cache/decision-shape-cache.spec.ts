@@ -53,6 +53,16 @@ describe("DecisionShapeCache", () => {
     expect(cache.get({ ...base, caller: "spiffe://example.org/agent/b" })).toBeUndefined();
   });
 
+  it("replaces the value of a shape it already holds instead of adding the shape again", () => {
+    const cache = new DecisionShapeCache<number>(4, 2);
+    cache.set(base, 1);
+    cache.set({ ...base, onBehalfOf: "bob@example.com" }, 2);
+    cache.set(base, 3);
+    cache.set(base, 4);
+    expect(cache.get(base)).toBe(4);
+    expect(cache.get({ ...base, onBehalfOf: "bob@example.com" })).toBe(2);
+  });
+
   it("keeps nothing for a decision without a caller", () => {
     const cache = new DecisionShapeCache<string>();
     cache.set({ ...base, caller: undefined }, "template");

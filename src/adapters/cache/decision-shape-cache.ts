@@ -54,7 +54,7 @@ export class DecisionShapeCache<V> {
     return undefined;
   }
 
-  /** Keeps `value` for the decision's shape; nothing when the caller is unknown or the table of callers is full. */
+  /** Keeps `value` for the decision's shape (in place of an older value for it); nothing when the caller is unknown or the table of callers is full. */
   set(d: Decision, value: V): void {
     if (d.caller === undefined) return;
     let entry = this.byCaller.get(d.caller);
@@ -63,6 +63,7 @@ export class DecisionShapeCache<V> {
       entry = { shapes: [], next: 0 };
       this.byCaller.set(d.caller, entry);
     }
+    const same = entry.shapes.findIndex((s) => sameShape(s, d));
     const shape: Shape<V> = {
       allowed: d.allowed,
       reason: d.reason,
@@ -75,7 +76,9 @@ export class DecisionShapeCache<V> {
       hops: d.hops.map((h) => ({ ...h })),
       value,
     };
-    if (entry.shapes.length < this.perCaller) {
+    if (same !== -1) {
+      entry.shapes[same] = shape;
+    } else if (entry.shapes.length < this.perCaller) {
       entry.shapes.push(shape);
     } else {
       entry.shapes[entry.next] = shape;
