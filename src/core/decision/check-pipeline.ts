@@ -338,6 +338,8 @@ export class CheckPipeline {
    * array per header value), so its keys are kept with that array and handed
    * to the cache again: the same string objects, whose hashes V8 keeps,
    * instead of new 150-character keys to build and hash on every request.
+   * (A header too long for the memo also gives a frozen array, but a new
+   * one each time: its keys are never found again and go with it.)
    */
   private hopKeysOf(policy: CompiledPolicy, chain: readonly string[], onBehalfOf: string): ChainHopKeys {
     // Bounded: ChainIdsMemo keeps 512 chains of at most 2,048 characters, and a long person or last-hop key is not kept (about 10 KB a chain at most).
@@ -468,7 +470,7 @@ export class CheckPipeline {
     const last = this.lastAllow;
     if (last !== undefined && last.chain === chain && last.callee === callee) return last.message;
     const message = `allowed: ${chain.join(" → ")} → ${callee ?? ""}`;
-    // Only a frozen chain is shared between requests (ChainIdsMemo); any other array is this request's own.
+    // Only a frozen chain can be shared between requests (ChainIdsMemo's results are frozen); any other array is this request's own.
     this.lastAllow = Object.isFrozen(chain) ? { chain, callee, message } : undefined;
     return message;
   }
