@@ -3,7 +3,7 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { UlidGenerator } from "./ulid.js";
+import { encodeRandom, UlidGenerator } from "./ulid.js";
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const T = Date.UTC(2026, 10, 1);
@@ -55,5 +55,25 @@ describe("decision ids", () => {
 
   it("differ between generators", () => {
     expect(new UlidGenerator().next(T)).not.toBe(new UlidGenerator().next(T));
+  });
+});
+
+describe("the random part", () => {
+  it("is the 80 bits, most significant first, in 16 base32 digits (property, against BigInt)", () => {
+    const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 10, maxLength: 10 }), (bytes) => {
+        let n = 0n;
+        for (const b of bytes) n = (n << 8n) | BigInt(b);
+        let expected = "";
+        for (let i = 0; i < 16; i++) {
+          expected = alphabet[Number(n & 31n)]! + expected;
+          n >>= 5n;
+        }
+        expect(encodeRandom(bytes)).toBe(expected);
+      }),
+      { numRuns: 2000, seed: 11 },
+    );
+    expect(encodeRandom(new Uint8Array(10).fill(255))).toBe("ZZZZZZZZZZZZZZZZ");
   });
 });
