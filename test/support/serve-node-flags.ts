@@ -7,7 +7,8 @@
 // http2 streams, mostly) then survive their first scavenge and are copied,
 // 6–9 MB a time, and each scavenge stops the event loop for 10–20 ms: the
 // tail of every Check waiting behind it. With 4 MiB semi-spaces a scavenge
-// copies about a tenth of that and pauses for 1–3 ms (rarely up to 6); it runs more often, and
-// the GC time per second stays about the same (measured at 1,000 Checks a
-// second with --trace-gc-nvp, Node 24.22.3, 2 cores).
+// copies about a tenth of that and pauses for 1–3 ms (rarely up to 6); it
+// runs more often, and the GC time per second stays about the same
+// (measured at 1,000 Checks a second with --trace-gc-nvp, Node 24.22.3,
+// 2 cores).
 export const SERVE_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=4"];
