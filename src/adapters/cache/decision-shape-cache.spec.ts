@@ -41,16 +41,49 @@ describe("DecisionShapeCache", () => {
     expect(cache.get(base)).toBe("template");
   });
 
-  it("is bounded: a caller keeps its newest shapes, and callers beyond the limit are not kept", () => {
+  it("is bounded: a caller keeps its newest shapes, and the table its newest callers", () => {
     const cache = new DecisionShapeCache<number>(2, 3);
     for (let i = 0; i < 5; i++) cache.set({ ...base, onBehalfOf: `p${i}@example.com` }, i);
     expect(cache.get({ ...base, onBehalfOf: "p0@example.com" })).toBeUndefined();
     expect(cache.get({ ...base, onBehalfOf: "p1@example.com" })).toBeUndefined();
     expect([2, 3, 4].map((i) => cache.get({ ...base, onBehalfOf: `p${i}@example.com` }))).toEqual([2, 3, 4]);
-    cache.set({ ...base, caller: "spiffe://example.org/agent/a" }, 10);
-    cache.set({ ...base, caller: "spiffe://example.org/agent/b" }, 11);
+    const a = { ...base, caller: "spiffe://example.org/agent/a" };
+    const b = { ...base, caller: "spiffe://example.org/agent/b" };
+    cache.set(a, 10);
+    cache.set(b, 11);
     expect(cache.callers).toBe(2);
-    expect(cache.get({ ...base, caller: "spiffe://example.org/agent/b" })).toBeUndefined();
+    // base's caller was served (the gets above) and a was not: a made way for b.
+    expect(cache.get(a)).toBeUndefined();
+    expect(cache.get(b)).toBe(11);
+    expect(cache.get({ ...base, onBehalfOf: "p4@example.com" })).toBe(4);
+  });
+
+  it("lets callers that stopped calling go, so a churning fleet never leaves the table full of the departed", () => {
+    const cache = new DecisionShapeCache<number>(4, 1);
+    const agent = (i: number): Decision => ({ ...base, caller: `spiffe://example.org/pod/${i}` });
+    // 100 short-lived identities, one call each (a miss, then its shape kept), while one busy caller keeps calling.
+    const busy = agent(-1);
+    cache.set(busy, -1);
+    for (let i = 0; i < 100; i++) {
+      expect(cache.get(busy)).toBe(-1);
+      expect(cache.get(agent(i))).toBeUndefined();
+      cache.set(agent(i), i);
+    }
+    expect(cache.callers).toBe(4);
+    expect(cache.get(busy)).toBe(-1);
+    expect(cache.get(agent(99))).toBe(99);
+    expect(cache.get(agent(0))).toBeUndefined();
+  });
+
+  it("still makes room when every caller was served since the last sweep", () => {
+    const cache = new DecisionShapeCache<number>(3, 1);
+    const agent = (i: number): Decision => ({ ...base, caller: `spiffe://example.org/pod/${i}` });
+    for (let i = 0; i < 3; i++) cache.set(agent(i), i);
+    for (let i = 0; i < 3; i++) expect(cache.get(agent(i))).toBe(i);
+    cache.set(agent(3), 3);
+    expect(cache.callers).toBe(3);
+    expect(cache.get(agent(3))).toBe(3);
+    expect([0, 1, 2].filter((i) => cache.get(agent(i)) === undefined)).toEqual([0]);
   });
 
   it("replaces the value of a shape it already holds instead of adding the shape again", () => {

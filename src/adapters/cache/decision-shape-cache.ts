@@ -12,7 +12,11 @@
 // once), so a cached template is only ever used for a decision that would
 // have produced it. Bounded: at most `maxCallers` callers with `perCaller`
 // shapes each, the oldest shape of a caller replaced first; a value the
-// writer judged too large is never offered.
+// writer judged too large is never offered. A full table makes room for a
+// new caller by "second chance": the oldest caller goes unless it was served
+// since the last sweep, in which case it moves to the back. Callers that
+// stopped calling (pods gone, identities rotated) so leave, and busy ones
+// stay, with no bookkeeping on a hit beyond one flag.
 
 import type { Decision, HopRecord } from "../../core/decision/decision.js";
 
@@ -32,6 +36,8 @@ interface CallerShapes<V> {
   readonly shapes: Shape<V>[];
   /** Where the next new shape goes once `shapes` is full. */
   next: number;
+  /** Served from since the eviction sweep last passed it. */
+  used: boolean;
 }
 
 export const DEFAULT_SHAPE_CALLERS = 256;
@@ -50,17 +56,22 @@ export class DecisionShapeCache<V> {
     if (d.caller === undefined) return undefined;
     const entry = this.byCaller.get(d.caller);
     if (entry === undefined) return undefined;
-    for (const shape of entry.shapes) if (sameShape(shape, d)) return shape.value;
+    for (const shape of entry.shapes) {
+      if (sameShape(shape, d)) {
+        entry.used = true;
+        return shape.value;
+      }
+    }
     return undefined;
   }
 
-  /** Keeps `value` for the decision's shape (in place of an older value for it); nothing when the caller is unknown or the table of callers is full. */
+  /** Keeps `value` for the decision's shape (in place of an older value for it); nothing when the decision names no caller. */
   set(d: Decision, value: V): void {
     if (d.caller === undefined) return;
     let entry = this.byCaller.get(d.caller);
     if (entry === undefined) {
-      if (this.byCaller.size >= this.maxCallers) return;
-      entry = { shapes: [], next: 0 };
+      if (this.byCaller.size >= this.maxCallers) this.evictOne();
+      entry = { shapes: [], next: 0, used: false };
       this.byCaller.set(d.caller, entry);
     }
     const same = entry.shapes.findIndex((s) => sameShape(s, d));
@@ -84,6 +95,25 @@ export class DecisionShapeCache<V> {
       entry.shapes[entry.next] = shape;
       entry.next = (entry.next + 1) % this.perCaller;
     }
+  }
+
+  /**
+   * Removes the oldest caller not served since the sweep last passed it;
+   * callers that were move to the back with their flag cleared. At most one
+   * pass over the table: after it every flag is clear, so the next caller
+   * in line goes.
+   */
+  private evictOne(): void {
+    for (let moved = 0; moved < this.byCaller.size; moved++) {
+      const [caller, entry] = this.byCaller.entries().next().value!;
+      this.byCaller.delete(caller);
+      if (!entry.used) return;
+      entry.used = false;
+      this.byCaller.set(caller, entry);
+    }
+    // Every caller was served since the last sweep: the oldest (now first again) goes.
+    const oldest = this.byCaller.keys().next().value;
+    if (oldest !== undefined) this.byCaller.delete(oldest);
   }
 
   /** Callers with at least one shape (tests, bounds). */
