@@ -33,7 +33,7 @@ import {
 } from "./audit-chain.js";
 import { rotatedFileName } from "./audit-log-files.js";
 import { planResume, type ResumePlan } from "./audit-log-resume.js";
-import { auditRecordJson, estimateAuditRecordBytes } from "./audit-record-json.js";
+import { AuditRecordEncoder, estimateAuditRecordBytes } from "./audit-record-json.js";
 import type { AuditLogStats, AuditOverflowMode, AuditRecordTarget } from "./audit-record-target.js";
 import { HopwardenError } from "../../core/errors.js";
 
@@ -148,12 +148,12 @@ export class AuditLogWriter implements AuditRecordTarget {
     if (this.queueRecords.length > 0) this.scheduleFlush(this.options.flushDelayMs);
   };
   /**
-   * Formatted records waiting for a chunk, as their JSON's UTF-8 bytes: the
-   * text is encoded once, when the buffer learns its exact size, and copied
-   * into the chunk (measuring and then writing the text would read a fresh
-   * 1.5 KB string twice).
+   * Formatted records waiting for a chunk, as their JSON's UTF-8 bytes (views
+   * into the encoder's slabs): written once, when the buffer learns their
+   * exact size, and copied into the chunk after their chain prefix.
    */
   private readonly queueRecords: Buffer[] = [];
+  private readonly encoder = new AuditRecordEncoder();
   private queuedBytes = 0;
   private pendingChunk: Chunk | undefined;
   /** The chain as far as it was serialized (equal to the file once pendingChunk is written). */
@@ -366,15 +366,14 @@ export class AuditLogWriter implements AuditRecordTarget {
     this.incomingBytes = 0;
     for (let i = 0; i < decisions.length; i++) {
       const decision = decisions[i]!;
-      let json: string;
+      let record: Buffer;
       try {
-        json = auditRecordJson(decision, contexts[i]!);
+        record = this.encoder.encode(decision, contexts[i]!);
       } catch (error) {
         this.counters.dropped++;
         this.log.error("audit record could not be built", { event: "audit_record_dropped", decision_id: decision.decisionId, error });
         continue;
       }
-      const record = Buffer.from(json, "utf8");
       this.queueRecords.push(record);
       this.queuedBytes += record.length;
     }

@@ -4,7 +4,7 @@ import { sampleDecision } from "../../../test/support/audit-fixtures.js";
 import { CALLER_BINDINGS, type Decision, type HopRecord } from "../../core/decision/decision.js";
 import { makeDecision } from "../../../test/support/decisions.js";
 import type { DecisionContext } from "../../core/ports.js";
-import { auditRecordJson, estimateAuditRecordBytes } from "./audit-record-json.js";
+import { AuditRecordEncoder, estimateAuditRecordBytes } from "./audit-record-json.js";
 import { buildAuditRecord } from "./audit-record.js";
 
 /** Any UTF-16 code unit, lone surrogates and control characters included: what a header can hold once decoded. */
@@ -49,22 +49,62 @@ const context: fc.Arbitrary<DecisionContext> = fc.record({
   latencyMs: fc.oneof(fc.double({ min: 0, max: 1e6, noNaN: true }), fc.constantFrom(0, 0.0004, 0.0005, 1e-7, 123.4565)),
 });
 
-describe("auditRecordJson (the record written straight as JSON, off the Check path)", () => {
+/** What the writer must produce: the reference record, stringified and encoded. */
+function reference(d: Decision, c: DecisionContext): string {
+  return JSON.stringify(buildAuditRecord(d, c));
+}
+
+/** A record's bytes as text, through a fresh encoder. */
+function auditRecordJson(d: Decision, c: DecisionContext): string {
+  return new AuditRecordEncoder().encode(d, c).toString("utf8");
+}
+
+describe("AuditRecordEncoder (the record written straight as JSON bytes, off the Check path)", () => {
   it("is byte for byte JSON.stringify(buildAuditRecord(…)) for random decisions, bounds included", () => {
     fc.assert(
       fc.property(decision, context, (d, c) => {
-        expect(auditRecordJson(d, c)).toBe(JSON.stringify(buildAuditRecord(d, c)));
+        expect(auditRecordJson(d, c)).toBe(reference(d, c));
       }),
       { numRuns: 400 },
     );
   });
 
+  it("keeps every record of a long run intact in its views, across slabs outgrown mid-record", () => {
+    // A small slab: most records move to a new one part-way through.
+    const encoder = new AuditRecordEncoder(512);
+    const written: [Buffer, string][] = [];
+    fc.assert(
+      fc.property(decision, context, (d, c) => {
+        written.push([encoder.encode(d, c), reference(d, c)]);
+      }),
+      { numRuns: 300 },
+    );
+    for (const [bytes, expected] of written) expect(bytes.toString("utf8")).toBe(expected);
+    expect(Buffer.concat(written.map(([bytes]) => bytes)).equals(Buffer.from(written.map(([, text]) => text).join(""), "utf8"))).toBe(true);
+  });
+
+  it("writes nothing for a record that fails, and the next record starts clean", () => {
+    // A slab that holds all three records: the failed ones must leave no bytes between the other two.
+    const encoder = new AuditRecordEncoder(64 * 1024);
+    const first = sampleDecision();
+    const next = sampleDecision({ path: "/after" });
+    const before = encoder.encode(first, { latencyMs: 1 });
+    expect(() => encoder.encode(sampleDecision({ decidedAtMs: Number.NaN }), { latencyMs: 1 })).toThrow(RangeError);
+    // A string that cannot be written throws part-way through the record.
+    expect(() => encoder.encode(sampleDecision({ path: 42 as unknown as string }), { latencyMs: 1 })).toThrow();
+    const after = encoder.encode(next, { latencyMs: 2 });
+    expect(before.toString()).toBe(reference(first, { latencyMs: 1 }));
+    expect(after.toString()).toBe(reference(next, { latencyMs: 2 }));
+    expect(after.byteOffset).toBe(before.byteOffset + before.length);
+  });
+
   it("is still exactly that for decisions of one shape repeated with other ids, times, messages and request lines (the kept stretch)", () => {
+    const encoder = new AuditRecordEncoder();
     fc.assert(
       fc.property(decision, fc.array(fc.tuple(decision, context), { minLength: 2, maxLength: 4 }), (first, others) => {
         for (const [other, c] of [[first, { latencyMs: 1 }] as const, ...others]) {
           const d = { ...other, allowed: first.allowed, reason: first.reason, callee: first.callee, caller: first.caller, onBehalfOf: first.onBehalfOf, policyVersion: first.policyVersion, callerBinding: first.callerBinding, chain: [...first.chain], hops: first.hops.map((h) => ({ ...h })) } as Decision;
-          expect(auditRecordJson(d, c)).toBe(JSON.stringify(buildAuditRecord(d, c)));
+          expect(encoder.encode(d, c).toString("utf8")).toBe(reference(d, c));
         }
       }),
       { numRuns: 200 },
@@ -75,7 +115,7 @@ describe("auditRecordJson (the record written straight as JSON, off the Check pa
     const base = Date.UTC(2026, 10, 1, 12, 0, 0);
     for (const ms of [base, base + 1, base + 999, base + 1000, base - 1, base + 61_001, -1, 0, 1.5, 253402300799999]) {
       const d = sampleDecision({ decidedAtMs: ms });
-      expect(auditRecordJson(d, { latencyMs: 1 })).toBe(JSON.stringify(buildAuditRecord(d, { latencyMs: 1 })));
+      expect(auditRecordJson(d, { latencyMs: 1 })).toBe(reference(d, { latencyMs: 1 }));
     }
   });
 

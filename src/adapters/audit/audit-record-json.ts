@@ -1,7 +1,7 @@
-// The audit record of a decision written straight as its JSON text, off the
-// Check path (the writer's drain calls it): byte for byte what
-// `JSON.stringify(buildAuditRecord(decision, context))` gives, without building
-// the record object, its hop objects or its lists first. Lists that need no
+// The audit record of a decision written straight as its JSON's UTF-8 bytes,
+// off the Check path (the writer's drain calls it): byte for byte what
+// `JSON.stringify(buildAuditRecord(decision, context))` encodes to, without
+// building the record object, its hop objects, its lists or its text first. Lists that need no
 // bounding (the usual case) are written directly; anything longer goes
 // through the same bounding helpers as buildAuditRecord, so a large request
 // still makes a bounded record (SPEC 6). A property test holds the two equal.
@@ -11,7 +11,7 @@
 //
 // The stretch of a record that a decision's shape fixes (policy version,
 // agents, person, chain and hops; see decision-shape-cache.ts) is kept as
-// text per shape and reused.
+// bytes per shape and copied.
 
 import { reasonOf, type Decision } from "../../core/decision/decision.js";
 import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
@@ -23,37 +23,128 @@ import { AUDIT_CHAIN_BOUNDS, AUDIT_HOPS_BOUNDS, boundHops, type AuditHop } from 
 const MAX_UTF8_PER_UNIT = 3;
 const ITEM_FAST_UNITS = Math.floor(DEFAULT_TEXT_LIMIT_BYTES / MAX_UTF8_PER_UNIT);
 
-/** The JSON line payload of one decision (no `type`, `seq` or `prev`: the writer chains it). */
-export function auditRecordJson(decision: Decision, context: DecisionContext): string {
-  const reason = reasonOf(decision);
-  return (
-    `{"decision_id":${JSON.stringify(decision.decisionId)}` +
-    `,"time":"${isoTime(decision.decidedAtMs)}"` +
-    `,"decision":${decision.allowed ? '"allow"' : '"deny"'}` +
-    `,"reason":${JSON.stringify(reason)}` +
-    `,"message":${text(decision.message)}` +
-    shapeJson(decision) +
-    `,"tls_client_hash_sha256":${decision.peerCertificateSha256 === undefined ? "null" : JSON.stringify(decision.peerCertificateSha256)}` +
-    `,"method":${text(decision.method)}` +
-    `,"path":${text(decision.path)}` +
-    `,"trace_id":${nullableText(context.traceId)}` +
-    `,"span_id":${nullableText(context.spanId)}` +
-    `,"latency_ms":${latencyJson(context.latencyMs)}` +
-    `,"token_id":${nullableText(decision.tokenId)}` +
-    `,"caller_binding":${decision.callerBinding === undefined ? "null" : `"${decision.callerBinding}"`}` +
-    `,"mcp_method":${nullableText(decision.mcp?.method)}` +
-    `,"mcp_tool":${nullableText(decision.mcp?.tool)}` +
-    `,"mcp_resource":${nullableText(decision.mcp?.resource)}` +
-    `,"txn":${nullableText(decision.txn)}}`
-  );
+/**
+ * Writes audit records' JSON as UTF-8 bytes into a slab shared by many
+ * records, one after the other: no string is built for a record, and no
+ * buffer allocated for it. Strings of printable ASCII without quotes or
+ * backslashes (nearly all of them) are copied as they are; others go through
+ * JSON.stringify, so escapes and lone surrogates come out as JSON.stringify
+ * writes them. A record is a view into the slab, which lives while any of its
+ * records is queued.
+ */
+export class AuditRecordEncoder {
+  private slab: Buffer;
+  private pos = 0;
+  private start = 0;
+
+  constructor(private readonly slabBytes = 64 * 1024) {
+    this.slab = Buffer.allocUnsafe(slabBytes);
+  }
+
+  /** The JSON line payload of one decision (no `type`, `seq` or `prev`: the writer chains it). */
+  encode(decision: Decision, context: DecisionContext): Buffer {
+    // The time first: an invalid one throws (a RangeError, as buildAuditRecord does) before anything is written.
+    const time = isoTime(decision.decidedAtMs);
+    this.start = this.pos;
+    try {
+      this.ascii('{"decision_id":');
+      this.string(decision.decisionId);
+      this.ascii(`,"time":"${time}","decision":${decision.allowed ? '"allow"' : '"deny"'},"reason":`);
+      this.string(reasonOf(decision));
+      this.ascii(',"message":');
+      this.text(decision.message);
+      this.bytes(shapeBytes(decision));
+      this.ascii(',"tls_client_hash_sha256":');
+      this.nullableString(decision.peerCertificateSha256);
+      this.ascii(',"method":');
+      this.text(decision.method);
+      this.ascii(',"path":');
+      this.text(decision.path);
+      this.ascii(',"trace_id":');
+      this.nullableText(context.traceId);
+      this.ascii(',"span_id":');
+      this.nullableText(context.spanId);
+      this.ascii(`,"latency_ms":${latencyJson(context.latencyMs)},"token_id":`);
+      this.nullableText(decision.tokenId);
+      this.ascii(decision.callerBinding === undefined ? ',"caller_binding":null,"mcp_method":' : `,"caller_binding":"${decision.callerBinding}","mcp_method":`);
+      this.nullableText(decision.mcp?.method);
+      this.ascii(',"mcp_tool":');
+      this.nullableText(decision.mcp?.tool);
+      this.ascii(',"mcp_resource":');
+      this.nullableText(decision.mcp?.resource);
+      this.ascii(',"txn":');
+      this.nullableText(decision.txn);
+      this.ascii("}");
+    } catch (error) {
+      this.pos = this.start;
+      throw error;
+    }
+    return this.slab.subarray(this.start, this.pos);
+  }
+
+  /** A string the record keeps up to SPEC 6's bound. */
+  private text(value: string): void {
+    this.string(value.length <= ITEM_FAST_UNITS ? value : boundText(value));
+  }
+
+  private nullableText(value: string | undefined): void {
+    if (value === undefined) this.ascii("null");
+    else this.text(value);
+  }
+
+  private nullableString(value: string | undefined): void {
+    if (value === undefined) this.ascii("null");
+    else this.string(value);
+  }
+
+  /** A JSON string literal. */
+  private string(value: string): void {
+    if (PLAIN_JSON_TEXT.test(value)) {
+      this.room(value.length + 2);
+      const slab = this.slab;
+      slab[this.pos++] = QUOTE;
+      this.pos += slab.write(value, this.pos, "latin1");
+      slab[this.pos++] = QUOTE;
+      return;
+    }
+    const json = JSON.stringify(value);
+    this.room(json.length * MAX_UTF8_PER_UNIT);
+    this.pos += this.slab.write(json, this.pos, "utf8");
+  }
+
+  /** Text known to be ASCII: keys, punctuation, numbers, ids this service made. */
+  private ascii(value: string): void {
+    this.room(value.length);
+    this.pos += this.slab.write(value, this.pos, "latin1");
+  }
+
+  private bytes(value: Buffer): void {
+    this.room(value.length);
+    this.pos += value.copy(this.slab, this.pos);
+  }
+
+  /** Makes room for `more` bytes; a record that outgrows the slab moves, with what it has so far, to a new one. */
+  private room(more: number): void {
+    if (this.pos + more <= this.slab.length) return;
+    const sofar = this.pos - this.start;
+    const next = Buffer.allocUnsafe(Math.max(this.slabBytes, 2 * (sofar + more)));
+    this.slab.copy(next, 0, this.start, this.pos);
+    this.slab = next;
+    this.start = 0;
+    this.pos = sofar;
+  }
 }
+
+/** Printable ASCII but `"` and `\`: JSON.stringify would write such a string between quotes as it is. */
+const PLAIN_JSON_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const QUOTE = 0x22;
 
 /** Longer stretches are written every time rather than kept. */
 const MAX_SHAPE_JSON_LENGTH = 8192;
-const shapes = new DecisionShapeCache<string>();
+const shapes = new DecisionShapeCache<Buffer>();
 
-/** From `,"policy_version"` to the end of `"hops"`: what the decision's shape fixes. */
-function shapeJson(decision: Decision): string {
+/** From `,"policy_version"` to the end of `"hops"`: what the decision's shape fixes, kept as bytes per shape. */
+function shapeBytes(decision: Decision): Buffer {
   const kept = shapes.get(decision);
   if (kept !== undefined) return kept;
   const json =
@@ -64,8 +155,9 @@ function shapeJson(decision: Decision): string {
     `,"chain":${chainJson(decision.chain)}` +
     `,"chain_depth":${decision.chain.length}` +
     `,"hops":${hopsJson(decision)}`;
-  if (json.length <= MAX_SHAPE_JSON_LENGTH) shapes.set(decision, json);
-  return json;
+  const bytes = Buffer.from(json, "utf8");
+  if (json.length <= MAX_SHAPE_JSON_LENGTH) shapes.set(decision, bytes);
+  return bytes;
 }
 
 /** A record whose strings are all empty: keys, punctuation, the id, the time, a long reason and the numbers; caller_binding null. */
