@@ -26,6 +26,14 @@ import { findNamespace, readNamespaceStruct, type StructPieces } from "./metadat
 /** Peer certificates repeat across Checks: decoded once, then matched by bytes (see text-intern.ts). */
 const certificates = new TextIntern();
 
+/**
+ * One reader for every leaf message (a Peer, a map entry, a HeaderValue),
+ * pointed at each in turn: a request holds a dozen or more of them, and none
+ * contains another, so no two are read at once. Decoding is synchronous, so
+ * no other request's decode can come in between.
+ */
+const leaf = new WireReader(Buffer.alloc(0));
+
 const ATTRIBUTE_FIELDS: Readonly<Record<number, string>> = { 1: ".source", 2: ".destination", 4: ".request", 10: ".context_extensions", 11: ".metadata_context" };
 
 interface Peer {
@@ -39,7 +47,7 @@ function expect(wireType: number, expected: number, what: string, part = ""): vo
 
 /** Peer { principal = 4; certificate = 5 }, merged into `into` as protobuf merges a message sent twice. */
 function readPeer(buf: Buffer, start: number, end: number, into: Peer): void {
-  const r = new WireReader(buf, start, end);
+  const r = leaf.reset(buf, start, end);
   while (!r.done()) {
     const tag = r.tag();
     const field = tag >>> 3;
@@ -49,8 +57,8 @@ function readPeer(buf: Buffer, start: number, end: number, into: Peer): void {
       into.principal = r.string("Peer.principal");
     } else if (field === 5) {
       expect(wt, WireType.LEN, "Peer.certificate");
-      const [s, e] = r.lengthDelimited();
-      into.certificate = certificates.text(buf, s, e, "Peer.certificate");
+      const s = r.field();
+      into.certificate = certificates.text(buf, s, r.fieldEnd, "Peer.certificate");
     } else r.skip(wt);
   }
 }
@@ -110,7 +118,7 @@ function wantedNames(names: ReadonlySet<string>): WantedNames {
  * request headers are of no interest to Check).
  */
 function readStringEntry(buf: Buffer, start: number, end: number, into: Record<string, string>, wanted: WantedNames | undefined, what: MapNames): void {
-  const r = new WireReader(buf, start, end);
+  const r = leaf.reset(buf, start, end);
   let keyStart = -1;
   let keyEnd = -1;
   let valueStart = -1;
@@ -121,10 +129,12 @@ function readStringEntry(buf: Buffer, start: number, end: number, into: Record<s
     const field = tag >>> 3;
     if (field === 1) {
       expect(wt, WireType.LEN, what.key);
-      [keyStart, keyEnd] = r.lengthDelimited();
+      keyStart = r.field();
+      keyEnd = r.fieldEnd;
     } else if (field === 2) {
       expect(wt, WireType.LEN, what.value);
-      [valueStart, valueEnd] = r.lengthDelimited();
+      valueStart = r.field();
+      valueEnd = r.fieldEnd;
     } else r.skip(wt);
   }
   let key: string | undefined;
@@ -170,8 +180,8 @@ function readHeaderMap(
       continue;
     }
     expect(tag & 7, WireType.LEN, "HeaderMap.headers");
-    const [s, e] = r.lengthDelimited();
-    const h = new WireReader(buf, s, e);
+    const s = r.field();
+    const h = leaf.reset(buf, s, r.fieldEnd);
     let key = "";
     let valueStart = -1;
     let valueEnd = -1;
@@ -185,10 +195,12 @@ function readHeaderMap(
         key = h.string("HeaderValue.key");
       } else if (f === 2) {
         expect(t & 7, WireType.LEN, "HeaderValue.value");
-        [valueStart, valueEnd] = h.lengthDelimited();
+        valueStart = h.field();
+        valueEnd = h.fieldEnd;
       } else if (f === 3) {
         expect(t & 7, WireType.LEN, "HeaderValue.raw_value");
-        [rawStart, rawEnd] = h.lengthDelimited();
+        rawStart = h.field();
+        rawEnd = h.fieldEnd;
       } else h.skip(t & 7);
     }
     const name = lowerAscii(key);
@@ -225,8 +237,8 @@ function readHttp(
         break;
       case 3: {
         expect(wt, WireType.LEN, "HttpRequest.headers");
-        const [s, e] = r.lengthDelimited();
-        readStringEntry(buf, s, e, out.headers, names, HEADERS_MAP);
+        const s = r.field();
+        readStringEntry(buf, s, r.fieldEnd, out.headers, names, HEADERS_MAP);
         break;
       }
       case 4:
@@ -235,9 +247,9 @@ function readHttp(
         break;
       case 13: {
         expect(wt, WireType.LEN, "HttpRequest.header_map");
-        const [s, e] = r.lengthDelimited();
+        const s = r.field();
         out.headerMap ??= Object.create(null) as Record<string, string>;
-        readHeaderMap(buf, s, e, out.headerMap, out.repeated, wanted);
+        readHeaderMap(buf, s, r.fieldEnd, out.headerMap, out.repeated, wanted);
         break;
       }
       default:
@@ -279,15 +291,16 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
       continue;
     }
     expect(tag & 7, WireType.LEN, "CheckRequest.attributes");
-    const [aStart, aEnd] = top.lengthDelimited();
-    const a = new WireReader(buf, aStart, aEnd);
+    const aStart = top.field();
+    const a = new WireReader(buf, aStart, top.fieldEnd);
     while (!a.done()) {
       const t = a.tag();
       const field = t >>> 3;
       const wt = t & 7;
       if (field === 1 || field === 2 || field === 4 || field === 10 || (field === 11 && mcpNamespace !== undefined)) {
         expect(wt, WireType.LEN, "AttributeContext", ATTRIBUTE_FIELDS[field]);
-        const [s, e] = a.lengthDelimited();
+        const s = a.field();
+        const e = a.fieldEnd;
         if (field === 1) readPeer(buf, s, e, source);
         else if (field === 2) readPeer(buf, s, e, destination);
         else if (field === 10) readStringEntry(buf, s, e, contextExtensions, undefined, CONTEXT_EXTENSIONS_MAP);
@@ -300,8 +313,8 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
             const qt = q.tag();
             if (qt >>> 3 === 2) {
               expect(qt & 7, WireType.LEN, "Request.http");
-              const [hs, he] = q.lengthDelimited();
-              readHttp(buf, hs, he, http, wantedHeaders);
+              const hs = q.field();
+              readHttp(buf, hs, q.fieldEnd, http, wantedHeaders);
             } else q.skip(qt & 7);
           }
         }

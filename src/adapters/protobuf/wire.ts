@@ -19,14 +19,25 @@ export class WireError extends HopwardenError {
 
 /** A cursor over protobuf bytes. Every read is bounds-checked and throws WireError. */
 export class WireReader {
+  buf: Buffer;
   pos: number;
+  end: number;
+  /** Where the bytes of the length-delimited field that `field()` last read end. */
+  fieldEnd = 0;
 
-  constructor(
-    readonly buf: Buffer,
-    start = 0,
-    readonly end = buf.length,
-  ) {
+  constructor(buf: Buffer, start = 0, end = buf.length) {
+    this.buf = buf;
     this.pos = start;
+    this.end = end;
+  }
+
+  /** Points this reader at other bytes: a hot decoder reuses one reader for its many small leaf messages instead of making one each. */
+  reset(buf: Buffer, start: number, end: number): this {
+    this.buf = buf;
+    this.pos = start;
+    this.end = end;
+    this.fieldEnd = 0;
+    return this;
   }
 
   done(): boolean {
@@ -94,12 +105,19 @@ export class WireReader {
 
   /** Reads a length prefix and returns [start, end) of the bytes it covers. */
   lengthDelimited(): [number, number] {
+    const start = this.field();
+    return [start, this.fieldEnd];
+  }
+
+  /** Reads a length prefix, moves past the bytes it covers and returns where they start; they end at `fieldEnd` (no tuple to allocate on a hot path). */
+  field(): number {
     const length = this.varint();
     const start = this.pos;
     const end = start + length;
     if (end > this.end) throw new WireError("length-delimited field runs past its message");
     this.pos = end;
-    return [start, end];
+    this.fieldEnd = end;
+    return start;
   }
 
   /**
@@ -108,8 +126,8 @@ export class WireReader {
    * kept, a leading U+FEFF too.
    */
   string(what = "string field"): string {
-    const [start, end] = this.lengthDelimited();
-    return utf8Text(this.buf, start, end, what);
+    const start = this.field();
+    return utf8Text(this.buf, start, this.fieldEnd, what);
   }
 
   skip(wireType: number): void {
@@ -121,7 +139,7 @@ export class WireReader {
         this.advance(8);
         return;
       case WireType.LEN:
-        this.lengthDelimited();
+        this.field();
         return;
       case WireType.I32:
         this.advance(4);
