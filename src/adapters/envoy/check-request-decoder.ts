@@ -160,7 +160,7 @@ function lowerAscii(name: string): string {
  * HeaderMap { repeated HeaderValue headers = 1 }; HeaderValue { key = 1;
  * value = 2; raw_value = 3 }. raw_value wins when it is not empty (Envoy sends
  * it with encode_raw_headers). A name that comes twice is joined with "," (as
- * Envoy joins the `headers` map) and noted in `repeated`, so that a security
+ * Envoy joins the `headers` map) and noted in `noted.repeated`, so that a security
  * header sent twice can be refused rather than merged (SPEC 1). Values of
  * names not `wanted` are never decoded.
  */
@@ -169,7 +169,7 @@ function readHeaderMap(
   start: number,
   end: number,
   into: Record<string, string>,
-  repeated: Set<string>,
+  noted: { repeated: Set<string> | undefined },
   wanted: ReadonlySet<string> | undefined,
 ): void {
   const r = new WireReader(buf, start, end);
@@ -212,7 +212,7 @@ function readHeaderMap(
     if (prior === undefined) into[name] = v;
     else {
       into[name] = `${prior},${v}`;
-      repeated.add(name);
+      (noted.repeated ??= new Set<string>()).add(name);
     }
   }
 }
@@ -221,7 +221,7 @@ function readHttp(
   buf: Buffer,
   start: number,
   end: number,
-  out: { method: string; path: string; headers: Record<string, string>; headerMap: Record<string, string> | undefined; repeated: Set<string> },
+  out: { method: string; path: string; headers: Record<string, string>; headerMap: Record<string, string> | undefined; repeated: Set<string> | undefined },
   wanted: ReadonlySet<string> | undefined,
 ): void {
   const names = wanted === undefined ? undefined : wantedNames(wanted);
@@ -249,7 +249,7 @@ function readHttp(
         expect(wt, WireType.LEN, "HttpRequest.header_map");
         const s = r.field();
         out.headerMap ??= Object.create(null) as Record<string, string>;
-        readHeaderMap(buf, s, r.fieldEnd, out.headerMap, out.repeated, wanted);
+        readHeaderMap(buf, s, r.fieldEnd, out.headerMap, out, wanted);
         break;
       }
       default:
@@ -279,7 +279,8 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
     path: "",
     headers: Object.create(null) as Record<string, string>,
     headerMap: undefined as Record<string, string> | undefined,
-    repeated: new Set<string>(),
+    // Made only when a header_map repeats a name: almost never.
+    repeated: undefined as Set<string> | undefined,
   };
   let mcpPieces: StructPieces | undefined;
 
@@ -328,7 +329,7 @@ export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<stri
     contextExtensions,
     // With encode_raw_headers Envoy sends header_map instead of headers.
     headers: http.headerMap ?? http.headers,
-    ...(http.headerMap !== undefined && http.repeated.size > 0 && { repeatedHeaders: http.repeated }),
+    ...(http.headerMap !== undefined && http.repeated !== undefined && { repeatedHeaders: http.repeated }),
     method: http.method,
     path: http.path,
     ...(mcpPieces !== undefined && { mcpMetadata: readNamespaceStruct(buf, mcpPieces) }),

@@ -261,7 +261,9 @@ export class CheckPipeline {
     if (!parsed.ok) return new Denial("malformed_chain", `${this.headers.chain}${parsed.problem}`);
     const ids = parsed.ids;
     facts.chain = parsed.entries;
-    for (const id of ids) {
+    // Indexed loops: for-of over these arrays allocated an iterator result per entry, on every Check.
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
       if (!policy.trustDomains.has(id.trustDomain)) {
         return new Denial("untrusted_trust_domain", `chain entry ${id.id} is in trust domain "${id.trustDomain}", which the policy does not trust`);
       }
@@ -274,7 +276,8 @@ export class CheckPipeline {
     if (last.id !== caller.id) {
       return new Denial("chain_caller_mismatch", `the chain ends with ${last.id}, but the caller is ${caller.id}`);
     }
-    for (const id of ids) {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
       if (policy.revokedIdentities.has(id.id)) return new Denial("revoked_identity", `chain entry ${id.id} is revoked`);
     }
     return undefined;
