@@ -13,7 +13,7 @@
 // agents, person, chain and hops; see decision-shape-cache.ts) is kept as
 // bytes per shape and copied.
 
-import { reasonOf, type Decision } from "../../core/decision/decision.js";
+import { reasonOf, type CallerBinding, type Decision } from "../../core/decision/decision.js";
 import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
 import type { DecisionContext } from "../../core/ports.js";
 import { boundText, boundTextList, DEFAULT_TEXT_LIMIT_BYTES } from "../text/bounded-text.js";
@@ -26,10 +26,10 @@ const ITEM_FAST_UNITS = Math.floor(DEFAULT_TEXT_LIMIT_BYTES / MAX_UTF8_PER_UNIT)
 /**
  * Writes audit records' JSON as UTF-8 bytes into a slab shared by many
  * records, one after the other: no string is built for a record, and no
- * buffer allocated for it. Strings of printable ASCII without quotes or
- * backslashes (nearly all of them) are copied as they are; others go through
- * JSON.stringify, so escapes and lone surrogates come out as JSON.stringify
- * writes them. A record is a view into the slab, which lives while any of its
+ * buffer allocated for it. Strings that JSON.stringify would leave as they
+ * are (no quote, backslash, control character or surrogate: nearly all) are
+ * copied as they are; others go through JSON.stringify, so escapes and lone
+ * surrogates come out as it writes them. A record is a view into the slab, which lives while any of its
  * records is queued.
  */
 export class AuditRecordEncoder {
@@ -43,13 +43,15 @@ export class AuditRecordEncoder {
 
   /** The JSON line payload of one decision (no `type`, `seq` or `prev`: the writer chains it). */
   encode(decision: Decision, context: DecisionContext): Buffer {
-    // The time first: an invalid one throws (a RangeError, as buildAuditRecord does) before anything is written.
-    const time = isoTime(decision.decidedAtMs);
     this.start = this.pos;
+    // Constant pieces and the values are written one after the other: joining them first would build a string per record.
     try {
       this.ascii('{"decision_id":');
       this.string(decision.decisionId);
-      this.ascii(`,"time":"${time}","decision":${decision.allowed ? '"allow"' : '"deny"'},"reason":`);
+      this.ascii(',"time":"');
+      // An invalid time throws a RangeError, as buildAuditRecord does.
+      this.time(decision.decidedAtMs);
+      this.ascii(decision.allowed ? '","decision":"allow","reason":' : '","decision":"deny","reason":');
       this.string(reasonOf(decision));
       this.ascii(',"message":');
       this.text(decision.message);
@@ -64,9 +66,12 @@ export class AuditRecordEncoder {
       this.nullableText(context.traceId);
       this.ascii(',"span_id":');
       this.nullableText(context.spanId);
-      this.ascii(`,"latency_ms":${latencyJson(context.latencyMs)},"token_id":`);
+      this.ascii(',"latency_ms":');
+      this.ascii(latencyJson(context.latencyMs));
+      this.ascii(',"token_id":');
       this.nullableText(decision.tokenId);
-      this.ascii(decision.callerBinding === undefined ? ',"caller_binding":null,"mcp_method":' : `,"caller_binding":"${decision.callerBinding}","mcp_method":`);
+      this.ascii(decision.callerBinding === undefined ? ',"caller_binding":null' : CALLER_BINDING_JSON[decision.callerBinding]);
+      this.ascii(',"mcp_method":');
       this.nullableText(decision.mcp?.method);
       this.ascii(',"mcp_tool":');
       this.nullableText(decision.mcp?.tool);
@@ -80,6 +85,29 @@ export class AuditRecordEncoder {
       throw error;
     }
     return this.slab.subarray(this.start, this.pos);
+  }
+
+  /** toISOString of `ms`, with the part up to the second reused: decisions come many to a second. */
+  private time(ms: number): void {
+    const second = Math.floor(ms / 1000);
+    if (second !== cachedSecond) {
+      // Throws a RangeError for an invalid time.
+      const iso = new Date(second * 1000).toISOString();
+      cachedPrefix = iso.slice(0, -4);
+      cachedSecond = second;
+    }
+    const millis = ms - second * 1000;
+    if (!Number.isInteger(millis)) {
+      this.ascii(new Date(ms).toISOString());
+      return;
+    }
+    this.ascii(cachedPrefix);
+    this.room(4);
+    const slab = this.slab;
+    slab[this.pos++] = DIGIT_0 + Math.floor(millis / 100);
+    slab[this.pos++] = DIGIT_0 + (Math.floor(millis / 10) % 10);
+    slab[this.pos++] = DIGIT_0 + (millis % 10);
+    slab[this.pos++] = LETTER_Z;
   }
 
   /** A string the record keeps up to SPEC 6's bound. */
@@ -104,6 +132,14 @@ export class AuditRecordEncoder {
       const slab = this.slab;
       slab[this.pos++] = QUOTE;
       this.pos += slab.write(value, this.pos, "latin1");
+      slab[this.pos++] = QUOTE;
+      return;
+    }
+    if (UNESCAPED_JSON_TEXT.test(value)) {
+      this.room(value.length * MAX_UTF8_PER_UNIT + 2);
+      const slab = this.slab;
+      slab[this.pos++] = QUOTE;
+      this.pos += slab.write(value, this.pos, "utf8");
       slab[this.pos++] = QUOTE;
       return;
     }
@@ -137,7 +173,20 @@ export class AuditRecordEncoder {
 
 /** Printable ASCII but `"` and `\`: JSON.stringify would write such a string between quotes as it is. */
 const PLAIN_JSON_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+/** Beyond ASCII (an allow's message has arrows), but no control character, `"`, `\` or surrogate: JSON.stringify leaves it as it is, and UTF-8 encodes it as it is. */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what JSON must escape
+const UNESCAPED_JSON_TEXT = /^[^\x00-\x1f"\\\ud800-\udfff]*$/;
 const QUOTE = 0x22;
+/** The part of toISOString up to the second, for the second last written (see AuditRecordEncoder.time). */
+let cachedSecond = Number.NaN;
+let cachedPrefix = "";
+const DIGIT_0 = 0x30;
+const LETTER_Z = 0x5a;
+const CALLER_BINDING_JSON: Readonly<Record<CallerBinding, string>> = {
+  certificate: ',"caller_binding":"certificate"',
+  xfcc: ',"caller_binding":"xfcc"',
+  principal: ',"caller_binding":"principal"',
+};
 
 /** Longer stretches are written every time rather than kept. */
 const MAX_SHAPE_JSON_LENGTH = 8192;
@@ -271,21 +320,4 @@ function latencyJson(latencyMs: number): string {
   const rounded = Math.round(latencyMs * 1000) / 1000;
   // JSON.stringify writes a finite number as String does, and anything else as null.
   return Number.isFinite(rounded) ? String(rounded) : "null";
-}
-
-/** toISOString, with the part up to the second reused: decisions come many to a second. */
-let cachedSecond = Number.NaN;
-let cachedPrefix = "";
-
-function isoTime(ms: number): string {
-  const second = Math.floor(ms / 1000);
-  if (second !== cachedSecond) {
-    // Throws a RangeError for an invalid time, as buildAuditRecord does.
-    const iso = new Date(second * 1000).toISOString();
-    cachedPrefix = iso.slice(0, -4);
-    cachedSecond = second;
-  }
-  const millis = ms - second * 1000;
-  if (!Number.isInteger(millis)) return new Date(ms).toISOString();
-  return `${cachedPrefix}${millis < 10 ? "00" : millis < 100 ? "0" : ""}${millis}Z`;
 }
