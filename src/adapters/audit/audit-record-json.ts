@@ -1,10 +1,11 @@
 // The audit record of a decision written straight as its JSON's UTF-8 bytes,
 // off the Check path (the writer's drain calls it): byte for byte what
 // `JSON.stringify(buildAuditRecord(decision, context))` encodes to, without
-// building the record object, its hop objects, its lists or its text first. Lists that need no
-// bounding (the usual case) are written directly; anything longer goes
-// through the same bounding helpers as buildAuditRecord, so a large request
-// still makes a bounded record (SPEC 6). A property test holds the two equal.
+// building the record object, its hop objects, its lists or its text first.
+// Lists that need no bounding (the usual case) are written directly;
+// anything longer goes through the same bounding helpers as
+// buildAuditRecord, so a large request still makes a bounded record (SPEC 6).
+// A property test holds the two equal.
 //
 // Also the cheap size estimate the Check path makes when it queues a
 // decision, before the record exists.
@@ -29,8 +30,8 @@ const ITEM_FAST_UNITS = Math.floor(DEFAULT_TEXT_LIMIT_BYTES / MAX_UTF8_PER_UNIT)
  * buffer allocated for it. Strings that JSON.stringify would leave as they
  * are (no quote, backslash, control character or surrogate: nearly all) are
  * copied as they are; others go through JSON.stringify, so escapes and lone
- * surrogates come out as it writes them. A record is a view into the slab, which lives while any of its
- * records is queued.
+ * surrogates come out as it writes them. A record is a view into the slab,
+ * which lives while any of its records is queued.
  */
 export class AuditRecordEncoder {
   private slab: Buffer;

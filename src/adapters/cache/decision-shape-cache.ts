@@ -36,7 +36,7 @@ interface CallerShapes<V> {
   readonly shapes: Shape<V>[];
   /** Where the next new shape goes once `shapes` is full. */
   next: number;
-  /** Served from since the eviction sweep last passed it. */
+  /** Whether a get found one of its shapes since the eviction sweep last passed it. */
   used: boolean;
 }
 
@@ -99,7 +99,7 @@ export class DecisionShapeCache<V> {
 
   /**
    * Removes the oldest caller not served since the sweep last passed it;
-   * callers that were move to the back with their flag cleared. At most one
+   * callers that were served move to the back, their flag cleared. At most one
    * pass over the table: after it every flag is clear, so the next caller
    * in line goes.
    */
