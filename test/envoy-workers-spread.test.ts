@@ -92,5 +92,6 @@ describe("Checks from Envoy reach every worker", () => {
     // checks take turns too), so the split is uneven under a loaded machine
     // (45/55 to 25/75 measured); before, it was 100/0.
     expect(Math.min(...counts)).toBeGreaterThan(total * 0.1);
-  });
+    // 3,000 mTLS calls through Envoy, each logged at debug: 14–19 s on 2 shared cores, too close to the 20 s default.
+  }, 60_000);
 });
