@@ -113,7 +113,7 @@ export class AuditRecordEncoder {
 
   /** A string the record keeps up to SPEC 6's bound. */
   private text(value: string): void {
-    this.string(value.length <= ITEM_FAST_UNITS ? value : boundText(value));
+    this.string(keptText(value));
   }
 
   private nullableText(value: string | undefined): void {
@@ -270,8 +270,13 @@ function keptOrNull(value: string | undefined): number {
   return value === undefined ? 2 : kept(value);
 }
 
+/** What a record keeps of a request string (SPEC 6): short ones as they are, without measuring their bytes. */
+function keptText(value: string): string {
+  return value.length <= ITEM_FAST_UNITS ? value : boundText(value);
+}
+
 function text(value: string): string {
-  return JSON.stringify(value.length <= ITEM_FAST_UNITS ? value : boundText(value));
+  return JSON.stringify(keptText(value));
 }
 
 function nullableText(value: string | undefined): string {
