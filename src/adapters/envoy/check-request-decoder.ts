@@ -32,7 +32,8 @@ const certificates = new TextIntern();
  * contains another, so no two are read at once. Decoding is synchronous, so
  * no other request's decode can come in between.
  */
-const leaf = new WireReader(Buffer.alloc(0));
+const NO_BYTES = Buffer.alloc(0);
+const leaf = new WireReader(NO_BYTES);
 
 const ATTRIBUTE_FIELDS: Readonly<Record<number, string>> = { 1: ".source", 2: ".destination", 4: ".request", 10: ".context_extensions", 11: ".metadata_context" };
 
@@ -271,6 +272,15 @@ export function undecodableCheckRequest(problem: string): string {
  * CheckInput.mcpMetadata (SPEC 8); without it metadata_context is skipped.
  */
 export function decodeCheckRequest(buf: Buffer, wantedHeaders?: ReadonlySet<string>, mcpNamespace?: string): CheckInput {
+  try {
+    return decodeAttributes(buf, wantedHeaders, mcpNamespace);
+  } finally {
+    // The shared reader would otherwise hold this request's bytes (up to the 4 MiB message limit) until the next one.
+    leaf.reset(NO_BYTES, 0, 0);
+  }
+}
+
+function decodeAttributes(buf: Buffer, wantedHeaders: ReadonlySet<string> | undefined, mcpNamespace: string | undefined): CheckInput {
   const source: Peer = { principal: "", certificate: "" };
   const destination: Peer = { principal: "", certificate: "" };
   const contextExtensions = Object.create(null) as Record<string, string>;
