@@ -80,11 +80,18 @@ describe("a path an upstream may resolve differently matches no path rule", () =
     expect(toRulePath(`/${"a".repeat(8 * 1024 - 1)}?${"q".repeat(50_000)}`)).toMatchObject({ ok: true });
   });
 
-  it("keeps other escapes and a lone '%' as sent (the rule sees them undecoded)", () => {
+  it("keeps other escapes as sent (the rule sees them undecoded)", () => {
     expect(toRulePath("/reports/a%20b")).toEqual({ ok: true, path: "/reports/a%20b" });
-    expect(toRulePath("/reports/100%")).toEqual({ ok: true, path: "/reports/100%" });
-    expect(toRulePath("/reports/%2")).toEqual({ ok: true, path: "/reports/%2" });
+    expect(toRulePath("/reports/%7e%41")).toEqual({ ok: true, path: "/reports/%7e%41" });
   });
+
+  // Each of these matched "/public/**" before: servers read a "%" that starts no escape their own way.
+  it.each(["/reports/100%", "/reports/%2", "/reports/%zz", "/public/%u002e%u002e/admin", "/public/.%u002e/admin", "/public/%%32%65%%32%65/admin"])(
+    "refuses the '%%' that starts no escape in %j",
+    (path) => {
+      expect(toRulePath(path)).toEqual({ ok: false, problem: 'holds a "%" that is not followed by two hex digits' });
+    },
+  );
 });
 
 describe("reading untrusted request targets (property)", () => {
@@ -106,6 +113,7 @@ describe("reading untrusted request targets (property)", () => {
           !path.includes("\\") &&
           !path.includes(";") &&
           !/%25/.test(path) &&
+          !/%(?![0-9a-f]{2})/i.test(path) &&
           !/[^\x20-\x7e]/.test(path) &&
           !/%(?:[01][0-9a-f]|7f|[89a-f][0-9a-f])/i.test(path) &&
           !segments.includes(".") &&
@@ -118,7 +126,7 @@ describe("reading untrusted request targets (property)", () => {
 });
 
 describe("an MCP resource URI gets the path safeguards (SPEC 8, docs/mcp.md)", () => {
-  it.each(["file:///docs/readme.md", "file:///docs/a/b.md?rev=2", "db://reports/q3#summary", "https://example.org/x?next=/../admin"])("leaves %s to the globs", (uri) => {
+  it.each(["file:///docs/readme.md", "file:///docs/a/b.md?rev=2", "db://reports/q3#summary", "https://example.org/x?next=/..x&y=%2F", "db://q?a=.b#..."])("leaves %s to the globs", (uri) => {
     expect(resourceUriProblem(uri)).toBeUndefined();
   });
 
@@ -135,6 +143,13 @@ describe("an MCP resource URI gets the path safeguards (SPEC 8, docs/mcp.md)", (
     ["file:///docs/%252e%252e", 'holds "%25" (double percent-encoding)'],
     ["file:///docs/\u00e9", "holds a control or non-ASCII character"],
     ["file:///docs/a?x=\u0000", "holds a control or non-ASCII character"],
+    ["file:///docs/100%", 'holds a "%" that is not followed by two hex digits'],
+    // Globs see the whole URI: each of these matched "file:///docs/*/*/*" before.
+    ["file:///docs/a?/../..", "holds a dot-segment"],
+    ["file:///docs/a#/../..", "holds a dot-segment"],
+    ["file:///docs/a?..", "holds a dot-segment"],
+    ["https://example.org/x?next=/../admin", "holds a dot-segment"],
+    ["file:///docs/a?%2e%2e/x", "holds a dot-segment"],
   ])("refuses %s", (uri, problem) => {
     expect(resourceUriProblem(uri)).toBe(problem);
   });

@@ -3,8 +3,8 @@
 // dot-segments ("/./", "/../", also percent-encoded), encoded slashes or
 // backslashes (%2F, %5C), a raw backslash, ";" (path parameters, as in
 // "/..;/", which some servers strip before resolving), "%25" (double
-// encoding: "%252e" becomes "%2e" one decode later), and control or non-ASCII
-// bytes, raw or percent-encoded. A refused path matches no path rule. One
+// encoding: "%252e" becomes "%2e" one decode later), a "%" that starts no
+// escape, and control or non-ASCII bytes, raw or percent-encoded. A refused path matches no path rule. One
 // pass, linear in the path.
 // The same safeguards guard the resource URIs of MCP rules (resourceUriProblem).
 
@@ -21,6 +21,8 @@ export const MAX_PATH_BYTES = 8 * 1024;
 const SLASH = 0x2f;
 const DOT = 0x2e;
 const PERCENT = 0x25;
+const QUESTION = 0x3f;
+const HASH = 0x23;
 
 function refuse(problem: string): RulePath {
   return { ok: false, problem };
@@ -88,10 +90,14 @@ function unsafePathProblem(path: string): string | undefined {
       return 'holds a ";" (path parameters)';
     } else if (c === PERCENT) {
       const byte = escapedByte(path, i);
+      // RFC 3986 allows "%" only before two hex digits. Servers read the rest
+      // their own way ("%u002e" is "." to IIS and old Jetty; "%%32%65"
+      // becomes "%2e" after one decode and "." after two).
+      if (byte === -1) return 'holds a "%" that is not followed by two hex digits';
       if (byte === 0x2f || byte === 0x5c) return "holds an encoded slash or backslash";
       if (byte === PERCENT) return 'holds "%25" (double percent-encoding)';
       // Decoded, these are control or non-ASCII bytes; over-long UTF-8 ("%c0%ae" for ".") starts with one too.
-      if (byte !== -1 && (byte < 0x20 || byte >= 0x7f)) return "holds an encoded control or non-ASCII byte";
+      if (byte < 0x20 || byte >= 0x7f) return "holds an encoded control or non-ASCII byte";
     }
   }
   return undefined;
@@ -102,15 +108,23 @@ function unsafePathProblem(path: string): string | undefined {
  * `resources` glob, or undefined. The MCP server resolves the URI, so the
  * path rules' safeguards apply to it up to its query or fragment:
  * `file:///docs/*` must not admit `file:///docs/..` or `file:///docs/%2e%2e`.
- * The query and fragment may hold no control or non-ASCII character either.
+ * The query and fragment may hold no control or non-ASCII character and no
+ * dot-segment either: globs see the whole URI, and a server that takes "?"
+ * or "#" as part of a file name would resolve `file:///docs/a?/../..` to "/".
  */
 export function resourceUriProblem(uri: string): string | undefined {
   const end = beforeQueryOrFragment(uri);
   const problem = unsafePathProblem(uri.slice(0, end));
   if (problem !== undefined) return problem;
-  for (let i = end; i < uri.length; i++) {
-    const c = uri.charCodeAt(i);
-    if (c < 0x20 || c >= 0x7f) return "holds a control or non-ASCII character";
+  let segmentStart = end + 1;
+  for (let i = end + 1; i <= uri.length; i++) {
+    const c = i < uri.length ? uri.charCodeAt(i) : SLASH;
+    if (c === SLASH || c === QUESTION || c === HASH) {
+      if (isDotSegment(uri, segmentStart, i)) return "holds a dot-segment";
+      segmentStart = i + 1;
+    } else if (c < 0x20 || c >= 0x7f) {
+      return "holds a control or non-ASCII character";
+    }
   }
   return undefined;
 }
