@@ -108,6 +108,7 @@ export function referenceRulePath(target: string): RulePath {
   if (/[^\x20-\x7e]/.test(path)) return { kind: "refused" }; // control or non-ASCII
   if (/[\\;]/.test(path)) return { kind: "refused" };
   if (/%25/.test(path)) return { kind: "refused" };
+  if (/%(?![0-9a-f]{2})/i.test(path)) return { kind: "refused" }; // a "%" that starts no escape
   if (/%(?:[01][0-9a-f]|7f|[89a-f][0-9a-f])/i.test(path)) return { kind: "refused" }; // an encoded control or non-ASCII byte
   if (/%2f|%5c/i.test(path)) return { kind: "refused" };
   for (const segment of path.split("/")) {
