@@ -157,6 +157,8 @@ const subjectMutations: ContractMutation[] = [
 // --- 4. on-behalf-of ----------------------------------------------------------
 
 const SPACES_AND_CONTROLS = [" ", "\t", "\u00a0", "\u2028", "\u3000", "\ufeff", "\u1680", "\u0000", "\u001f", "\u007f", "\u0085", "\r", "\n", "\u009f"];
+/** Shown as nothing, or as something else: format characters, the replacement character, a lone surrogate. */
+const INVISIBLES = ["\u200b", "\u200d", "\u202e", "\u2066", "\u00ad", "\u061c", "\ufffd", "\ud800"];
 
 const oboMutations: ContractMutation[] = [
   mutation("on-behalf-of missing", always, (b) =>
@@ -176,6 +178,13 @@ const oboMutations: ContractMutation[] = [
   mutation("on-behalf-of with whitespace or a control character", always, (b) => {
     const p = PEOPLE[b.person];
     return fc.tuple(pick(SPACES_AND_CONTROLS), fc.integer({ min: 0, max: p.length })).map(([c, at]) => {
+      const v = p.slice(0, at) + c + p.slice(at);
+      return { call: { ...b.call, onBehalfOf: [v] }, reason: "on_behalf_of_not_allowed" as const, label: show(v) };
+    });
+  }),
+  mutation("on-behalf-of with an invisible character", always, (b) => {
+    const p = PEOPLE[b.person];
+    return fc.tuple(pick(INVISIBLES), fc.integer({ min: 0, max: p.length })).map(([c, at]) => {
       const v = p.slice(0, at) + c + p.slice(at);
       return { call: { ...b.call, onBehalfOf: [v] }, reason: "on_behalf_of_not_allowed" as const, label: show(v) };
     });

@@ -20,6 +20,14 @@ describe("an on-behalf-of names one principal (finding 7)", () => {
     ["alice\u00a0@example.com", "whitespace"],
     ["alice\u2028@example.com", "whitespace"],
     [`${"a".repeat(2049)}@example.com`, "longer than 2048 bytes"],
+    // Invisible in Jaeger and the audit log, so they read as another person (review finding).
+    ["alice\u200b@example.com", "invisible format character"],
+    ["alice\u200d@example.com", "invisible format character"],
+    ["\u202emoc.elpmaxe@ecila\u202c@example.com", "invisible format character"],
+    ["alice\u2066@example.com", "invisible format character"],
+    ["alice\u00ad@example.com", "invisible format character"],
+    ["\uFFFDalice@example.com", "not UTF-8"],
+    ["alice\ud800@example.com", "lone surrogate"],
   ])("refuses %j", (value, problem) => {
     expect(onBehalfOfProblem(value)).toContain(problem);
   });
