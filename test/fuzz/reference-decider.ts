@@ -220,6 +220,8 @@ function decide(view: EnvoyView, w: ReferenceWorld): Deny | { caller: string; ca
   if (chains.length === 0) chain = [caller];
   else {
     if (chains.length > 1) return new Deny("malformed_chain", "chain sent twice");
+    // SPEC 1: bounded before any work: longer than maxChainLength IDs of 2,048 bytes, their commas and 1,024 of whitespace.
+    if (chains[0]!.length > p.maxChainLength * 2049 + 1024) return new Deny("malformed_chain", "chain header too long to hold an allowed chain");
     const entries = chains[0]!.split(",").map((e) => e.replace(/^[ \t]+|[ \t]+$/g, ""));
     if (entries.some((e) => e === "")) return new Deny("malformed_chain", "an empty entry");
     const domains = entries.map(spiffeTrustDomain);

@@ -9,6 +9,7 @@
 
 import { parseChainHeader } from "./chain-header.js";
 import { parseSpiffeId, type SpiffeId } from "../identity/spiffe-id.js";
+import { quoted } from "../input/untrusted-bounds.js";
 
 export type ChainIdsResult =
   | {
@@ -29,7 +30,7 @@ export function parseChainIds(header: string): ChainIdsResult {
   for (let i = 0; i < parsed.entries.length; i++) {
     const entry = parsed.entries[i]!;
     const id = parseSpiffeId(entry);
-    if (!id.ok) return { ok: false, problem: ` entry ${i + 1} ${JSON.stringify(entry)} ${id.problem}` };
+    if (!id.ok) return { ok: false, problem: ` entry ${i + 1} ${quoted(entry)} ${id.problem}` };
     ids.push(id.value);
   }
   const seen = new Set<string>();

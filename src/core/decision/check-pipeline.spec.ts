@@ -15,7 +15,7 @@ import type { CompiledPolicy } from "../policy/model.js";
 import type { CertificateParser, DelegationTokenVerifier, HopDecisionCache, PolicySource } from "../ports.js";
 import { DENIAL_REASONS, type DenialReason } from "../reasons.js";
 import type { CheckInput } from "./check-input.js";
-import { CheckPipeline, type CheckPipelineDeps } from "./check-pipeline.js";
+import { CheckPipeline, maxChainHeaderLength, type CheckPipelineDeps } from "./check-pipeline.js";
 import type { Decision } from "./decision.js";
 import type { TokenCheckRequest, TokenCheckResult } from "./token-check.js";
 import type { TxnTokenVerifier } from "./txn-token-check.js";
@@ -390,6 +390,28 @@ describe("check 5: the delegation chain", () => {
   it("denies a chain longer than maxChainLength", async () => {
     const chain = [spiffe("a"), spiffe("b"), spiffe("c"), ORCH, RESEARCH].join(",");
     expect(await reasonOf(request({}, { "x-agent-delegation-chain": chain }))).toBe("chain_too_long");
+  });
+
+  // SPEC 1: bounded before any work. Parsing a 4 MiB header of valid entries held the event loop for about 0.5 s (review finding).
+  it("denies a header longer than any chain of maxChainLength can be, before parsing it", async () => {
+    const max = maxChainHeaderLength(4);
+    const many = Array.from({ length: Math.ceil(max / 20) }, (_, i) => spiffe(`a${i}`)).join(",");
+    expect(many.length).toBeGreaterThan(max);
+    const decision = await decide(request({}, { "x-agent-delegation-chain": many }));
+    expect(decision.reason).toBe("malformed_chain");
+    expect(decision.message).toContain(`takes at most ${max}`);
+    // Whitespace around entries is the list syntax: up to the bound, it is read as usual.
+    const padded = `${ORCH},${" ".repeat(max - ORCH.length - RESEARCH.length - 1)}${RESEARCH}`;
+    expect(padded.length).toBe(max);
+    expect(await reasonOf(request({}, { "x-agent-delegation-chain": padded }))).toBe("allowed");
+    expect(await reasonOf(request({}, { "x-agent-delegation-chain": ` ${padded}` }))).toBe("malformed_chain");
+  });
+
+  it("quotes a bounded part of a bad entry in the deny message", async () => {
+    const decision = await decide(request({}, { "x-agent-delegation-chain": `${'"'.repeat(6000)},${RESEARCH}` }));
+    expect(decision.reason).toBe("malformed_chain");
+    expect(decision.message.length).toBeLessThan(600);
+    expect(decision.message).toContain("(6000 characters)");
   });
 
   it("allows a chain of exactly maxChainLength (as far as the chain checks go)", async () => {

@@ -12,7 +12,7 @@ import { parseXfccLastElement } from "../identity/xfcc.js";
 import { evaluateHop, lastHopRequest, NO_MCP_METADATA, type HopOutcome, type LastHopRequest } from "../policy/evaluate-hop.js";
 import { DEFAULT_MCP_METADATA_KEYS, readMcpFacts, type McpMetadataKeys, type McpReading } from "../mcp/mcp-metadata.js";
 import { onBehalfOfProblem } from "../identity/on-behalf-of.js";
-import { exceedsUtf8Bytes, MAX_IDENTITY_BYTES, MAX_TOKEN_BYTES } from "../input/untrusted-bounds.js";
+import { exceedsUtf8Bytes, MAX_IDENTITY_BYTES, MAX_TOKEN_BYTES, quoted } from "../input/untrusted-bounds.js";
 import type { CompiledPolicy } from "../policy/model.js";
 import type {
   CertificateParser,
@@ -174,7 +174,7 @@ export class CheckPipeline {
         return new Denial("missing_peer_certificate", "the caller is named by source.principal alone, and the policy requires a certificate (requireCertificate)");
       }
       const parsed = parseSpiffeId(input.peerPrincipal);
-      if (!parsed.ok) return new Denial("invalid_peer_certificate", `peer principal ${JSON.stringify(input.peerPrincipal)} ${parsed.problem}`);
+      if (!parsed.ok) return new Denial("invalid_peer_certificate", `peer principal ${quoted(input.peerPrincipal)} ${parsed.problem}`);
       return { id: parsed.value, certificate: undefined };
     }
     return new Denial("missing_peer_certificate", "the request carries no peer certificate and no peer principal (is include_peer_certificate set and mTLS required?)");
@@ -222,7 +222,7 @@ export class CheckPipeline {
     }
     const caller = facts.caller!.id;
     if (subject !== caller) {
-      return new Denial("subject_mismatch", `${this.headers.subject} ${JSON.stringify(subject)} is not the caller's certificate identity ${caller}`);
+      return new Denial("subject_mismatch", `${this.headers.subject} ${quoted(subject)} is not the caller's certificate identity ${caller}`);
     }
     return undefined;
   }
@@ -243,7 +243,7 @@ export class CheckPipeline {
     const problem = onBehalfOfProblem(value);
     if (problem !== undefined) return new Denial("on_behalf_of_not_allowed", `${this.headers.onBehalfOf} ${problem}`);
     if (policy.onBehalfOf !== undefined && !policy.onBehalfOf.matches(value)) {
-      return new Denial("on_behalf_of_not_allowed", `the policy does not allow acting on behalf of ${JSON.stringify(value)}`);
+      return new Denial("on_behalf_of_not_allowed", `the policy does not allow acting on behalf of ${quoted(value)}`);
     }
     return undefined;
   }
@@ -257,6 +257,13 @@ export class CheckPipeline {
       return undefined;
     }
     if (isRepeated(input, this.headers.chain)) return new Denial("malformed_chain", `the ${this.headers.chain} header arrived more than once`);
+    // SPEC 1: bounded before any work, with the reason of an entry over 2,048 bytes. Longer, it holds more
+    // agents than the policy allows or an entry no SPIFFE ID can be, and parsing it to tell which would
+    // cost time in its length (about 0.5 s for 4 MiB).
+    const maxHeader = maxChainHeaderLength(policy.maxChainLength);
+    if (header.length > maxHeader) {
+      return new Denial("malformed_chain", `the ${this.headers.chain} header is ${header.length} characters; a chain of at most ${policy.maxChainLength} agents takes at most ${maxHeader}`);
+    }
     const parsed = this.chains.parse(header);
     if (!parsed.ok) return new Denial("malformed_chain", `${this.headers.chain}${parsed.problem}`);
     const ids = parsed.ids;
@@ -289,19 +296,19 @@ export class CheckPipeline {
     if (named !== undefined && named.length > 0) {
       if (named.startsWith("spiffe://")) {
         const parsed = parseSpiffeId(named);
-        if (!parsed.ok) return new Denial("unknown_callee", `context extension agent=${JSON.stringify(named)} ${parsed.problem}`);
+        if (!parsed.ok) return new Denial("unknown_callee", `context extension agent=${quoted(named)} ${parsed.problem}`);
         facts.callee = named;
         return undefined;
       }
       const resolved = policy.agents.get(named);
-      if (resolved === undefined) return new Denial("unknown_callee", `context extension agent=${JSON.stringify(named)} is not an alias the policy defines`);
+      if (resolved === undefined) return new Denial("unknown_callee", `context extension agent=${quoted(named)} is not an alias the policy defines`);
       facts.callee = resolved;
       return undefined;
     }
     const destination = input.destinationPrincipal;
     if (destination.length === 0) return new Denial("unknown_callee", "no callee: the route sets no context extension \"agent\" and the destination has no principal");
     const parsed = parseSpiffeId(destination);
-    if (!parsed.ok) return new Denial("unknown_callee", `destination principal ${JSON.stringify(destination)} ${parsed.problem}`);
+    if (!parsed.ok) return new Denial("unknown_callee", `destination principal ${quoted(destination)} ${parsed.problem}`);
     facts.callee = destination;
     return undefined;
   }
@@ -583,4 +590,12 @@ function emptyFacts(): Facts {
 function internalError(err: unknown): Denial {
   const detail = err instanceof Error ? err.message : String(err);
   return new Denial("internal_error", `internal error while deciding: ${detail}`);
+}
+
+/** Optional whitespace allowed around a chain header's entries, in all (RFC 9110 lets a list have any amount). */
+const CHAIN_HEADER_WHITESPACE = 1024;
+
+/** The longest chain header that can hold a valid chain: maxChainLength SPIFFE IDs of 2,048 bytes, their commas, and some whitespace. */
+export function maxChainHeaderLength(maxChainLength: number): number {
+  return maxChainLength * (MAX_IDENTITY_BYTES + 1) + CHAIN_HEADER_WHITESPACE;
 }

@@ -9,6 +9,7 @@
 // success, checkTxnTokenSubject may answer token_chain_mismatch.
 
 import type { TxnTokenPolicy } from "../policy/model.js";
+import { quoted } from "../input/untrusted-bounds.js";
 
 export interface TxnTokenCheckRequest {
   /** The header's value, exactly one Txn-Token (draft-ietf-oauth-transaction-tokens 12.1). */
@@ -54,6 +55,6 @@ export function checkTxnTokenSubject(sub: string, onBehalfOf: string | undefined
   if (onBehalfOf !== undefined && sub === onBehalfOf) return undefined;
   return {
     reason: "token_chain_mismatch",
-    message: `the Txn-Token's sub ${JSON.stringify(sub)} is not the on-behalf-of ${JSON.stringify(onBehalfOf ?? null)}`,
+    message: `the Txn-Token's sub ${quoted(sub)} is not the on-behalf-of ${onBehalfOf === undefined ? "(none)" : quoted(onBehalfOf)}`,
   };
 }

@@ -27,3 +27,17 @@ export function exceedsUtf8Bytes(value: string, limit: number): boolean {
   }
   return false;
 }
+
+/** Characters of a caller's value that a deny message quotes. */
+export const MAX_QUOTED_CHARS = 128;
+
+/**
+ * A caller's value quoted for a deny message: JSON-escaped, and cut after
+ * MAX_QUOTED_CHARS characters with its full length. The message goes into
+ * the deny body and the logs; quoted whole, a 60 KB header of '"' came back
+ * as a 240 KB response (escaped once here and again in the JSON body).
+ */
+export function quoted(value: string): string {
+  if (value.length <= MAX_QUOTED_CHARS) return JSON.stringify(value);
+  return `${JSON.stringify(value.slice(0, MAX_QUOTED_CHARS))}… (${value.length} characters)`;
+}

@@ -6,6 +6,7 @@ import type { McpReading } from "../mcp/mcp-metadata.js";
 import { mcpRuleAdmits } from "./mcp-rule.js";
 import type { CompiledPolicy, HopRule } from "./model.js";
 import { toRulePath, type RulePath } from "./request-path.js";
+import { quoted } from "../input/untrusted-bounds.js";
 
 export interface LastHopRequest {
   readonly method: string;
@@ -54,12 +55,12 @@ export function evaluateHop(
   for (const rule of policy.hops) {
     if (!rule.from.matches(from) || !rule.to.matches(to)) continue;
     if (!onBehalfOfAdmits(rule, onBehalfOf)) {
-      nearMiss ??= `${rule.name} does not admit on-behalf-of ${JSON.stringify(onBehalfOf ?? "")}`;
+      nearMiss ??= `${rule.name} does not admit on-behalf-of ${quoted(onBehalfOf ?? "")}`;
       continue;
     }
     if (last !== undefined) {
       if (rule.methods !== undefined && !rule.methods.matches(last.method)) {
-        nearMiss ??= `${rule.name} does not admit method ${JSON.stringify(last.method)}`;
+        nearMiss ??= `${rule.name} does not admit method ${quoted(last.method)}`;
         continue;
       }
       if (rule.paths !== undefined) {
@@ -69,7 +70,7 @@ export function evaluateHop(
           continue;
         }
         if (!rule.paths.matches(rulePath.path)) {
-          nearMiss ??= `${rule.name} does not admit path ${JSON.stringify(rulePath.path)}`;
+          nearMiss ??= `${rule.name} does not admit path ${quoted(rulePath.path)}`;
           continue;
         }
       }
