@@ -42,9 +42,38 @@ export async function signToken(key: TestSigningKey, payload: unknown, header: R
   const protectedHeader: Record<string, unknown> = { alg: key.alg, kid: key.kid, typ: DELEGATION_TOKEN_TYP, ...header };
   for (const [k, v] of Object.entries(protectedHeader)) if (v === undefined) delete protectedHeader[k];
   const b64 = (text: string) => Buffer.from(text).toString("base64url");
-  const input = `${b64(JSON.stringify(protectedHeader))}.${typeof payload === "string" ? b64(payload) : b64(JSON.stringify(payload))}`;
+  return signParts(key, b64(JSON.stringify(protectedHeader)), typeof payload === "string" ? b64(payload) : b64(JSON.stringify(payload)));
+}
+
+/** Signs the header and payload parts exactly as spelled (even a spelling no encoder makes) with the key's own alg. */
+export async function signParts(key: TestSigningKey, headerPart: string, payloadPart: string): Promise<string> {
+  const input = `${headerPart}.${payloadPart}`;
   const signature = await webcrypto.subtle.sign(SIGN_PARAMS[key.alg], key.privateKey, Buffer.from(input));
   return `${input}.${Buffer.from(signature).toString("base64url")}`;
+}
+
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/**
+ * The other spellings of a canonical base64url part that a lenient decoder
+ * reads as the same bytes: its last character with some of its unused bits
+ * set (15 for 64 signature bytes, 3 when two bits are unused, none when the
+ * part's length is a multiple of 4).
+ */
+export function otherSpellings(part: string): string[] {
+  const unusedBits = [0, 0, 4, 2][part.length % 4]!;
+  const last = BASE64URL.indexOf(part.at(-1)!);
+  const spellings: string[] = [];
+  for (let bits = 1; bits < 1 << unusedBits; bits++) spellings.push(part.slice(0, -1) + BASE64URL[last | bits]!);
+  return spellings;
+}
+
+/** `token` with its signature part spelled another way that a lenient decoder reads as the same bytes. */
+export function respelledSignature(token: string): string {
+  const dot = token.lastIndexOf(".");
+  const [other] = otherSpellings(token.slice(dot + 1));
+  if (other === undefined) throw new Error("the signature's last character has no unused bits to set");
+  return token.slice(0, dot + 1) + other;
 }
 
 export const NOW_MS = 1_800_000_000_000;

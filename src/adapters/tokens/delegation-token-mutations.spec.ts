@@ -45,9 +45,8 @@ describe("tampering with a signed token's bytes", () => {
         const text = parts[segment]!;
         const i = at % text.length;
         fc.pre(text[i] !== char);
+        // Even an edit of a last character's unused bits, which decodes to the same bytes: a token has one spelling.
         parts[segment] = text.slice(0, i) + char + text.slice(i + 1);
-        // The signature's last character carries unused bits: an edit there can decode to the same signature.
-        if (segment === 2) fc.pre(!Buffer.from(parts[2]!, "base64url").equals(Buffer.from(text, "base64url")));
         expect(await verifies(parts.join("."))).toBe(false);
       }),
       { numRuns: RUNS },

@@ -10,15 +10,17 @@ import {
   jwksOf,
   NOW_MS,
   NOW_S,
+  otherSpellings,
   PEER_X5T,
   PLANNER,
+  signParts,
   signToken,
   tokenPolicy,
   validClaims,
   WORKER,
   type TestSigningKey,
 } from "../../../test/support/delegation-tokens.js";
-import { nestActors } from "./delegation-token-format.js";
+import { DELEGATION_TOKEN_TYP, nestActors } from "./delegation-token-format.js";
 import { JwksDelegationTokenVerifier } from "./delegation-token-verifier.js";
 import { JwksKeySet } from "./jwks-key-set.js";
 import { StaticKeySource, type VerificationKeySource } from "./jwks-key-source.js";
@@ -39,6 +41,14 @@ beforeAll(async () => {
     createSigningKey("ES256", "es"),
   ]);
 });
+
+/** `value` as a JSON part whose base64url ends in a character with unused bits (a `pad` member sets the length). */
+function withUnusedBits(value: Record<string, unknown>): string {
+  for (let pad = ""; ; pad += "x") {
+    const part = Buffer.from(JSON.stringify({ ...value, pad })).toString("base64url");
+    if (part.length % 4 !== 0) return part;
+  }
+}
 
 /** A verifier whose `jwks.json` is the four trusted keys; counts key lookups. */
 function verifier(options: { lookups?: { n: number }; replayCapacity?: number; replay?: ReplayStore } = {}): JwksDelegationTokenVerifier {
@@ -123,6 +133,32 @@ describe("token_invalid: the token is not a trustworthy delegation token", () =>
 
   it("refuses a crit header it does not understand", async () => {
     expect(await reasonOf(await signToken(es, validClaims(), { crit: ["x-unknown"], "x-unknown": 1 }))).toBe("token_invalid");
+  });
+
+  it("refuses every other spelling of a valid token's signature: its last character with unused bits set (one token, one text to hash)", async () => {
+    for (const key of [es, ed, rs, ps]) {
+      const token = await signToken(key, validClaims());
+      expect(await reasonOf(token)).toBe("ok");
+      const dot = token.lastIndexOf(".");
+      const spellings = otherSpellings(token.slice(dot + 1));
+      expect(spellings).toHaveLength(15);
+      for (const signature of spellings) {
+        expect(await verifier().verify(checkRequest(token.slice(0, dot + 1) + signature))).toEqual({
+          ok: false,
+          reason: "token_invalid",
+          message: expect.stringMatching(/^the delegation token has a signature that is not canonical base64url/) as unknown,
+        });
+      }
+    }
+  });
+
+  it("refuses a header or payload spelled with unused bits set, even under a signature made over that spelling", async () => {
+    const header = withUnusedBits({ alg: "ES256", kid: es.kid, typ: DELEGATION_TOKEN_TYP });
+    const payload = withUnusedBits(validClaims());
+    expect(await reasonOf(await signParts(es, header, payload))).toBe("ok");
+    const [h, p] = [otherSpellings(header)[0]!, otherSpellings(payload)[0]!];
+    expect(await verifier().verify(checkRequest(await signParts(es, h, payload)))).toMatchObject({ reason: "token_invalid", message: expect.stringContaining("protected header that is not canonical base64url") as unknown });
+    expect(await verifier().verify(checkRequest(await signParts(es, header, p)))).toMatchObject({ reason: "token_invalid", message: expect.stringContaining("payload that is not canonical base64url") as unknown });
   });
 
   it("refuses a token from another issuer", async () => {

@@ -1,10 +1,14 @@
-// Reads a compact JWS far enough to trust its bytes: the protected header's
-// `typ`, `alg` and `kid` first, then the signature against the key source.
+// Reads a compact JWS far enough to trust its bytes: that each part is
+// spelled the one canonical way, the protected header's `typ`, `alg` and
+// `kid`, then the signature against the key source. Every JWS hopwarden
+// verifies (delegation tokens, Txn-Tokens, the token service's subject
+// tokens) is read here.
 // Claims are not judged here (no clock, no audience): only the signature is
 // checked, so an expired token with a bad signature is reported as a bad
 // signature, which is what SPEC 5's order requires.
 
 import { decodeProtectedHeader, type ProtectedHeaderParameters } from "jose";
+import { decodeCanonicalBase64url } from "./canonical-base64url.js";
 import { jwsSignatureValid, keyObjectOf } from "./jws-signature.js";
 import { isAllowedAlg, type DelegationTokenAlg } from "./delegation-token-format.js";
 import type { VerificationKeySource } from "./jwks-key-source.js";
@@ -27,6 +31,16 @@ export async function readSignedToken(token: string, keys: VerificationKeySource
   const fail = (problem: string): SignedTokenResult => ({ ok: false, problem });
   if (token.length > MAX_TOKEN_LENGTH) return fail(`is ${token.length} characters long, more than ${MAX_TOKEN_LENGTH}`);
   if (!COMPACT_JWS.test(token)) return fail("is not a compact JWS (three base64url parts separated by dots)");
+  // One token, one spelling: SPEC 5's prev and the verified-token cache hash the token's text.
+  const notCanonical = (part: string): SignedTokenResult =>
+    fail(`has a ${part} that is not canonical base64url (its bytes re-encode to other text, e.g. unused bits set in its last character): a token has exactly one spelling`);
+  const firstDot = token.indexOf(".");
+  const lastDot = token.lastIndexOf(".");
+  if (decodeCanonicalBase64url(token.slice(0, firstDot)) === undefined) return notCanonical("protected header");
+  const payload = decodeCanonicalBase64url(token.slice(firstDot + 1, lastDot));
+  if (payload === undefined) return notCanonical("payload");
+  const signature = decodeCanonicalBase64url(token.slice(lastDot + 1));
+  if (signature === undefined) return notCanonical("signature");
   let header: ProtectedHeaderParameters;
   try {
     header = decodeProtectedHeader(token);
@@ -49,13 +63,10 @@ export async function readSignedToken(token: string, keys: VerificationKeySource
   if (typeof kid !== "string" || kid.length === 0) return fail("has no kid");
   const found = await keys.lookup(kid, alg, nowMs);
   if (!found.ok) return fail(found.problem);
-  const lastDot = token.lastIndexOf(".");
   const signingInput = Buffer.from(token.slice(0, lastDot), "ascii");
-  const signature = Buffer.from(token.slice(lastDot + 1), "base64url");
   for (const key of found.keys) {
     if (jwsSignatureValid(alg, signingInput, signature, keyObjectOf(key))) {
-      const payloadPart = token.slice(token.indexOf(".") + 1, lastDot);
-      return { ok: true, alg, kid, payload: decodePayload(Buffer.from(payloadPart, "base64url")) };
+      return { ok: true, alg, kid, payload: decodePayload(payload) };
     }
   }
   return fail(`has a signature that does not verify with key ${JSON.stringify(kid)}`);

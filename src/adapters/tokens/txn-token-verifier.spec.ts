@@ -7,7 +7,7 @@
 
 import { SignJWT, type JWTPayload } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { createSigningKey, jwksOf, NOW_MS, NOW_S, signToken, type TestSigningKey } from "../../../test/support/delegation-tokens.js";
+import { createSigningKey, jwksOf, NOW_MS, NOW_S, otherSpellings, signToken, type TestSigningKey } from "../../../test/support/delegation-tokens.js";
 import type { TxnTokenCheckRequest } from "../../core/decision/txn-token-check.js";
 import type { TxnTokenPolicy } from "../../core/policy/model.js";
 import { JwksDelegationTokenVerifier } from "./delegation-token-verifier.js";
@@ -125,6 +125,16 @@ describe("token_invalid: not a trustworthy Txn-Token", () => {
     expect(await reasonOf(await jose(es, claims(), { kid: "nobody" }))).toBe("token_invalid");
     expect(await reasonOf(await signToken(es, claims(), { typ: TXN_TOKEN_TYP, kid: undefined }))).toBe("token_invalid");
     expect(await reasonOf(await jose(stranger))).toBe("token_invalid");
+  });
+
+  it("refuses every other spelling of a valid token's signature (unused bits of its last character set)", async () => {
+    const token = await jose(es);
+    expect(await reasonOf(token)).toBe("ok");
+    const dot = token.lastIndexOf(".");
+    for (const signature of otherSpellings(token.slice(dot + 1))) {
+      const result = await verifier().verify(request(token.slice(0, dot + 1) + signature));
+      expect(result).toMatchObject({ ok: false, reason: "token_invalid", message: expect.stringContaining("signature that is not canonical base64url") as unknown });
+    }
   });
 
   it("refuses an expired forgery as invalid, not expired: the signature is judged first", async () => {
