@@ -11,7 +11,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createCertificateAuthority } from "../support/pki.js";
-import { createSigningKey, jwksOf, signToken, type TestSigningKey } from "../support/delegation-tokens.js";
+import { createSigningKey, jwksOf, respelledSignature, signToken, type TestSigningKey } from "../support/delegation-tokens.js";
 import { nestActors } from "../../src/adapters/tokens/delegation-token-format.js";
 import { AGENT_NAMES, AGENTS, fuzzPolicy, fuzzPolicyYaml, ISSUER, JWKS_FILE, PEOPLE, SERIAL_REVOKED_AGENTS, type AgentName, type FuzzPolicy, type PersonName } from "./universe.js";
 import { callerOf, SCENARIOS, TOKEN_VARIANT_NAMES, tokenName, type Scenario, type TokenVariant } from "./scenarios.js";
@@ -327,6 +327,10 @@ async function makeToken(s: Scenario, person: PersonName, variant: TokenVariant,
         const i = dot + 10;
         return t.slice(0, i) + (t[i] === "A" ? "B" : "A") + t.slice(i + 1);
       };
+      signatureOk = false;
+      break;
+    case "respelledSignature":
+      post = respelledSignature;
       signatureOk = false;
       break;
     case "bearer":

@@ -73,6 +73,8 @@ export const TOKEN_VARIANTS = {
   noJti: "token_invalid",
   truncated: "token_invalid",
   payloadFlip: "token_invalid",
+  /** The valid token with unused bits set in its signature's last character: the same bytes, another spelling. */
+  respelledSignature: "token_invalid",
   bearer: "token_invalid",
   expired: "token_expired",
   expiredOtherCnf: "token_invalid",
