@@ -8,6 +8,7 @@ import { unlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadPolicyText } from "../src/adapters/config/policy-file.js";
+import { createLogger } from "../src/adapters/logging/logger.js";
 import { JwksDelegationTokenVerifier } from "../src/adapters/tokens/delegation-token-verifier.js";
 import { nestActors } from "../src/adapters/tokens/delegation-token-format.js";
 import { DelegationClientError, type OutgoingDelegation } from "../src/client/index.js";
@@ -227,6 +228,21 @@ describe("the token endpoint's OAuth errors", () => {
       await expect(clientFor(pki.agents.planner).exchange(t.token, "worker")).rejects.toMatchObject({ code: "invalid_grant" });
     } finally {
       clockOffsetMs = 0;
+    }
+  });
+});
+
+describe("start-up warnings", () => {
+  it("warns, as it starts, that without personTokens.audience any of the identity provider's tokens can start a chain", async () => {
+    const lines: string[] = [];
+    const open = await startTestSts({ policy: POLICY, personScope: "db:read", settings: { personAudience: undefined }, logger: createLogger("info", (l) => lines.push(l)) });
+    try {
+      const warnings = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r["level"] === "warn");
+      expect(warnings).toEqual([expect.objectContaining({ setting: "personTokens.audience", personIssuer: IDP_ISSUER, msg: expect.stringContaining("--person-audience") as unknown })]);
+      // And, as warned, a person token for another client is exchanged.
+      await expect(open.clientFor(open.pki.agents.orchestrator).startChain({ personToken: await open.idp.personToken({ aud: "another-app" }), audience: "planner" })).resolves.toBeDefined();
+    } finally {
+      await open.close();
     }
   });
 });

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportJWK } from "jose";
 import { systemClock } from "../../src/adapters/clock/system-clock.js";
-import { silentLogger } from "../../src/adapters/logging/logger.js";
+import { silentLogger, type Logger } from "../../src/adapters/logging/logger.js";
 import { resolveStsConfig, type StsConfigInput } from "../../src/adapters/sts/sts-config.js";
 import { startStsService, type StsService } from "../../src/adapters/sts/sts-service.js";
 import { DelegationClient } from "../../src/client/index.js";
@@ -94,6 +94,8 @@ export interface TestStsOptions {
   readonly signingKey?: TestSigningKey;
   /** The service's clock, and the person tokens'. */
   readonly clock?: Clock;
+  /** Where the service logs; default nowhere. */
+  readonly logger?: Logger;
   readonly dirPrefix?: string;
 }
 
@@ -152,7 +154,7 @@ export async function startTestSts(options: TestStsOptions): Promise<TestSts> {
       },
     );
     if (!config.ok) throw new Error(config.errors.join("\n"));
-    const service = await startStsService(config.config, silentLogger, clock);
+    const service = await startStsService(config.config, options.logger ?? silentLogger, clock);
     const call: TestSts["call"] = (method, path, agent, form, contentType = "application/x-www-form-urlencoded") => {
       const body = form === undefined ? undefined : new URLSearchParams(form).toString();
       return new Promise((resolve, reject) => {

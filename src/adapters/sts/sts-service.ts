@@ -12,6 +12,7 @@ import type { Logger } from "../logging/logger.js";
 import { keySourceForJwks } from "../tokens/jwks-key-source.js";
 import { readSigningKeys, SigningKeyRing } from "./signing-key-ring.js";
 import type { StsConfig } from "./sts-config.js";
+import { stsConfigWarnings } from "./sts-config-warnings.js";
 import { TokenExchange } from "./token-exchange.js";
 import { startTokenExchangeServer } from "./token-exchange-server.js";
 import { HopwardenError } from "../../core/errors.js";
@@ -44,6 +45,7 @@ async function readPolicy(file: string): Promise<{ policy: CompiledPolicy; warni
 }
 
 export async function startStsService(config: StsConfig, logger: Logger, clock: Clock = systemClock): Promise<StsService> {
+  for (const w of stsConfigWarnings(config)) logger.warn(w.msg, w.fields);
   const problems: string[] = [];
   const loaded = await readPolicy(config.policyFile);
   let policy: CompiledPolicy | undefined;

@@ -49,7 +49,9 @@ Options (flags override the config file; HOPWARDEN_STS_<FLAG> mirrors each):
       --person-issuer <iss>    personTokens.issuer: the identity provider whose tokens
                                start a chain (their sub is the person)
       --person-jwks <path|url> personTokens.jwks: the identity provider's keys
-      --person-audience <aud>  personTokens.audience: required aud of person tokens
+      --person-audience <aud>  personTokens.audience: required aud of person tokens (set
+                               it: without it, the IdP's tokens for any client start a
+                               chain; a warning at start says so)
       --txn-token-ttl <dur>    txnTokens.tokenTtl: also mint a Transaction Token (typ
                                txntoken+jwt) at the first hop, returned as txn_token
                                beside the delegation token (default 5m, max 1h)
@@ -67,7 +69,7 @@ Example config (sts.yaml):
   signingKeys: sts-keys/
   tokenTtl: 60s
   tls: { cert: sts.crt, key: sts.key, clientCa: ca.crt }
-  personTokens: { issuer: https://idp.example.com, jwks: https://idp.example.com/jwks.json }
+  personTokens: { issuer: https://idp.example.com, jwks: https://idp.example.com/jwks.json, audience: hopwarden-sts }
   txnTokens: { tokenTtl: 5m, audience: example.org }   # optional (docs/transaction-tokens.md)
 `;
 
