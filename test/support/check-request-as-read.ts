@@ -15,13 +15,15 @@
 // metadata_context is read as the decoder reads it: every filter_metadata key,
 // and the value of the MCP namespace only. The value is kept as its pieces
 // (bytes, in wire order; together they are the merged Struct) and decoded
-// after, when its key is the namespace, with Struct and Value spelled out
-// level by level down to MAX_MCP_METADATA_DEPTH: a struct or list deeper
-// than that is bytes, framed and not read, as the decoder frames it.
+// after, when its key is the namespace and the pieces are within
+// MAX_MCP_METADATA_BYTES and MAX_MCP_METADATA_PIECES, with Struct and Value
+// spelled out level by level down to MAX_MCP_METADATA_DEPTH: a struct or
+// list deeper than that is bytes, framed and not read, as the decoder frames
+// it.
 
 import { create, createFileRegistry, fromBinary, type DescMessage } from "@bufbuild/protobuf";
 import { FieldDescriptorProto_Label, FieldDescriptorProto_Type, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { MAX_MCP_METADATA_BYTES, MAX_MCP_METADATA_DEPTH, MCP_METADATA_OVER_BOUNDS } from "../../src/core/mcp/mcp-metadata.js";
+import { MAX_MCP_METADATA_BYTES, MAX_MCP_METADATA_DEPTH, MAX_MCP_METADATA_PIECES, MCP_METADATA_OVER_BOUNDS } from "../../src/core/mcp/mcp-metadata.js";
 import { BoundedMetadata, type CheckRequestView } from "./reference-codec.js";
 
 const PACKAGE = "hopwarden.test.asread";
@@ -128,10 +130,10 @@ function structJson(s: AsReadStruct): Record<string, unknown> {
   return out;
 }
 
-/** The namespace's pieces as the decoder reads them: over the size bound, not read; nested too deep, the marker. */
+/** The namespace's pieces as the decoder reads them: over the size or piece-count bound, not read; nested too deep, the marker. */
 function namespaceJson(pieces: readonly Uint8Array[]): unknown {
   const size = pieces.reduce((n, p) => n + p.byteLength, 0);
-  if (size > MAX_MCP_METADATA_BYTES) return MCP_METADATA_OVER_BOUNDS;
+  if (size > MAX_MCP_METADATA_BYTES || pieces.length > MAX_MCP_METADATA_PIECES) return MCP_METADATA_OVER_BOUNDS;
   const struct = fromBinary(namespaceSchema, Buffer.concat(pieces)) as unknown as AsReadStruct;
   try {
     return structJson(struct);

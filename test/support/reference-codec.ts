@@ -17,7 +17,9 @@
 //   objects without a prototype; one that encodes to more than
 //   MAX_MCP_METADATA_BYTES, or nests structs and lists deeper than
 //   MAX_MCP_METADATA_DEPTH (the namespace's own struct is depth 1), is
-//   MCP_METADATA_OVER_BOUNDS.
+//   MCP_METADATA_OVER_BOUNDS (the generated Struct is one piece, so
+//   MAX_MCP_METADATA_PIECES, which the decoder also applies, never matters
+//   here: check-request-as-read.ts sees pieces).
 
 import { create, fromJson, toBinary, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { StructSchema } from "@bufbuild/protobuf/wkt";

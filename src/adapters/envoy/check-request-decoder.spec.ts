@@ -7,7 +7,7 @@ import { create, fromBinary, toBinary, type JsonObject } from "@bufbuild/protobu
 import { BinaryWriter, WireType as PbWireType } from "@bufbuild/protobuf/wire";
 import { describe, expect, it } from "vitest";
 import { toCheckInput } from "../../../test/support/reference-codec.js";
-import { MAX_MCP_METADATA_BYTES, MAX_MCP_METADATA_DEPTH, MCP_METADATA_OVER_BOUNDS } from "../../core/mcp/mcp-metadata.js";
+import { MAX_MCP_METADATA_BYTES, MAX_MCP_METADATA_DEPTH, MAX_MCP_METADATA_PIECES, MCP_METADATA_OVER_BOUNDS } from "../../core/mcp/mcp-metadata.js";
 import { CheckRequestSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { WireError } from "../protobuf/wire.js";
 import { decodeCheckRequest } from "./check-request-decoder.js";
@@ -198,6 +198,14 @@ describe("decoding the MCP namespace of metadata_context (SPEC 8)", () => {
       const b = withMetadata({ [NS]: nest(n) });
       expect(decodeCheckRequest(b, undefined, NS).mcpMetadata).toStrictEqual(reference(b));
     }
+  });
+
+  it("is MCP_METADATA_OVER_BOUNDS in more than MAX_MCP_METADATA_PIECES pieces, even empty ones adding up to 0 bytes, and reads up to that", () => {
+    const at = MAX_MCP_METADATA_PIECES;
+    const within = rawNamespace(...Array.from({ length: at }, (_, i) => field(`k${i}`, str("v"))));
+    expect(decodeCheckRequest(within, undefined, NS).mcpMetadata).toStrictEqual(reference(within));
+    expect(Object.keys(decodeCheckRequest(within, undefined, NS).mcpMetadata as object)).toHaveLength(at);
+    expect(decodeCheckRequest(rawNamespace(...Array.from({ length: at + 1 }, () => new Uint8Array(0))), undefined, NS).mcpMetadata).toBe(MCP_METADATA_OVER_BOUNDS);
   });
 
   it("reads a namespace nested a thousand levels deep quickly, without recursing through it", () => {

@@ -21,7 +21,7 @@
 import type { CheckInput } from "../../core/decision/check-input.js";
 import { TextIntern } from "../protobuf/text-intern.js";
 import { utf8Text, WireError, WireReader, WireType } from "../protobuf/wire.js";
-import { findNamespace, readNamespaceStruct, type StructPieces } from "./metadata-struct-reader.js";
+import { findNamespace, readNamespaceStruct, type NamespaceEntry } from "./metadata-struct-reader.js";
 
 /** Peer certificates repeat across Checks: decoded once, then matched by bytes (see text-intern.ts). */
 const certificates = new TextIntern();
@@ -292,7 +292,7 @@ function decodeAttributes(buf: Buffer, wantedHeaders: ReadonlySet<string> | unde
     // Made only when a header_map repeats a name: almost never.
     repeated: undefined as Set<string> | undefined,
   };
-  let mcpPieces: StructPieces | undefined;
+  let mcpEntry: NamespaceEntry | undefined;
 
   const top = new WireReader(buf);
   while (!top.done()) {
@@ -316,7 +316,7 @@ function decodeAttributes(buf: Buffer, wantedHeaders: ReadonlySet<string> | unde
         else if (field === 2) readPeer(buf, s, e, destination);
         else if (field === 10) readStringEntry(buf, s, e, contextExtensions, undefined, CONTEXT_EXTENSIONS_MAP);
         else if (field === 11) {
-          if (mcpNamespace !== undefined) mcpPieces = findNamespace(buf, s, e, mcpNamespace, mcpPieces);
+          if (mcpNamespace !== undefined) mcpEntry = findNamespace(buf, s, e, mcpNamespace, mcpEntry);
         } else {
           // Request { time = 1; http = 2 }
           const q = new WireReader(buf, s, e);
@@ -342,6 +342,6 @@ function decodeAttributes(buf: Buffer, wantedHeaders: ReadonlySet<string> | unde
     ...(http.headerMap !== undefined && http.repeated !== undefined && { repeatedHeaders: http.repeated }),
     method: http.method,
     path: http.path,
-    ...(mcpPieces !== undefined && { mcpMetadata: readNamespaceStruct(buf, mcpPieces) }),
+    ...(mcpEntry !== undefined && { mcpMetadata: readNamespaceStruct(buf, mcpEntry) }),
   };
 }

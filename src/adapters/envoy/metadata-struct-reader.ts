@@ -13,30 +13,42 @@
 // with no kind is null. Objects have no prototype, so a key "__proto__" is
 // an ordinary key.
 //
-// Bounded: Envoy's MCP filter writes a few short fields (docs/mcp.md), so a
-// namespace whose Struct is over MAX_MCP_METADATA_BYTES is not read at all,
+// Bounded: Envoy's MCP filter writes a few short fields in one piece
+// (docs/mcp.md), so a namespace whose Struct is over MAX_MCP_METADATA_BYTES
+// or comes in more than MAX_MCP_METADATA_PIECES pieces is not read at all,
 // and a struct or list nested deeper than MAX_MCP_METADATA_DEPTH is framed,
 // not read; either way the namespace becomes MCP_METADATA_OVER_BOUNDS, which
-// no `mcp:` rule admits.
+// no `mcp:` rule admits. Finding the namespace keeps no list: a map entry's
+// key may come after its values, or more than once (the last one counts), so
+// each entry is framed whole, and of the last one naming the namespace only
+// where it lies and the count and bytes of its pieces are kept. Memory stays
+// the same however many entries or pieces a request holds.
 
-import { MAX_MCP_METADATA_BYTES, MAX_MCP_METADATA_DEPTH, MCP_METADATA_OVER_BOUNDS } from "../../core/mcp/mcp-metadata.js";
+import { MAX_MCP_METADATA_BYTES, MAX_MCP_METADATA_DEPTH, MAX_MCP_METADATA_PIECES, MCP_METADATA_OVER_BOUNDS } from "../../core/mcp/mcp-metadata.js";
 import { WireError, WireReader, WireType } from "../protobuf/wire.js";
 
-/** [start, end) of each piece of the namespace's Struct, in wire order; undefined until an entry names the namespace. */
-export type StructPieces = Array<[number, number]>;
+/** The last filter_metadata entry naming the namespace: its bytes, and the value fields (pieces of its Struct) in them. */
+export interface NamespaceEntry {
+  /** [start, end) of the map entry (key and values). */
+  readonly start: number;
+  readonly end: number;
+  /** How many pieces the Struct came in, and their bytes added up. */
+  readonly pieces: number;
+  readonly bytes: number;
+}
 
 function expectWireType(wireType: number, expected: number, what: string): void {
   if (wireType !== expected) throw new WireError(`${what} has wire type ${wireType}, expected ${expected}`);
 }
 
 /**
- * Metadata { map<string, Struct> filter_metadata = 1 }: the pieces of the
- * last entry whose key is `namespace`, or `found` unchanged when no entry of
- * these bytes names it. Keys are read (they must be UTF-8); other values
- * only framed.
+ * Metadata { map<string, Struct> filter_metadata = 1 }: the last entry whose
+ * key is `namespace`, or `found` unchanged when no entry of these bytes names
+ * it. Keys are read (they must be UTF-8); values only framed and counted.
  */
-export function findNamespace(buf: Buffer, start: number, end: number, namespace: string, found: StructPieces | undefined): StructPieces | undefined {
+export function findNamespace(buf: Buffer, start: number, end: number, namespace: string, found: NamespaceEntry | undefined): NamespaceEntry | undefined {
   const r = new WireReader(buf, start, end);
+  const entry = new WireReader(buf, start, start);
   while (!r.done()) {
     const tag = r.tag();
     if (tag >>> 3 !== 1) {
@@ -44,10 +56,12 @@ export function findNamespace(buf: Buffer, start: number, end: number, namespace
       continue;
     }
     expectWireType(tag & 7, WireType.LEN, "Metadata.filter_metadata");
-    const [s, e] = r.lengthDelimited();
-    const entry = new WireReader(buf, s, e);
+    const s = r.field();
+    const e = r.fieldEnd;
+    entry.reset(buf, s, e);
     let key = "";
-    const pieces: StructPieces = [];
+    let pieces = 0;
+    let bytes = 0;
     while (!entry.done()) {
       const t = entry.tag();
       const field = t >>> 3;
@@ -56,10 +70,12 @@ export function findNamespace(buf: Buffer, start: number, end: number, namespace
         key = entry.string("Metadata.filter_metadata key");
       } else if (field === 2) {
         expectWireType(t & 7, WireType.LEN, "Metadata.filter_metadata value");
-        pieces.push(entry.lengthDelimited());
+        const vs = entry.field();
+        pieces++;
+        bytes += entry.fieldEnd - vs;
       } else entry.skip(t & 7);
     }
-    if (key === namespace) found = pieces;
+    if (key === namespace) found = { start: s, end: e, pieces, bytes };
   }
   return found;
 }
@@ -81,14 +97,22 @@ class OverBounds {
   over = false;
 }
 
-/** The namespace's Struct as JSON, or MCP_METADATA_OVER_BOUNDS. */
-export function readNamespaceStruct(buf: Buffer, pieces: StructPieces): unknown {
-  let size = 0;
-  for (const [s, e] of pieces) size += e - s;
-  if (size > MAX_MCP_METADATA_BYTES) return MCP_METADATA_OVER_BOUNDS;
+/** The namespace's Struct as JSON (its pieces merged in wire order), or MCP_METADATA_OVER_BOUNDS. */
+export function readNamespaceStruct(buf: Buffer, found: NamespaceEntry): unknown {
+  if (found.pieces > MAX_MCP_METADATA_PIECES || found.bytes > MAX_MCP_METADATA_BYTES) return MCP_METADATA_OVER_BOUNDS;
   const struct = Object.create(null) as Record<string, unknown>;
   const bounds = new OverBounds();
-  for (const [s, e] of pieces) readStruct(buf, s, e, struct, 1, bounds);
+  // findNamespace framed the entry and checked its wire types: only the pieces are read here.
+  const entry = new WireReader(buf, found.start, found.end);
+  while (!entry.done()) {
+    const t = entry.tag();
+    if (t >>> 3 !== 2) {
+      entry.skip(t & 7);
+      continue;
+    }
+    const s = entry.field();
+    readStruct(buf, s, entry.fieldEnd, struct, 1, bounds);
+  }
   return bounds.over ? MCP_METADATA_OVER_BOUNDS : struct;
 }
 

@@ -24,7 +24,8 @@ export interface CheckInput {
   readonly path: string;
   /**
    * attributes.metadata_context.filter_metadata[<MCP namespace>] as JSON
-   * (SPEC 8), or MCP_METADATA_OVER_BOUNDS when it is too large to read;
+   * (SPEC 8), or MCP_METADATA_OVER_BOUNDS when it is too large, too deep
+   * or in too many pieces to read;
    * absent when the request carries no such namespace.
    */
   readonly mcpMetadata?: unknown;

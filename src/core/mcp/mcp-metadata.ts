@@ -67,15 +67,22 @@ function boundedString(value: unknown): string | undefined {
 
 /**
  * What the Envoy adapter hands over instead of the struct when the namespace
- * is larger or deeper than it reads (MAX_MCP_METADATA_BYTES,
- * MAX_MCP_METADATA_DEPTH): Envoy's MCP filter writes a few short fields, so
- * a struct that big did not come from it, and is unparsable.
+ * is larger, deeper or in more pieces than it reads (MAX_MCP_METADATA_BYTES,
+ * MAX_MCP_METADATA_DEPTH, MAX_MCP_METADATA_PIECES): Envoy's MCP filter writes
+ * a few short fields in one piece, so such a struct did not come from it, and
+ * is unparsable.
  */
 export const MCP_METADATA_OVER_BOUNDS: unique symbol = Symbol("MCP metadata over bounds");
 /** The encoded size of the namespace's struct the adapter reads at most. */
 export const MAX_MCP_METADATA_BYTES = 64 * 1024;
 /** Nesting of structs and lists the adapter reads at most (Envoy 1.40's deepest key is params.name: depth 2). */
 export const MAX_MCP_METADATA_DEPTH = 8;
+/**
+ * Pieces (value fields of one map entry, merged as protobuf merges them) the
+ * namespace's struct may come in: Envoy sends one. Without it, a few MiB of
+ * empty pieces would cost a second of work while adding up to 0 bytes.
+ */
+export const MAX_MCP_METADATA_PIECES = 64;
 
 /** Envoy's passthrough_reason values are short identifiers (mcp_body_too_large): anything else is only named. */
 function shortReason(reason: unknown): string {
@@ -90,7 +97,7 @@ function shortReason(reason: unknown): string {
 export function readMcpFacts(namespaced: unknown, keys: McpMetadataKeys = DEFAULT_MCP_METADATA_KEYS): McpReading {
   if (namespaced === undefined) return { kind: "absent" };
   if (namespaced === MCP_METADATA_OVER_BOUNDS) {
-    return { kind: "unparsable", problem: `the ${keys.namespace} metadata is larger than ${MAX_MCP_METADATA_BYTES} bytes or nested deeper than ${MAX_MCP_METADATA_DEPTH} levels` };
+    return { kind: "unparsable", problem: `the ${keys.namespace} metadata is larger than ${MAX_MCP_METADATA_BYTES} bytes, nested deeper than ${MAX_MCP_METADATA_DEPTH} levels or sent in more than ${MAX_MCP_METADATA_PIECES} pieces` };
   }
   if (!isObject(namespaced)) return { kind: "unparsable", problem: `the ${keys.namespace} metadata is not a struct` };
   if (namespaced["is_mcp_request"] !== true) return { kind: "unparsable", problem: "Envoy did not recognise the body as an MCP request (is_mcp_request is not true)" };
