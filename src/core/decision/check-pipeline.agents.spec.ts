@@ -209,6 +209,13 @@ describe("SPEC 8: every decision records how the caller was bound", () => {
     expect(withCert).toMatchObject({ allowed: true, callerBinding: "xfcc", peerCertificateSha256: pki.agents.research.sha256Hex });
   });
 
+  // Envoy sends one XFCC line with its own element last; a second line would be read joined (review finding).
+  it("xfcc: refuses the header sent twice, whatever the lines say", async () => {
+    const p = pipeline({ policy: plain(), trustForwardedClientCert: true });
+    const twice = { ...request(undefined, { peerCertificate: "" }, { "x-forwarded-client-cert": `URI=spiffe://evil.example/x,URI=${RESEARCH}` }), repeatedHeaders: new Set(["x-forwarded-client-cert"]) };
+    expect(await p.decide(twice)).toMatchObject({ allowed: false, reason: "invalid_peer_certificate", callerBinding: "xfcc" });
+  });
+
   it("the source tried, when it then fails; none when the request names no caller", async () => {
     expect(await pipeline().decide(request(undefined, { peerCertificate: "garbage" }))).toMatchObject({ reason: "invalid_peer_certificate", callerBinding: "certificate" });
     expect(await pipeline().decide(request(undefined, { peerCertificate: "", peerPrincipal: "not-spiffe" }))).toMatchObject({ reason: "invalid_peer_certificate", callerBinding: "principal" });
@@ -226,10 +233,28 @@ describe("SPEC 8: requireCertificate refuses a principal binding with missing_pe
     expect(await reasonOf(request(TOOLS_CALL("search_docs")), pipeline({ policy }))).toBe("allowed");
   });
 
-  it("at the top level, letting a trusted XFCC through: it is a certificate binding", async () => {
+  // An XFCC element without Cert= names the caller as a principal does: hopwarden sees no serial, CRL
+  // entry or validity window, which is what requireCertificate is for (review finding).
+  it("at the top level, letting a trusted XFCC through only with its certificate (Cert=)", async () => {
     const policy = policyFrom({ ...POLICY, requireCertificate: true });
-    const xfcc = request(TOOLS_CALL("search_docs"), { peerCertificate: "", peerPrincipal: spiffe("sidecar") }, { "x-forwarded-client-cert": `URI=${RESEARCH}` });
-    expect(await reasonOf(xfcc, pipeline({ policy, trustForwardedClientCert: true }))).toBe("allowed");
+    const p = pipeline({ policy, trustForwardedClientCert: true });
+    const uriOnly = request(TOOLS_CALL("search_docs"), { peerCertificate: "", peerPrincipal: spiffe("sidecar") }, { "x-forwarded-client-cert": `Hash=abc;URI=${RESEARCH}` });
+    const denied = await p.decide(uriOnly);
+    expect(denied).toMatchObject({ allowed: false, reason: "missing_peer_certificate", callerBinding: "xfcc" });
+    expect(denied.message).toContain("no Cert=");
+    const withCert = request(TOOLS_CALL("search_docs"), { peerCertificate: "", peerPrincipal: spiffe("sidecar") }, { "x-forwarded-client-cert": `Cert="${pki.agents.research.urlEncodedPem}"` });
+    expect(await reasonOf(withCert, p)).toBe("allowed");
+  });
+
+  it("on a hop rule, refusing an XFCC without Cert= as it refuses a principal", async () => {
+    const policy = policyFrom({ ...POLICY, hops: editHop(HOPS, 1, { requireCertificate: true }) });
+    const p = pipeline({ policy, trustForwardedClientCert: true });
+    const uriOnly = request(TOOLS_CALL("search_docs"), { peerCertificate: "", peerPrincipal: spiffe("sidecar") }, { "x-forwarded-client-cert": `URI=${RESEARCH}` });
+    const denied = await p.decide(uriOnly);
+    expect(denied).toMatchObject({ allowed: false, reason: "missing_peer_certificate", callerBinding: "xfcc" });
+    expect(denied.message).toContain("without Cert=");
+    const withCert = request(TOOLS_CALL("search_docs"), { peerCertificate: "", peerPrincipal: spiffe("sidecar") }, { "x-forwarded-client-cert": `Cert="${pki.agents.research.urlEncodedPem}"` });
+    expect(await reasonOf(withCert, p)).toBe("allowed");
   });
 
   it("on a hop rule, for the call that rule admits as the last hop only", async () => {

@@ -161,7 +161,12 @@ export class CheckPipeline {
       const xfcc = input.headers[XFCC_HEADER];
       if (xfcc !== undefined) {
         facts.binding = "xfcc";
-        return this.callerFromXfcc(xfcc, nowMs);
+        // Envoy writes one XFCC header and appends its own element last. Two header lines would be read
+        // joined, and a proxy that put its element on the first line would let the caller's line speak last.
+        if (isRepeated(input, XFCC_HEADER)) {
+          return new Denial("invalid_peer_certificate", `the ${XFCC_HEADER} header arrived more than once; the proxy must send one, its own element last`);
+        }
+        return this.callerFromXfcc(xfcc, nowMs, requireCertificate);
       }
     }
     if (input.peerCertificate.length > 0) {
@@ -188,10 +193,15 @@ export class CheckPipeline {
     return { id: svid.id, certificate: parsed.certificate };
   }
 
-  private callerFromXfcc(header: string, nowMs: number): Denial | { id: SpiffeId; certificate: ParsedPeerCertificate | undefined } {
+  private callerFromXfcc(header: string, nowMs: number, requireCertificate: boolean): Denial | { id: SpiffeId; certificate: ParsedPeerCertificate | undefined } {
     const xfcc = parseXfccLastElement(header);
     if (!xfcc.ok) return new Denial("invalid_peer_certificate", `${XFCC_HEADER} ${xfcc.problem}`);
     if (xfcc.last.cert !== undefined) return this.callerFromCertificate(xfcc.last.cert, nowMs, `${XFCC_HEADER} Cert`);
+    // Without Cert= the element only names the caller: no serial, CRL or validity window can be checked,
+    // which is what requireCertificate asks for.
+    if (requireCertificate) {
+      return new Denial("missing_peer_certificate", `the ${XFCC_HEADER} element names the caller without its certificate (no Cert=), and the policy requires a certificate (requireCertificate)`);
+    }
     const uris = xfcc.last.uris;
     if (uris.length !== 1) {
       return new Denial("invalid_peer_certificate", `${XFCC_HEADER} last element has ${uris.length} URI values; exactly one SPIFFE ID is required`);
@@ -334,8 +344,9 @@ export class CheckPipeline {
       if (isLast) {
         facts.lastHopScopes = rule?.scopes;
         // SPEC 8: the rule that admits this call may refuse a caller named by a principal alone.
-        if (rule?.requireCertificate === true && facts.binding === "principal") {
-          return new Denial("missing_peer_certificate", `${rule.name} admits ${from} → ${to} only for a caller bound by a certificate, and this caller is named by source.principal alone`);
+        if (rule?.requireCertificate === true && facts.certificate === undefined) {
+          const named = facts.binding === "xfcc" ? `an ${XFCC_HEADER} element without Cert=` : "source.principal alone";
+          return new Denial("missing_peer_certificate", `${rule.name} admits ${from} → ${to} only for a caller bound by a certificate, and this caller is named by ${named}`);
         }
       }
     }
