@@ -37,7 +37,7 @@ class HeldVerifier implements DelegationTokenVerifier {
   async verify(request: TokenCheckRequest): Promise<TokenCheckResult> {
     this.enteredResolve();
     await this.released;
-    return { ok: true, jti: "held-1", scope: [], issuer: request.policy.issuer, tokenSha256: "held" };
+    return { ok: true, jti: "held-1", scope: [], issuer: request.policy.issuer, tokenSha256: "held", prev: undefined };
   }
 
   finish(): void {

@@ -41,6 +41,8 @@ function decision(): Decision {
     method: "POST",
     path: "/v1/summarize?lang=en",
     tokenId: undefined,
+    tokenSha256: undefined,
+    tokenPrev: undefined,
     callerBinding: "certificate",
     mcp: undefined,
     txn: undefined,

@@ -35,6 +35,8 @@ export function sampleDecision(overrides: Partial<DecisionFields> = {}): Decisio
     method: "GET",
     path: "/query",
     tokenId: undefined,
+    tokenSha256: undefined,
+    tokenPrev: undefined,
     callerBinding: undefined,
     mcp: undefined,
     txn: undefined,

@@ -25,6 +25,8 @@ export const SAMPLE_DECISION_FIELDS: DecisionFields = {
   method: "GET",
   path: "/query",
   tokenId: undefined,
+  tokenSha256: undefined,
+  tokenPrev: undefined,
   callerBinding: undefined,
   mcp: undefined,
   txn: undefined,

@@ -16,6 +16,8 @@ const anyText = fc.oneof(
   fc.string({ unit: fc.constantFrom("a", "é", "€", "\u{1F600}", '"'), minLength: 300, maxLength: 1200 }),
 );
 const nullableText = fc.option(anyText, { nil: undefined });
+/** A token hash as the verifier writes it (43 base64url characters). */
+const SHA256_EXAMPLE = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU";
 const hop: fc.Arbitrary<HopRecord> = fc.record({
   from: anyText,
   to: anyText,
@@ -39,6 +41,8 @@ const decision: fc.Arbitrary<Decision> = fc.record({
   method: anyText,
   path: anyText,
   tokenId: nullableText,
+  tokenSha256: fc.oneof(fc.constant(undefined), fc.constant(SHA256_EXAMPLE), anyText),
+  tokenPrev: fc.oneof(fc.constant(undefined), fc.constant(SHA256_EXAMPLE), anyText),
   callerBinding: fc.constantFrom(undefined, ...CALLER_BINDINGS),
   mcp: fc.option(fc.record({ method: anyText, tool: nullableText, resource: nullableText }), { nil: undefined }),
   txn: nullableText,

@@ -54,6 +54,8 @@ function decisionOf(fields: {
     method: "GET",
     path: "/",
     tokenId: undefined,
+    tokenSha256: undefined,
+    tokenPrev: undefined,
     callerBinding: fields.callerBinding,
     mcp: undefined,
     txn: undefined,

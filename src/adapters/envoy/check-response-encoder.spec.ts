@@ -36,6 +36,8 @@ function decision(overrides: Partial<DecisionFields> = {}): Decision {
     method: "GET",
     path: "/query",
     tokenId: undefined,
+    tokenSha256: undefined,
+    tokenPrev: undefined,
     callerBinding: undefined,
     mcp: undefined,
     txn: undefined,

@@ -84,6 +84,8 @@ export const FALLBACK_DECISION: Decision = {
   method: "",
   path: "",
   tokenId: undefined,
+  tokenSha256: undefined,
+  tokenPrev: undefined,
   callerBinding: undefined,
   mcp: undefined,
   txn: undefined,

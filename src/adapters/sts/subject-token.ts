@@ -8,9 +8,8 @@
 // - later hops: the presenting agent's current delegation token, which must
 //   be one this service issued and whose `aud` is the presenting agent.
 
-import { createHash } from "node:crypto";
 import { decodeProtectedHeader } from "jose";
-import { DELEGATION_TOKEN_TYP, parseDelegationClaims, parseScope } from "../tokens/delegation-token-format.js";
+import { DELEGATION_TOKEN_TYP, delegationTokenSha256, parseDelegationClaims, parseScope } from "../tokens/delegation-token-format.js";
 import type { VerificationKeySource } from "../tokens/jwks-key-source.js";
 import { readSignedToken } from "../tokens/signed-token-reader.js";
 import { TXN_TOKEN_TYP } from "../tokens/txn-token-format.js";
@@ -66,7 +65,7 @@ export async function verifySubjectToken(token: string, presenter: string, v: Su
     if (when !== undefined) return { ok: false, problem: `the subject token ${when}` };
     // The token was made for the agent it was sent to; only that agent may carry the chain on.
     if (c.aud !== presenter) return { ok: false, problem: `the subject token was issued for ${c.aud}, not for the presenting agent ${presenter}` };
-    const prev = createHash("sha256").update(token).digest("base64url");
+    const prev = delegationTokenSha256(token);
     return { ok: true, grant: { kind: "delegation", person: c.sub, chain: c.chain, scope: c.scope, prev } };
   }
   const person = v.person;

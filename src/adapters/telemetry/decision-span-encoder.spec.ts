@@ -115,6 +115,8 @@ const decision: fc.Arbitrary<Decision> = fc
     method: text,
     path: fc.oneof(text, text.map((t) => `/q?${t}`)),
     tokenId: fc.option(text, { nil: undefined }),
+    tokenSha256: fc.option(fc.oneof(hex(32).map((h) => Buffer.from(h, "hex").toString("base64url")), text), { nil: undefined }),
+    tokenPrev: fc.option(fc.oneof(hex(32).map((h) => Buffer.from(h, "hex").toString("base64url")), text), { nil: undefined }),
     callerBinding: fc.option(fc.constantFrom(...CALLER_BINDINGS), { nil: undefined }),
     mcp: fc.option(fc.record({ method: fc.oneof(text, fc.constant("tools/call")), tool: fc.option(text, { nil: undefined }), resource: fc.option(text, { nil: undefined }) }), { nil: undefined }),
     txn: fc.option(text, { nil: undefined }),

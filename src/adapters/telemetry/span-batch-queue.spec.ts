@@ -27,6 +27,8 @@ const DECISION: Decision = {
   method: "GET",
   path: "/query",
   tokenId: undefined,
+  tokenSha256: undefined,
+  tokenPrev: undefined,
   callerBinding: undefined,
   mcp: undefined,
   txn: undefined,

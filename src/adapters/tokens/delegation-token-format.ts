@@ -1,6 +1,9 @@
 // The delegation token's format (SPEC 5): header rules, the claims and their
-// shapes, and the RFC 8693 `act` nesting. Pure: no keys, no clock, no I/O, so
-// the verifier in Check and the token service read one definition.
+// shapes, the RFC 8693 `act` nesting, and the hash that `prev` chains tokens
+// by. Pure: no keys, no clock, no I/O, so the verifier in Check and the token
+// service read one definition.
+
+import { createHash } from "node:crypto";
 
 export const DELEGATION_TOKEN_TYP = "agent-delegation+jwt";
 
@@ -47,6 +50,16 @@ const SHA256_B64URL = /^[A-Za-z0-9_-]{43}$/;
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
 /** Deeper nesting than this is not a chain any policy admits; refuse before recursing further. */
 export const MAX_ACT_DEPTH = 64;
+
+/**
+ * base64url SHA-256 of a token's compact JWS, as sent: the next hop's `prev`,
+ * and what the audit record, the span and the token service's log name a
+ * token by. One definition, so the issuer's `prev` and Check's record of the
+ * previous token are the same string.
+ */
+export function delegationTokenSha256(token: string): string {
+  return createHash("sha256").update(token).digest("base64url");
+}
 
 export function isSha256Base64url(value: unknown): value is string {
   return typeof value === "string" && SHA256_B64URL.test(value);

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -80,6 +81,22 @@ describe("a valid delegation token (SPEC 5)", () => {
       expect(result).toMatchObject({ ok: true, jti: "jti-1", scope: ["db:read", "db:schema"], issuer: "https://sts.example.org" });
       if (result.ok) expect(result.tokenSha256).toMatch(/^[A-Za-z0-9_-]{43}$/);
     }
+  });
+
+  it("reports the token's hash as SPEC 5's prev encodes it (base64url SHA-256 of the JWS as sent) and its prev claim, from a cached verification too", async () => {
+    const prev = Buffer.alloc(32, 7).toString("base64url");
+    const token = await signToken(es, validClaims({ prev }));
+    const v = verifier();
+    for (let i = 0; i < 2; i++) {
+      expect(await v.verify(checkRequest(token))).toMatchObject({ ok: true, tokenSha256: createHash("sha256").update(token).digest("base64url"), prev });
+    }
+    expect(await v.verify(checkRequest(await signToken(es, validClaims({ prev: undefined }))))).toMatchObject({ ok: true, prev: undefined });
+  });
+
+  it("names a refused token by its hash too, and gives no prev (the claims of a refused token vouch for nothing)", async () => {
+    const forged = await signToken(stranger, validClaims());
+    expect(await verifier().verify(checkRequest(forged))).toEqual({ ok: false, reason: "token_invalid", message: expect.any(String) as unknown, tokenSha256: createHash("sha256").update(forged).digest("base64url") });
+    expect(await verifier().verify(checkRequest("not a token"))).toMatchObject({ ok: false, tokenSha256: createHash("sha256").update("not a token").digest("base64url") });
   });
 
   it("accepts a one-element aud array, a first-hop token without prev, and an empty scope", async () => {
@@ -311,7 +328,7 @@ describe("token_replayed: a jti accepted once under tokens.singleUse", () => {
     };
     const v = verifier({ replay: down });
     const result = await v.verify(checkRequest(await signToken(es, validClaims()), { policy: tokenPolicy({ singleUse: true }) }));
-    expect(result).toMatchObject({ ok: false, reason: "internal_error" });
+    expect(result).toMatchObject({ ok: false, reason: "internal_error", tokenSha256: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) as unknown });
     expect(!result.ok && result.message).toMatch(/within 50 ms/);
     // Without singleUse the store is never asked.
     expect(await reasonOf(await signToken(es, validClaims()), {}, v)).toBe("ok");

@@ -5,11 +5,10 @@
 // verify: everything becomes a token_* result, or internal_error when the
 // single-use store cannot answer.
 
-import { createHash } from "node:crypto";
 import type { TokenCheckRequest, TokenCheckResult } from "../../core/decision/token-check.js";
 import type { DelegationTokenVerifier } from "../../core/ports.js";
 import { checkDelegationClaims } from "./delegation-claim-rules.js";
-import { DELEGATION_TOKEN_TYP, parseDelegationClaims, type DelegationClaims } from "./delegation-token-format.js";
+import { DELEGATION_TOKEN_TYP, delegationTokenSha256, parseDelegationClaims, type DelegationClaims } from "./delegation-token-format.js";
 import type { JwksRefreshOptions, VerificationKeySource } from "./jwks-key-source.js";
 import { KeySourceRegistry } from "./key-source-registry.js";
 import { ReplayMemory } from "./replay-memory.js";
@@ -52,12 +51,16 @@ export class JwksDelegationTokenVerifier implements DelegationTokenVerifier {
   }
 
   async verify(request: TokenCheckRequest): Promise<TokenCheckResult> {
+    const tokenSha256 = delegationTokenSha256(request.token);
+    let result: TokenCheckResult;
     try {
-      return await this.verifyUnsafe(request);
+      result = await this.verifyUnsafe(request, tokenSha256);
     } catch (err) {
       // Nothing above should throw; if it does, the token is not trusted.
-      return invalid(`the delegation token could not be verified: ${err instanceof Error ? err.message : String(err)}`);
+      result = invalid(`the delegation token could not be verified: ${err instanceof Error ? err.message : String(err)}`);
     }
+    // A refused token is named by its hash too: the audit trail then shows which issued token (or which forgery) was refused.
+    return result.ok ? result : { ...result, tokenSha256 };
   }
 
   /** The key source for one `tokens.jwks` value, created once: its cache must outlive a policy reload. */
@@ -65,9 +68,8 @@ export class JwksDelegationTokenVerifier implements DelegationTokenVerifier {
     return this.keySources.get(jwks);
   }
 
-  private async verifyUnsafe(request: TokenCheckRequest): Promise<TokenCheckResult> {
+  private async verifyUnsafe(request: TokenCheckRequest, tokenSha256: string): Promise<TokenCheckResult> {
     const { token, policy, nowMs } = request;
-    const tokenSha256 = createHash("sha256").update(token).digest("base64url");
     let claims: DelegationClaims;
     const hit = this.verified.get(tokenSha256, nowMs, policy.clockSkewSeconds);
     if (hit !== undefined && hit.jwks === policy.jwks && hit.issuer === policy.issuer) {
@@ -88,7 +90,7 @@ export class JwksDelegationTokenVerifier implements DelegationTokenVerifier {
       const replayed = await this.recordFirstUse(claims, policy.clockSkewSeconds, nowMs);
       if (replayed !== undefined) return replayed;
     }
-    return { ok: true, jti: claims.jti, scope: claims.scope, issuer: claims.iss, tokenSha256 };
+    return { ok: true, jti: claims.jti, scope: claims.scope, issuer: claims.iss, tokenSha256, prev: claims.prev };
   }
 
   private async recordFirstUse(claims: DelegationClaims, clockSkewSeconds: number, nowMs: number): Promise<Failure | undefined> {

@@ -70,7 +70,7 @@ class OrderedTokenVerifier implements DelegationTokenVerifier {
   verify(request: TokenCheckRequest): Promise<TokenCheckResult> {
     this.log.push("delegation");
     if (request.token !== "ok") return Promise.resolve({ ok: false, reason: "token_invalid", message: "scripted" });
-    return Promise.resolve({ ok: true, jti: "jti-1", scope: [], issuer: request.policy.issuer, tokenSha256: "h" });
+    return Promise.resolve({ ok: true, jti: "jti-1", scope: [], issuer: request.policy.issuer, tokenSha256: "h", prev: undefined });
   }
 }
 

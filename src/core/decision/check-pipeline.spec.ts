@@ -64,16 +64,22 @@ class SwappablePolicySource implements PolicySource {
   }
 }
 
-/** A verifier that answers by the token's text: "ok" passes, "token_*" fails with that reason. */
+/**
+ * A verifier that answers by the token's text: "ok" passes, "token_*" fails
+ * with that reason. Its "hash" of a token is `sha-<token>`; a passing token
+ * "ok-after-<x>" names `sha-<x>` as its prev (a later hop), any other none.
+ */
 class ScriptedTokenVerifier implements DelegationTokenVerifier {
   readonly requests: TokenCheckRequest[] = [];
   verify(request: TokenCheckRequest): Promise<TokenCheckResult> {
     this.requests.push(request);
-    if (request.token === "throws") return Promise.reject(new Error("JWKS endpoint timed out"));
-    if (request.token.startsWith("ok")) {
-      return Promise.resolve({ ok: true, jti: `jti-${request.token}`, scope: ["db:read"], issuer: request.policy.issuer, tokenSha256: "h" });
+    const { token } = request;
+    if (token === "throws") return Promise.reject(new Error("JWKS endpoint timed out"));
+    if (token.startsWith("ok")) {
+      const prev = token.startsWith("ok-after-") ? `sha-${token.slice("ok-after-".length)}` : undefined;
+      return Promise.resolve({ ok: true, jti: `jti-${token}`, scope: ["db:read"], issuer: request.policy.issuer, tokenSha256: `sha-${token}`, prev });
     }
-    return Promise.resolve({ ok: false, reason: request.token as Extract<DenialReason, `token_${string}`>, message: `scripted ${request.token}` });
+    return Promise.resolve({ ok: false, reason: token as Extract<DenialReason, `token_${string}`>, message: `scripted ${token}`, tokenSha256: `sha-${token}` });
   }
 }
 
@@ -160,6 +166,8 @@ describe("an allowed request", () => {
       decidedAtMs: NOW,
       peerCertificateSha256: pki.agents.research.sha256Hex,
       tokenId: undefined,
+      tokenSha256: undefined,
+      tokenPrev: undefined,
     });
     expect(decision.hops.map(({ from, to, rule, result }) => ({ from, to, rule, result }))).toEqual([
       { from: ORCH, to: RESEARCH, rule: "hops[0]", result: "allow" },
@@ -566,6 +574,23 @@ describe("check 9: the delegation token", () => {
 
   it("allows a verified token and records its jti", async () => {
     expect(await decide(withToken("ok-1"), pipeline({ policy: withTokens(), tokens: new ScriptedTokenVerifier() }))).toMatchObject({ allowed: true, tokenId: "jti-ok-1" });
+  });
+
+  it("records a verified token's hash and its prev, so the audit trail's tokens form SPEC 5's hash chain", async () => {
+    const p = pipeline({ policy: withTokens(), tokens: new ScriptedTokenVerifier() });
+    expect(await decide(withToken("ok-first"), p)).toMatchObject({ allowed: true, tokenSha256: "sha-ok-first", tokenPrev: undefined });
+    expect(await decide(withToken("ok-after-ok-first"), p)).toMatchObject({ allowed: true, tokenId: "jti-ok-after-ok-first", tokenSha256: "sha-ok-after-ok-first", tokenPrev: "sha-ok-first" });
+  });
+
+  it("records a refused token's hash, but no jti and no prev (only a token that passed vouches for its claims)", async () => {
+    const decision = await decide(withToken("token_chain_mismatch"), pipeline({ policy: withTokens(), tokens: new ScriptedTokenVerifier() }));
+    expect(decision).toMatchObject({ allowed: false, reason: "token_chain_mismatch", tokenSha256: "sha-token_chain_mismatch", tokenId: undefined, tokenPrev: undefined });
+  });
+
+  it("records no token hash when the token never reached the verifier, nor without a token", async () => {
+    const verifier = new ScriptedTokenVerifier();
+    expect(await decide(withToken("ok", { method: "DELETE" }), pipeline({ policy: withTokens(), tokens: verifier }))).toMatchObject({ reason: "hop_not_allowed", tokenSha256: undefined });
+    expect(await decide(withToken(undefined), pipeline({ policy: withTokens(), tokens: verifier }))).toMatchObject({ allowed: true, tokenSha256: undefined, tokenPrev: undefined });
   });
 
   it("hands the verifier the chain, the callee, on-behalf-of, the certificate thumbprint and the last hop's scopes", async () => {

@@ -63,6 +63,8 @@ interface Facts {
   requireToken: boolean;
   lastHopScopes: readonly string[] | undefined;
   tokenId: string | undefined;
+  tokenSha256: string | undefined;
+  tokenPrev: string | undefined;
   /** What Envoy's MCP filter said of the body (read before any phase, so every decision records it). */
   mcp: McpReading;
   txn: string | undefined;
@@ -435,8 +437,11 @@ export class CheckPipeline {
         nowMs,
       })
       .then((result) => {
+        // Recorded for a refusal too (when the verifier hashed the token): the audit trail shows which token was refused.
+        facts.tokenSha256 = result.tokenSha256;
         if (!result.ok) return new Denial(result.reason, result.message);
         facts.tokenId = result.jti;
+        facts.tokenPrev = result.prev;
         return undefined;
       });
   }
@@ -515,6 +520,8 @@ export class CheckPipeline {
       method: input.method,
       path: input.path,
       tokenId: facts.tokenId,
+      tokenSha256: facts.tokenSha256,
+      tokenPrev: facts.tokenPrev,
       callerBinding: facts.binding,
       mcp: facts.mcp.kind === "mcp" ? facts.mcp.facts : undefined,
       txn: facts.txn,
@@ -593,6 +600,8 @@ function emptyFacts(): Facts {
     requireToken: false,
     lastHopScopes: undefined,
     tokenId: undefined,
+    tokenSha256: undefined,
+    tokenPrev: undefined,
     mcp: NO_MCP_METADATA,
     txn: undefined,
   };

@@ -41,6 +41,14 @@ interface DecisionRecord {
   readonly path: string;
   /** The verified delegation token's jti, when one was checked and passed. */
   readonly tokenId: string | undefined;
+  /**
+   * base64url SHA-256 of the delegation token as sent (SPEC 5's `prev`
+   * encoding), when the verifier examined one: passed or refused, so an
+   * auditor can match a refusal to the token the issuer logged.
+   */
+  readonly tokenSha256: string | undefined;
+  /** The passed token's `prev` (the previous hop's tokenSha256); undefined on the first hop or without a passed token. */
+  readonly tokenPrev: string | undefined;
   /** Where the caller's identity was read from; undefined when the request carried none. */
   readonly callerBinding: CallerBinding | undefined;
   /** The MCP method and tool (or resource) Envoy's MCP filter read from the body; undefined without usable MCP metadata. */
