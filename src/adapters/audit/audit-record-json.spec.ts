@@ -145,6 +145,8 @@ describe("estimateAuditRecordBytes (what the Check path counts before the record
             onBehalfOf: "alice@example.com",
             method: "GET",
             tokenId: undefined,
+            tokenSha256: p.caller.length % 2 === 0 ? undefined : SHA256_EXAMPLE,
+            tokenPrev: p.policyVersion.length % 2 === 0 ? undefined : SHA256_EXAMPLE,
             mcp: p.path.length % 2 === 0 ? undefined : { method: "tools/call", tool: p.caller, resource: undefined },
             txn: p.message.length % 2 === 0 ? undefined : "txn-7f3a",
           })),

@@ -71,6 +71,10 @@ export class AuditRecordEncoder {
       this.ascii(latencyJson(context.latencyMs));
       this.ascii(',"token_id":');
       this.nullableText(decision.tokenId);
+      this.ascii(',"token_sha256":');
+      this.nullableString(decision.tokenSha256);
+      this.ascii(',"token_prev":');
+      this.nullableText(decision.tokenPrev);
       this.ascii(decision.callerBinding === undefined ? ',"caller_binding":null' : CALLER_BINDING_JSON[decision.callerBinding]);
       this.ascii(',"mcp_method":');
       this.nullableText(decision.mcp?.method);
@@ -210,8 +214,8 @@ function shapeBytes(decision: Decision): Buffer {
   return bytes;
 }
 
-/** A record whose strings are all empty: keys, punctuation, the id, the time, a long reason and the numbers; caller_binding null. */
-const RECORD_FIXED_BYTES = 376 + 79;
+/** A record whose strings are all empty: keys, punctuation, the id, the time, a long reason and the numbers; caller_binding null. 34: the token_sha256 and token_prev keys with "". */
+const RECORD_FIXED_BYTES = 376 + 79 + 34;
 /** `{"from":"","to":"","rule":"","result":"allow"},` */
 const HOP_FIXED_BYTES = 47;
 /** Quotes and comma of a list item. */
@@ -238,6 +242,8 @@ export function estimateAuditRecordBytes(decision: Decision, context: DecisionCo
     kept(decision.method) +
     kept(decision.path) +
     keptOrNull(decision.tokenId) +
+    keptOrNull(decision.tokenSha256) +
+    keptOrNull(decision.tokenPrev) +
     keptOrNull(decision.peerCertificateSha256) +
     keptOrNull(context.traceId) +
     keptOrNull(context.spanId) +

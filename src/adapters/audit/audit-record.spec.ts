@@ -3,9 +3,19 @@ import { sampleDecision } from "../../../test/support/audit-fixtures.js";
 import { createHash } from "node:crypto";
 import { AUDIT_CHAIN_BOUNDS, buildAuditRecord } from "./audit-record.js";
 
+const TOKEN_SHA256 = Buffer.alloc(32, 2).toString("base64url");
+const PREV_SHA256 = Buffer.alloc(32, 1).toString("base64url");
+
 describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
   it("records an allow with reason 'allowed' and every field of the contract", () => {
-    const decision = sampleDecision({ tokenId: "jti-1", callerBinding: "certificate", mcp: { method: "tools/call", tool: "search_docs", resource: undefined }, txn: "txn-1" });
+    const decision = sampleDecision({
+      tokenId: "jti-1",
+      tokenSha256: TOKEN_SHA256,
+      tokenPrev: PREV_SHA256,
+      callerBinding: "certificate",
+      mcp: { method: "tools/call", tool: "search_docs", resource: undefined },
+      txn: "txn-1",
+    });
     const record = buildAuditRecord(decision, { traceId: "a".repeat(32), spanId: "b".repeat(16), latencyMs: 0.12345678 });
     expect(record).toEqual({
       decision_id: decision.decisionId,
@@ -30,6 +40,8 @@ describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
       span_id: "b".repeat(16),
       latency_ms: 0.123,
       token_id: "jti-1",
+      token_sha256: TOKEN_SHA256,
+      token_prev: PREV_SHA256,
       caller_binding: "certificate",
       mcp_method: "tools/call",
       mcp_tool: "search_docs",
@@ -55,12 +67,29 @@ describe("buildAuditRecord (SPEC 6: one record per decision)", () => {
       trace_id: null,
       span_id: null,
       token_id: null,
+      token_sha256: null,
+      token_prev: null,
       caller_binding: null,
       mcp_method: null,
       mcp_tool: null,
       mcp_resource: null,
       txn: null,
     });
+  });
+
+  it("SPEC 5: names the token by its hash, refused too, and gives its prev, so each hop's token_prev is the previous hop's token_sha256", () => {
+    const first = buildAuditRecord(sampleDecision({ tokenId: "jti-1", tokenSha256: PREV_SHA256, tokenPrev: undefined }), { latencyMs: 1 });
+    const second = buildAuditRecord(sampleDecision({ tokenId: "jti-2", tokenSha256: TOKEN_SHA256, tokenPrev: PREV_SHA256 }), { latencyMs: 1 });
+    expect(first).toMatchObject({ token_id: "jti-1", token_sha256: PREV_SHA256, token_prev: null });
+    expect(second.token_prev).toBe(first.token_sha256);
+    const refused = buildAuditRecord(sampleDecision({ reason: "token_invalid", message: "bad signature", tokenSha256: TOKEN_SHA256 }), { latencyMs: 1 });
+    expect(refused).toMatchObject({ token_id: null, token_sha256: TOKEN_SHA256, token_prev: null });
+  });
+
+  it("bounds token_prev like the jti: the issuer chose both", () => {
+    const big = "p".repeat(60 * 1024);
+    const record = buildAuditRecord(sampleDecision({ tokenId: big, tokenPrev: big }), { latencyMs: 1 });
+    for (const field of [record.token_id, record.token_prev]) expect(field).toMatch(/^p{1024}…\[truncated: 61440 bytes, sha256=[0-9a-f]{64}\]$/);
   });
 
   it("SPEC 8: bounds the MCP names, which come from the request body, and the transaction id", () => {

@@ -50,6 +50,10 @@ export interface AuditRecord {
   readonly span_id: string | null;
   readonly latency_ms: number;
   readonly token_id: string | null;
+  /** base64url SHA-256 of the delegation token as sent, passed or refused (SPEC 5's `prev` encoding). */
+  readonly token_sha256: string | null;
+  /** The passed token's `prev`: the previous hop's token_sha256, so records chain hop to hop. */
+  readonly token_prev: string | null;
   /** SPEC 8: certificate, xfcc or principal; null when the request named no caller. */
   readonly caller_binding: CallerBinding | null;
   /** SPEC 8: the MCP method, tool (tools/call) and resource URI (resources/read) Envoy's MCP filter read. */
@@ -84,6 +88,10 @@ export function buildAuditRecord(decision: Decision, context: DecisionContext): 
     // Microseconds are enough; more digits only lengthen every line.
     latency_ms: Math.round(context.latencyMs * 1000) / 1000,
     token_id: boundNullable(decision.tokenId),
+    // Computed by this service, like the certificate hash: fixed length, nothing to bound.
+    token_sha256: decision.tokenSha256 ?? null,
+    // A signed claim, but the issuer chose it: bounded like the jti.
+    token_prev: boundNullable(decision.tokenPrev),
     caller_binding: decision.callerBinding ?? null,
     // From the request body, through Envoy's MCP filter: bounded like every request string.
     mcp_method: boundNullable(decision.mcp?.method),
