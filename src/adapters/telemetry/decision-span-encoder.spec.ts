@@ -51,6 +51,8 @@ function referenceSpan(span: DecisionSpan, bound: (s: string) => string): Readab
   };
   if (d.peerCertificateSha256 !== undefined) attributes["tls.client.hash.sha256"] = d.peerCertificateSha256;
   if (d.tokenId !== undefined) attributes["agent.delegation.token_id"] = bound(d.tokenId);
+  if (d.tokenSha256 !== undefined) attributes["agent.delegation.token_sha256"] = d.tokenSha256;
+  if (d.tokenPrev !== undefined) attributes["agent.delegation.token_prev"] = bound(d.tokenPrev);
   if (d.callerBinding !== undefined) attributes["authz.caller.binding"] = d.callerBinding;
   if (d.mcp !== undefined) {
     attributes["mcp.method.name"] = bound(d.mcp.method);
@@ -168,12 +170,12 @@ describe("decision spans: our bytes decode to the SDK serializer's spans", () =>
   it("for attacker-sized strings, which both keep only up to the bound", async () => {
     const big = "x".repeat(60 * 1024);
     const [span] = fc.sample(decisionSpan, { numRuns: 1, seed: 9 });
-    const huge = { ...span!, decision: { ...span!.decision, method: big, path: `/${big}?q`, onBehalfOf: big, mcp: { method: big, tool: big, resource: big }, txn: big } };
+    const huge = { ...span!, decision: { ...span!.decision, method: big, path: `/${big}?q`, onBehalfOf: big, mcp: { method: big, tool: big, resource: big }, txn: big, tokenId: big, tokenPrev: big } };
     const bytes = await ourBytes([huge], boundText);
     expect(decodeTree(bytes)).toEqual(decodeTree(sdkBytes([huge], boundText)));
     expect(bytes.length).toBeLessThan(16 * 1024);
     const [decoded] = decodeSpans(bytes);
-    for (const name of ["http.request.method", "mcp.method.name", "gen_ai.tool.name", "mcp.resource.uri", "authz.txn"]) {
+    for (const name of ["http.request.method", "mcp.method.name", "gen_ai.tool.name", "mcp.resource.uri", "authz.txn", "agent.delegation.token_id", "agent.delegation.token_prev"]) {
       expect(decoded!.attributes[name], name).toMatch(/…\[truncated: 61440 bytes, sha256=[0-9a-f]{64}\]$/);
     }
   });
@@ -199,6 +201,20 @@ describe("the span a decision makes", () => {
     const none = { ...base, decision: { ...base.decision, callerBinding: undefined, mcp: undefined, txn: undefined } };
     const [plain] = decodeSpans(await ourBytes([none], boundText));
     for (const name of ["authz.caller.binding", "mcp.method.name", "gen_ai.tool.name", "authz.txn"]) expect(plain!.attributes).not.toHaveProperty(name);
+  });
+
+  it("SPEC 5: names the delegation token by its hash and gives its prev, so each hop's token_prev is the previous hop's token_sha256", async () => {
+    const prev = Buffer.alloc(32, 1).toString("base64url");
+    const sha = Buffer.alloc(32, 2).toString("base64url");
+    const first = { ...base, decision: { ...base.decision, tokenId: "jti-1", tokenSha256: prev, tokenPrev: undefined } };
+    const second = { ...base, decision: { ...base.decision, tokenId: "jti-2", tokenSha256: sha, tokenPrev: prev } };
+    const [a, b] = decodeSpans(await ourBytes([first, second], boundText));
+    expect(a!.attributes).toMatchObject({ "agent.delegation.token_id": "jti-1", "agent.delegation.token_sha256": prev });
+    expect(a!.attributes).not.toHaveProperty("agent.delegation.token_prev");
+    expect(b!.attributes).toMatchObject({ "agent.delegation.token_id": "jti-2", "agent.delegation.token_sha256": sha, "agent.delegation.token_prev": prev });
+    const none = { ...base, decision: { ...base.decision, tokenId: undefined, tokenSha256: undefined, tokenPrev: undefined } };
+    const [plain] = decodeSpans(await ourBytes([none], boundText));
+    for (const name of ["agent.delegation.token_id", "agent.delegation.token_sha256", "agent.delegation.token_prev"]) expect(plain!.attributes).not.toHaveProperty(name);
   });
 
   it("has an ERROR status only when the service failed", async () => {

@@ -2,8 +2,9 @@
 // straight from the Decision: no attribute map, no SDK objects. A span is
 // appended to a ScopeSpans body as field `spans`; the request around a batch
 // (resource, scope) is written once per export (span-batch-queue.ts).
-// Attributes and events are SPEC 6's and 8's; attacker-supplied strings
-// (method, path, on-behalf-of, identities, MCP names) pass through `bound`
+// Attributes and events are SPEC 6's and 8's, and SPEC 5's token hash chain;
+// attacker-supplied strings (method, path, on-behalf-of, identities, MCP
+// names, token claims) pass through `bound`
 // first (SPEC 6: kept up to 1,024 bytes, then cut with a marker).
 //
 // What a decision's shape fixes (decision-shape-cache.ts: the outcome, the
@@ -106,6 +107,9 @@ export class DecisionSpanEncoder {
     writeStringAttribute(w, A, "url.path", bound(pathWithoutQuery(d.path)));
     if (d.peerCertificateSha256 !== undefined) writeStringAttribute(w, A, "tls.client.hash.sha256", d.peerCertificateSha256);
     if (d.tokenId !== undefined) writeStringAttribute(w, A, "agent.delegation.token_id", bound(d.tokenId));
+    // SPEC 5's hash chain: this hop's token_prev is the previous hop's token_sha256. The hash is this service's own (not bounded, like the certificate's); prev is the issuer's.
+    if (d.tokenSha256 !== undefined) writeStringAttribute(w, A, "agent.delegation.token_sha256", d.tokenSha256);
+    if (d.tokenPrev !== undefined) writeStringAttribute(w, A, "agent.delegation.token_prev", bound(d.tokenPrev));
     if (template !== null) w.raw(template.binding);
     else writeBinding(w, d);
     // SPEC 8. The MCP names come from the request body (through Envoy's MCP filter): bounded like every request string.
