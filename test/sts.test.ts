@@ -37,6 +37,8 @@ let sts: TestSts;
 let pki: TestPki;
 let tokenPolicy: TokenPolicy;
 let clockOffsetMs = 0;
+/** What the service logged, one object a line. */
+const logLines: Record<string, unknown>[] = [];
 const now = () => Date.now() + clockOffsetMs;
 
 const clientFor = (agent: IssuedCertificate) => sts.clientFor(agent);
@@ -73,7 +75,13 @@ beforeAll(async () => {
   const loaded = loadPolicyText(POLICY, "policy.yaml");
   if (!loaded.ok) throw new Error(loaded.errors.join("\n"));
   tokenPolicy = loaded.policy.tokens!;
-  sts = await startTestSts({ policy: POLICY, personScope: "db:read db:write plan openid", settings: { tokenTtl: "60s", clockSkew: "5s" }, clock: { nowMs: now } });
+  sts = await startTestSts({
+    policy: POLICY,
+    personScope: "db:read db:write plan openid",
+    settings: { tokenTtl: "60s", clockSkew: "5s" },
+    clock: { nowMs: now },
+    logger: createLogger("info", (line) => logLines.push(JSON.parse(line) as Record<string, unknown>)),
+  });
   pki = sts.pki;
 });
 
@@ -134,6 +142,15 @@ describe("a three-hop chain: alice → orchestrator → planner → worker → d
     expect((claims.exp as number) - (claims.iat as number)).toBe(60);
     expect(payloadOf(hop1.token).prev).toBeUndefined();
     expect(payloadOf(hop2.token).prev).toBe(createHash("sha256").update(hop1.token).digest("base64url"));
+  });
+
+  it("logs each issued token with its hash and prev, so the issuer's log joins SPEC 5's hash chain", () => {
+    const sha = (token: string) => createHash("sha256").update(token).digest("base64url");
+    const issued = (token: string) => logLines.find((l) => l["msg"] === "token issued" && l["jti"] === payloadOf(token).jti);
+    expect(issued(hop1.token)).toMatchObject({ level: "info", agent: spiffe("orchestrator"), token_sha256: sha(hop1.token) });
+    expect(issued(hop1.token)).not.toHaveProperty("prev");
+    expect(issued(hop2.token)).toMatchObject({ agent: spiffe("planner"), token_sha256: sha(hop2.token), prev: sha(hop1.token) });
+    expect(issued(hop3.token)).toMatchObject({ agent: spiffe("worker"), token_sha256: sha(hop3.token), prev: sha(hop2.token) });
   });
 
   it("narrows scope at every hop: person ∩ rule, then what was asked for", () => {

@@ -99,12 +99,15 @@ export async function startTokenExchangeServer(options: TokenExchangeServerOptio
       log.info("token exchange refused", { agent: caller.id.id, error: outcome.error, description: outcome.description });
       return oauthError(res, outcome.status, outcome.error, outcome.description);
     }
+    // token_sha256 and prev put the issuer's log in SPEC 5's hash chain: Check's audit record of this token has the same token_sha256.
     log.info("token issued", {
       agent: caller.id.id,
       audience: outcome.audience,
       on_behalf_of: outcome.person,
       chain: outcome.chain,
       jti: outcome.jti,
+      token_sha256: outcome.tokenSha256,
+      ...(outcome.prev !== undefined && { prev: outcome.prev }),
       scope: outcome.response.scope,
       ...(outcome.txn !== undefined && { txn: outcome.txn }),
     });

@@ -10,7 +10,7 @@ import { parseSpiffeId, type SpiffeId } from "../../core/identity/spiffe-id.js";
 import type { ParsedPeerCertificate } from "../../core/identity/peer-certificate.js";
 import { evaluateHop } from "../../core/policy/evaluate-hop.js";
 import type { CompiledPolicy } from "../../core/policy/model.js";
-import { DELEGATION_TOKEN_TYP, nestActors, parseScope } from "../tokens/delegation-token-format.js";
+import { DELEGATION_TOKEN_TYP, delegationTokenSha256, nestActors, parseScope } from "../tokens/delegation-token-format.js";
 import { TXN_TOKEN_TYP } from "../tokens/txn-token-format.js";
 import type { TxnTokenIssuance } from "./sts-config.js";
 import type { SigningKeyRing } from "./signing-key-ring.js";
@@ -53,6 +53,10 @@ export type ExchangeOutcome =
       readonly ok: true;
       readonly response: TokenResponse;
       readonly jti: string;
+      /** The issued token's hash (base64url SHA-256 of its JWS): the next hop's `prev`, and Check's token_sha256. */
+      readonly tokenSha256: string;
+      /** The issued token's `prev`: the subject token's hash; undefined at the first hop. */
+      readonly prev: string | undefined;
       readonly chain: readonly string[];
       readonly audience: string;
       readonly person: string;
@@ -161,6 +165,8 @@ export class TokenExchange {
         ...(txn !== undefined && { txn_token: txn.token, txn_token_expires_in: txn.expiresIn }),
       },
       jti,
+      tokenSha256: delegationTokenSha256(token),
+      prev: grant.prev,
       chain,
       audience: audience.id,
       person: grant.person,
