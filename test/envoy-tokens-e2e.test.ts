@@ -6,6 +6,7 @@
 // the JWKS the service publishes. Then the attacks a token must stop, each
 // denied by Envoy with the SPEC 4 status and x-authz-reason.
 
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../src/adapters/logging/logger.js";
 import { nestActors } from "../src/adapters/tokens/delegation-token-format.js";
@@ -88,6 +89,9 @@ function callThroughEnvoy(as: Agent, to: "research" | "db", path: string, header
 
 const upstreamHits = () => research!.requests.length + db!.requests.length;
 
+/** SPEC 5's encoding of a token's hash (its next hop's prev). */
+const sha256 = (token: string) => createHash("sha256").update(token).digest("base64url");
+
 const personToken = () => sts!.idp.personToken();
 
 describe("alice → orchestrator → research → db, every hop with a token from the STS", () => {
@@ -131,7 +135,14 @@ describe("alice → orchestrator → research → db, every hop with a token fro
     expect(seen["x-agent-verified-on-behalf-of"]).toBe(PERSON);
     expect(seen["x-agent-verified-chain"]).toBe(spiffe("orchestrator"));
     expect(seen["x-agent-delegation-token"]).toBe(hop1.token);
-    expect(sink.decisions.get(seen["x-authz-decision-id"] as string)).toMatchObject({ allowed: true, callee: spiffe("research"), tokenId: payloadOf(hop1.token).jti });
+    expect(sink.decisions.get(seen["x-authz-decision-id"] as string)).toMatchObject({
+      allowed: true,
+      callee: spiffe("research"),
+      tokenId: payloadOf(hop1.token).jti,
+      // The token as Envoy passed it on: its hash is what the next token's prev names.
+      tokenSha256: sha256(hop1.token),
+      tokenPrev: undefined,
+    });
   });
 
   it("research → db is allowed; db receives the verified headers of the whole chain", () => {
@@ -148,6 +159,9 @@ describe("alice → orchestrator → research → db, every hop with a token fro
       callee: spiffe("db"),
       chain: [spiffe("orchestrator"), spiffe("research")],
       tokenId: payloadOf(hop2.token).jti,
+      // SPEC 5's hash chain, as the audit trail records it: this hop's prev is the previous hop's hash.
+      tokenSha256: sha256(hop2.token),
+      tokenPrev: sha256(hop1.token),
     });
   });
 
