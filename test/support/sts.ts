@@ -97,8 +97,6 @@ export interface TestStsOptions {
   /** Where the service logs; default nowhere. */
   readonly logger?: Logger;
   readonly dirPrefix?: string;
-  /** Where the service logs; default nowhere. */
-  readonly logger?: Logger;
 }
 
 export interface TestSts {
