@@ -141,6 +141,15 @@ describe("audit verify: tampering is detected at the first bad record (exit 1, f
     expect(result.err).toContain("were altered");
   });
 
+  it("the last checkpoint's signature spelled another way (no padding): the running hash would change, so it is a bad signature", async () => {
+    const file = files.at(-1)!;
+    const last = (await readLines(file)).length;
+    await edit(file, (lines) => lines.map((l, i) => (i === last - 1 ? l.replace(/=+"\}$/, '"}') : l)));
+    const result = await verify();
+    expect(result.code).toBe(1);
+    expect(result.err).toContain(`${file}:${last}: signature: checkpoint seq`);
+  });
+
   it("a deleted line", async () => {
     const file = files[2]!;
     await edit(file, (lines) => lines.filter((_l, i) => i !== 2));

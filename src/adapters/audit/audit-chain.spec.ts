@@ -51,11 +51,40 @@ describe("checkpoint signatures", () => {
     expect(signedLineValid(tampered, publicKey)).toBe(false);
   });
 
+  it("writes the signature as padded base64 (what verify requires)", () => {
+    expect(signatureOf(line)).toMatch(/^[A-Za-z0-9+/]{86}==$/);
+  });
+
+  // Ed25519 signatures are 64 bytes: 86 characters and "==", the last of which holds 4 bits that decoding drops.
+  it.each([
+    ["its padding dropped", (s: string) => s.replace(/=+$/, "")],
+    ["unused low bits set in its last character", (s: string) => s.slice(0, 85) + lowBitsSet(s[85]!) + "=="],
+  ])("fails when the signature is spelled another way that decodes to the same bytes: %s", (_what, respell) => {
+    const signature = signatureOf(line);
+    const other = respell(signature);
+    expect(other).not.toBe(signature);
+    expect(Buffer.from(other, "base64").equals(Buffer.from(signature, "base64"))).toBe(true);
+    const respelled = line.replace(signature, other);
+    // Another spelling is another line, with another hash: the running hash an outside witness holds would not match.
+    expect(hashLine(respelled)).not.toBe(hashLine(line));
+    expect(signedLineValid(respelled, publicKey)).toBe(false);
+  });
+
   it("identifies the key by a stable id shared by its private and public halves", () => {
     expect(auditKeyId(publicKey)).toBe(auditKeyId(privateKey));
     expect(auditKeyId(publicKey)).toMatch(/^[0-9a-f]{16}$/);
   });
 });
+
+function signatureOf(signed: string): string {
+  return (JSON.parse(signed) as { signature: string }).signature;
+}
+
+/** The base64 character with the same top 2 bits as `c` (the 2 bits that carry the signature's last byte), and the low 4 bits set. */
+function lowBitsSet(c: string): string {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  return alphabet[(alphabet.indexOf(c) & 0b110000) | 0b001111]!;
+}
 
 describe("formatDecisionLine's layout", () => {
   // Record keys are fixed names; integer-like keys (which objects order first) never occur.

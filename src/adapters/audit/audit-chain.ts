@@ -162,9 +162,15 @@ export function signedLineValid(line: string | Buffer, publicKey: KeyObject): bo
   const bytes = typeof line === "string" ? Buffer.from(line, "utf8") : line;
   const match = SIGNATURE_SUFFIX.exec(bytes.toString("latin1"));
   if (!match) return false;
+  const signature = Buffer.from(match[1]!, "base64");
+  // Only the spelling the writer emits (padded, no stray bits): base64
+  // decoding ignores a missing padding and the unused low bits of the last
+  // character, so other spellings of the same signature would verify too, and
+  // the line (whose hash is the running hash a witness compares) could change.
+  if (signature.toString("base64") !== match[1]) return false;
   const body = Buffer.concat([SIGNATURE_CONTEXT, bytes.subarray(0, match.index), Buffer.from("}")]);
   try {
-    return verify(null, body, publicKey, Buffer.from(match[1]!, "base64"));
+    return verify(null, body, publicKey, signature);
   } catch {
     return false;
   }
