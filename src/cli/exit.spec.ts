@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { HopwardenError } from "../core/errors.js";
 import { ChainWalkFailure } from "../adapters/audit/audit-chain-walk.js";
 import { AuditKeyError } from "../adapters/audit/audit-keys.js";
+import { AuditLogFileError } from "../adapters/audit/audit-log-files.js";
 import { AuditLogConfigError } from "../adapters/audit/audit-log-writer.js";
 import { PolicyFileError } from "../adapters/config/policy-store.js";
 import { ServiceConfigError } from "../adapters/config/service-config.js";
@@ -36,6 +37,7 @@ const ERROR_CODES: ReadonlyArray<readonly [string, string, HopwardenError]> = [
   ["WorkerStartError", "worker_start_failed", new WorkerStartError("worker 1 exited during start-up")],
   ["AuditKeyError", "invalid_audit_key", new AuditKeyError("audit.key", "not a PEM PKCS#8 private key")],
   ["AuditLogConfigError", "invalid_audit_log_config", new AuditLogConfigError("path", "audit.log: is not a regular file")],
+  ["AuditLogFileError", "audit_file_unusable", new AuditLogFileError("audit.log.000000000001", "is a FIFO (named pipe), not a regular file")],
   ["ChainWalkFailure", "audit_chain_broken", new ChainWalkFailure({ file: "audit.log", line: 3, message: "record was altered" })],
   ["OtlpConfigError", "invalid_otlp_config", new OtlpConfigError("OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol")],
   ["StsStartError", "sts_start_failed", new StsStartError(["signingKeys: no key file"])],

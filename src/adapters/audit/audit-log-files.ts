@@ -1,12 +1,15 @@
 // Where an audit log's files live, and reading them with bounded memory
 // whatever they hold: the active file is the configured path; a rotated file
 // is `<path>.<seq of its first line, 12 digits>`, so names sort in chain order
-// and never need renaming again.
+// and never need renaming again. Only regular files are read: anything else
+// found among them (a FIFO, a directory, a socket, a device) is refused,
+// naming it.
 
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { open, readdir } from "node:fs/promises";
+import { constants, type Stats } from "node:fs";
+import { open, readdir, stat, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { HopwardenError } from "../../core/errors.js";
 
 const SEQ_DIGITS = 12;
 
@@ -80,13 +83,60 @@ export async function readLastLine(path: string, maxBytes: number = MAX_RECORD_L
   }
 }
 
-async function openIfExists(path: string) {
+/** A log file that is not a regular file: `audit verify` reports an input error, and serve does not start. */
+export class AuditLogFileError extends HopwardenError {
+  readonly code = "audit_file_unusable";
+  constructor(
+    readonly path: string,
+    readonly problem: string,
+  ) {
+    super(`${path}: ${problem}`);
+  }
+}
+
+async function openIfExists(path: string): Promise<FileHandle | undefined> {
   try {
-    return await open(path, "r");
+    return await openLogFile(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
   }
+}
+
+/**
+ * Opens a log file for reading; anything but a regular file is an
+ * AuditLogFileError. O_NONBLOCK because a plain open of a FIFO waits for a
+ * writer, forever if none comes (on a regular file the flag changes nothing);
+ * the type is then read from the open handle, which every read goes through,
+ * so the path cannot be swapped in between.
+ */
+async function openLogFile(path: string): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    // open() itself refuses some kinds (a socket: ENXIO): say what the path is rather than the errno.
+    const info = await stat(path).catch(() => undefined);
+    if (info !== undefined && !info.isFile()) throw new AuditLogFileError(path, `is ${fileKind(info)}, not a regular file`);
+    throw error;
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new AuditLogFileError(path, `is ${fileKind(info)}, not a regular file`);
+    return handle;
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
+
+function fileKind(info: Stats): string {
+  if (info.isFIFO()) return "a FIFO (named pipe)";
+  if (info.isDirectory()) return "a directory";
+  if (info.isSocket()) return "a socket";
+  if (info.isCharacterDevice()) return "a character device";
+  if (info.isBlockDevice()) return "a block device";
+  return "something else";
 }
 
 /** One line of a log file as it is on disk. */
@@ -104,6 +154,8 @@ export interface LogLine {
   readonly complete: boolean;
 }
 
+const READ_CHUNK_BYTES = 64 * 1024;
+
 /**
  * The lines of `files`, one file after the other, split on \n as raw bytes so
  * the hash covers exactly what is on disk. Streams: memory stays bounded by
@@ -111,7 +163,10 @@ export interface LogLine {
  * newline is hashed, not kept).
  */
 export async function* readLogLines(files: readonly string[], maxLineBytes: number = MAX_RECORD_LINE_BYTES): AsyncGenerator<LogLine> {
+  // Reused for every read: what a line keeps is copied out of it (take()).
+  const chunk = Buffer.alloc(READ_CHUNK_BYTES);
   for (const file of files) {
+    const handle = await openLogFile(file);
     let line = 0;
     let hasher = createHash("sha256");
     let parts: Buffer[] = [];
@@ -133,17 +188,25 @@ export async function* readLogLines(files: readonly string[], maxLineBytes: numb
       bytes = 0;
       return done;
     };
-    for await (const chunk of createReadStream(file, { highWaterMark: 64 * 1024 })) {
-      const buf = chunk as Buffer;
-      let start = 0;
-      for (let nl = buf.indexOf(0x0a, start); nl !== -1; nl = buf.indexOf(0x0a, start)) {
-        take(buf.subarray(start, nl));
-        start = nl + 1;
-        yield finish(true);
+    try {
+      for (let position = 0; ; ) {
+        const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
+        if (bytesRead === 0) break;
+        position += bytesRead;
+        const buf = chunk.subarray(0, bytesRead);
+        let start = 0;
+        for (let nl = buf.indexOf(0x0a, start); nl !== -1; nl = buf.indexOf(0x0a, start)) {
+          take(buf.subarray(start, nl));
+          start = nl + 1;
+          yield finish(true);
+        }
+        if (start < buf.length) take(buf.subarray(start));
       }
-      if (start < buf.length) take(buf.subarray(start));
+      if (bytes > 0) yield finish(false);
+    } finally {
+      // Also when the caller stops early (a for-await that breaks).
+      await handle.close();
     }
-    if (bytes > 0) yield finish(false);
   }
 }
 

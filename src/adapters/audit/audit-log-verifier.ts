@@ -10,7 +10,7 @@
 import type { KeyObject } from "node:crypto";
 import { basename } from "node:path";
 import { ChainWalk, ChainWalkFailure, describeChain, isSignedType, parseLine, type ChainFinding, type CoverageGap } from "./audit-chain-walk.js";
-import { readFirstLine, readLogLines } from "./audit-log-files.js";
+import { AuditLogFileError, readFirstLine, readLogLines } from "./audit-log-files.js";
 import { chainFromFileName, parseRosterRecord, type RosterRecord } from "./audit-roster.js";
 import type { ChainHead } from "./audit-chain.js";
 import { HopwardenError } from "../../core/errors.js";
@@ -179,7 +179,8 @@ async function sortIntoChains(files: readonly string[], warnings: VerifyFinding[
     try {
       first = await readFirstLine(file);
     } catch (error) {
-      throw new InputFailure({ file, line: 0, message: `cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})` });
+      const problem = error instanceof AuditLogFileError ? error.problem : `cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+      throw new InputFailure({ file, line: 0, message: problem });
     }
     if (first === undefined) throw new InputFailure({ file, line: 0, message: "no such file" });
     if (first.size === 0) {
@@ -225,8 +226,8 @@ async function walkChain(
   const reached = new Set<string>();
   const ordered = await chainFileOrder(files);
   let problem: VerifyFinding | undefined;
+  const lines = readLogLines(ordered);
   try {
-    const lines = readLogLines(ordered);
     let current = await lines.next();
     let lastSeq = -1;
     while (!current.done) {
@@ -250,6 +251,9 @@ async function walkChain(
   } catch (error) {
     if (error instanceof ChainWalkFailure) problem = error.finding;
     else throw error;
+  } finally {
+    // Closes the file being read when the walk stopped at a bad record.
+    await lines.return(undefined);
   }
   const head = walk.chainHead();
   const signed = walk.lastSignedPoint();

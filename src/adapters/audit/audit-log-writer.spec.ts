@@ -1,4 +1,6 @@
-import { mkdir, readdir, rename, rm } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { constants } from "node:fs";
+import { mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { auditKeyPair, captureLogger, readLines, sampleDecision, tempDir, waitFor, type TempDir } from "../../../test/support/audit-fixtures.js";
@@ -163,6 +165,20 @@ describe("AuditLogWriter: opening (resuming an existing log: audit-log-resume.sp
     await mkdir(file);
     await expect(openWriter()).rejects.toThrow(AuditLogConfigError);
     await expect(openWriter()).rejects.toThrow(`${file}: is not a regular file`);
+  });
+
+  it("refuses to start, naming it, when a rotated file of the log is a FIFO (resuming read it, and waited for a writer forever)", async () => {
+    const fifo = `${file}.000000000001`;
+    execFileSync("mkfifo", [fifo]);
+    let timer: NodeJS.Timeout | undefined;
+    const blocked = new Promise((_resolve, reject) => (timer = setTimeout(() => reject(new Error("still opening after 2 s: blocked on the FIFO")), 2_000)));
+    try {
+      await expect(Promise.race([openWriter(), blocked])).rejects.toThrow(`${fifo}: is a FIFO (named pipe), not a regular file`);
+    } finally {
+      clearTimeout(timer);
+      // Lets go of an open stuck on the FIFO (the bug): O_RDWR opens it at once, as its writer.
+      await (await open(fifo, constants.O_RDWR | constants.O_NONBLOCK)).close();
+    }
   });
 
   it("names the option that is out of range", async () => {
