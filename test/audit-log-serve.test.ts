@@ -6,6 +6,7 @@
 //   it, and verify must say which lines no signature covers (exit 2);
 // - finding 9: a request with huge headers must not make a huge record.
 
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -153,6 +154,24 @@ describe("finding 2: audit log laundering across a restart (SPEC 6: a restart ne
     const tampered = await verify();
     expect(tampered.code).toBe(1);
     expect(tampered.stderr).toContain(`${file}:${edited + 1}: record was altered`);
+  });
+});
+
+describe("a log file that is not a regular file (a FIFO: opening one waited for a writer, forever)", () => {
+  it("a FIFO among the rotated files: serve refuses to start and audit verify exits 3 (input error), each naming it, at once", async () => {
+    await serveAndStop(1);
+    const fifo = `${log}.000000000001`;
+    execFileSync("mkfifo", [fifo]);
+    const refusal = `${fifo}: is a FIFO (named pipe), not a regular file`;
+
+    const started = await runCli(["serve", "--policy", policy, "--listen", "127.0.0.1:0", "--admin-listen", "off", "--audit-log", log, "--audit-key", key], { timeoutMs: 10_000 });
+    // Before the fix the resume's open never returned: no exit, killed by runCli's timeout (code null).
+    expect(started.code, started.stderr).toBe(1);
+    expect(started.stderr).toContain(`hopwarden serve: cannot start: ${refusal}`);
+
+    const verified = await verify();
+    expect(verified.code, verified.stderr).toBe(3);
+    expect(verified.stderr).toContain(`hopwarden audit: ${refusal}`);
   });
 });
 

@@ -4,7 +4,7 @@
 // tampering.
 
 import { generateKeyPairSync } from "node:crypto";
-import { cp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { formatCheckpointLine, formatRecoveryLine, hashLine } from "../src/adapters/audit/audit-chain.js";
@@ -357,6 +357,14 @@ describe("audit CLI usage (exit 3: never 2, which means a verified log with unco
     const result = await cli("verify", "--public-key", `${keyPrefix}.key`, ...files);
     expect(result.code).toBe(3);
     expect(result.err).toContain(`${keyPrefix}.key: not a PEM SubjectPublicKeyInfo public key`);
+  });
+
+  it("exits 3 when a log file is a directory, naming it: an input error, not a log found NOT intact", async () => {
+    const directory = join(dir, "audit.log.000000000999");
+    await mkdir(directory);
+    const result = await verify(directory);
+    expect(result.code).toBe(3);
+    expect(result.err).toBe(`hopwarden audit: ${directory}: is a directory, not a regular file\n`);
   });
 
   it("teaches with --help", async () => {

@@ -83,7 +83,7 @@ export async function readLastLine(path: string, maxBytes: number = MAX_RECORD_L
   }
 }
 
-/** A log file that is not a regular file: `audit verify` reports an input error, and serve does not start. */
+/** A log file that is not a regular file (or, for verify, missing or unreadable): `audit verify` reports an input error, and serve does not start. */
 export class AuditLogFileError extends HopwardenError {
   readonly code = "audit_file_unusable";
   constructor(

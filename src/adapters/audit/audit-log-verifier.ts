@@ -13,7 +13,6 @@ import { ChainWalk, ChainWalkFailure, describeChain, isSignedType, parseLine, ty
 import { AuditLogFileError, readFirstLine, readLogLines } from "./audit-log-files.js";
 import { chainFromFileName, parseRosterRecord, type RosterRecord } from "./audit-roster.js";
 import type { ChainHead } from "./audit-chain.js";
-import { HopwardenError } from "../../core/errors.js";
 
 export interface VerifyOptions {
   /**
@@ -76,13 +75,6 @@ export interface VerifyReport {
   readonly chains: readonly ChainReport[];
 }
 
-class InputFailure extends HopwardenError {
-  readonly code = "audit_input_unusable";
-  constructor(readonly finding: VerifyFinding) {
-    super(finding.message);
-  }
-}
-
 interface RosterEntry {
   readonly record: RosterRecord;
   readonly file: string;
@@ -97,16 +89,16 @@ interface Expected {
   readonly when: string;
 }
 
+/**
+ * Throws AuditLogFileError, naming the file, when a file is missing, cannot
+ * be read or is not a regular file: that is no verdict on the log, and the
+ * CLI exits with its input-error code (3), not "not intact" (1).
+ */
 export async function verifyAuditLog(files: readonly string[], publicKey: KeyObject, options: VerifyOptions = {}): Promise<VerifyReport> {
   const warnings: VerifyFinding[] = [];
-  let groups: Map<string, string[]>;
-  try {
-    groups = await sortIntoChains(files, warnings);
-  } catch (error) {
-    if (!(error instanceof InputFailure)) throw error;
-    return failedInput(error.finding, warnings);
-  }
-  if (groups.size === 0) return failedInput({ file: files[0] ?? "(none)", line: 0, message: "no records to verify" }, warnings);
+  const groups = await sortIntoChains(files, warnings);
+  // Files that are all empty: a log emptied is not intact.
+  if (groups.size === 0) return nothingVerified({ file: files[0] ?? "(none)", line: 0, message: "no records to verify" }, warnings);
 
   const roster: RosterEntry[] = [];
   const chains: ChainReport[] = [];
@@ -139,7 +131,7 @@ export async function verifyAuditLog(files: readonly string[], publicKey: KeyObj
   };
 }
 
-function failedInput(finding: VerifyFinding, warnings: VerifyFinding[]): VerifyReport {
+function nothingVerified(finding: VerifyFinding, warnings: VerifyFinding[]): VerifyReport {
   return {
     ok: false,
     problem: finding,
@@ -179,10 +171,10 @@ async function sortIntoChains(files: readonly string[], warnings: VerifyFinding[
     try {
       first = await readFirstLine(file);
     } catch (error) {
-      const problem = error instanceof AuditLogFileError ? error.problem : `cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
-      throw new InputFailure({ file, line: 0, message: problem });
+      if (error instanceof AuditLogFileError) throw error;
+      throw new AuditLogFileError(file, `cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
     }
-    if (first === undefined) throw new InputFailure({ file, line: 0, message: "no such file" });
+    if (first === undefined) throw new AuditLogFileError(file, "no such file");
     if (first.size === 0) {
       warnings.push({ file, line: 0, message: "empty file, skipped" });
       continue;

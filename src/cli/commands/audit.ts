@@ -70,7 +70,9 @@ keygen
   --out <prefix>       path prefix of the two files
 
 Exit codes: 0 intact and fully covered / keys written, 1 not intact,
-2 intact in what is signed but some lines not covered, 3 usage or input error.
+2 intact in what is signed but some lines not covered, 3 usage or input error
+(a key or log file missing or unreadable, or a log file that is not a regular
+file: a directory, a FIFO, a socket, a device).
 See docs/audit-log.md for the format and what verify proves.
 `;
 
@@ -129,6 +131,8 @@ async function verify(argv: readonly string[], io: CommandOutput): Promise<numbe
   // An unusable key is an AuditKeyError naming the file: an input error (exit 3).
   const publicKey = await loadAuditPublicKey(keyFile);
 
+  // A log file that cannot be read or is not a regular file (a directory, a
+  // FIFO) is an AuditLogFileError naming it: an input error (exit 3), no verdict.
   const report = await verifyAuditLog(positionals, publicKey, { allowOpenEnd: values["allow-open-end"] });
   for (const warning of report.warnings) io.err(`${formatFinding(warning)} (warning)\n`);
   if (report.problems.length > 0) {
