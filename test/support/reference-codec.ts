@@ -31,6 +31,7 @@ import type { CheckInput } from "../../src/core/decision/check-input.js";
 import type { Decision } from "../../src/core/decision/decision.js";
 import { GrpcCode, REASON_STATUS } from "../../src/core/reasons.js";
 import { denialBody, REASON_HEADER, VERIFIED_HEADERS } from "../../src/adapters/envoy/check-response-fields.js";
+import { boundText } from "../../src/adapters/text/bounded-text.js";
 
 /** The parts of a CheckRequest Check reads: the generated CheckRequest has this shape (and more). */
 export interface CheckRequestView {
@@ -145,7 +146,8 @@ function decisionMetadata(decision: Decision): JsonObject {
     policy_version: decision.policyVersion,
     caller: decision.caller ?? "",
     callee: decision.callee ?? "",
-    on_behalf_of: decision.onBehalfOf ?? "",
+    // A deny's claim is bounded as records bound it (SPEC 6); an allow's is the verified value.
+    on_behalf_of: decision.allowed ? (decision.onBehalfOf ?? "") : boundText(decision.onBehalfOf ?? ""),
     chain_depth: decision.chain.length,
     caller_binding: decision.callerBinding ?? "",
   };

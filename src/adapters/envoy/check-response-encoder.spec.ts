@@ -12,6 +12,7 @@ import { makeDecision, type DecisionFields } from "../../../test/support/decisio
 import { DENIAL_REASONS, REASON_STATUS, type DenialReason } from "../../core/reasons.js";
 import { denialBody } from "./check-response-fields.js";
 import { encodeCheckResponse } from "./check-response-encoder.js";
+import { boundText } from "../text/bounded-text.js";
 
 /** The response Envoy receives for a decision. */
 const responseFor = (decision: Decision): CheckResponse => fromBinary(CheckResponseSchema, encodeCheckResponse(decision));
@@ -109,6 +110,16 @@ describe("an allow", () => {
 });
 
 describe("a deny", () => {
+  // A 1 MiB on-behalf-of came back whole in the deny's metadata (review finding); SPEC 6 bounds what records keep.
+  it("bounds the refused on-behalf-of it names in its metadata, as records do", () => {
+    const claimed = `${"m".repeat(1024 * 1024)}@example.com`;
+    const response = responseFor({ ...denial("on_behalf_of_not_allowed"), onBehalfOf: claimed });
+    const kept = (response.dynamicMetadata as { on_behalf_of: string }).on_behalf_of;
+    expect(kept).toBe(boundText(claimed));
+    expect(Buffer.byteLength(kept)).toBeLessThan(1200);
+    expect(encodeCheckResponse({ ...denial("on_behalf_of_not_allowed"), onBehalfOf: claimed }).length).toBeLessThan(4096);
+  });
+
   it("carries a JSON body with the reason, a message and the decision id", () => {
     const denied = deniedOf(responseFor(denial("hop_not_allowed", 'hop a → b is not allowed: "quoted"')));
     expect(JSON.parse(denied.body)).toEqual({ error: "hop_not_allowed", message: 'hop a → b is not allowed: "quoted"', decision_id: ID });

@@ -12,6 +12,7 @@ import type { Decision } from "../../core/decision/decision.js";
 import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
 import { REASON_STATUS } from "../../core/reasons.js";
 import { WireWriter } from "../protobuf/wire.js";
+import { boundText } from "../text/bounded-text.js";
 import { denialBody, OVERWRITE_IF_EXISTS_OR_ADD, REASON_HEADER, VERIFIED_HEADERS } from "./check-response-fields.js";
 
 function header(w: WireWriter, field: number, key: string, value: string): void {
@@ -30,7 +31,9 @@ function metadata(w: WireWriter, d: Decision): void {
   stringField(w, "policy_version", d.policyVersion);
   stringField(w, "caller", d.caller ?? "");
   stringField(w, "callee", d.callee ?? "");
-  stringField(w, "on_behalf_of", d.onBehalfOf ?? "");
+  // A deny may carry the refused claim as sent (a 1 MiB header came back whole): bounded as records bound it (SPEC 6).
+  // An allow's value passed the 2,048-byte bound and is given as verified.
+  stringField(w, "on_behalf_of", d.allowed ? (d.onBehalfOf ?? "") : boundText(d.onBehalfOf ?? ""));
   // number_value = 2 (double)
   w.fork(1).string(1, "chain_depth").fork(2).double(2, d.chain.length).join().join();
   // SPEC 8: how the caller was bound ("" when the request named no caller).
