@@ -18,7 +18,7 @@ import { decodeSpans, decodeTree } from "../../../test/support/otlp-decode.js";
 import { SpanCapture } from "../../../test/support/span-capture.js";
 import { makeDecision } from "../../../test/support/decisions.js";
 import { boundText } from "../text/bounded-text.js";
-import { DECISION_SCOPE_NAME, TIME_ORIGIN, type DecisionSpan } from "./decision-span.js";
+import { DECISION_SCOPE_NAME, spanChainItems, TIME_ORIGIN, type DecisionSpan } from "./decision-span.js";
 import { decisionResourceAttributes, encodeResourceField, encodeScopeField } from "./decision-tracing.js";
 import { SpanBatchQueue } from "./span-batch-queue.js";
 
@@ -44,7 +44,7 @@ function referenceSpan(span: DecisionSpan, bound: (s: string) => string): Readab
     "agent.caller": bound(d.caller ?? ""),
     "agent.callee": bound(d.callee ?? ""),
     "agent.on_behalf_of": bound(d.onBehalfOf ?? ""),
-    "agent.delegation.chain": d.chain.map((c) => bound(c)),
+    "agent.delegation.chain": spanChainItems(d.chain).map((c) => bound(c)),
     "agent.delegation.depth": d.chain.length,
     "http.request.method": bound(d.method),
     "url.path": bound(d.path.split("?")[0]!),
@@ -165,6 +165,22 @@ describe("decision spans: our bytes decode to the SDK serializer's spans", () =>
     const large = { ...span!.decision, caller: longChain[11], chain: longChain, hops: longChain.slice(1).map((to, i) => ({ from: longChain[i]!, to, rule: "hops[0]", result: "allow" as const, cached: true, detail: "" })) } as Decision;
     const spans = [0, 1, 2].map((i) => ({ ...span!, spanId: `00f067aa0ba902b${i}`, decision: { ...large, decisionId: `01JBZ6Q6M3YV0V9F6X5K8T2R4${i}` } }));
     expect(decodeTree(await ourBytes(spans, boundText))).toEqual(decodeTree(sdkBytes(spans, boundText)));
+  });
+
+  // A denied chain holds as many entries as its header fits; 2,500 made a 74 KB span (review finding).
+  it("for a chain of thousands of entries, which both keep to 64 and a marker, with the real depth", async () => {
+    const [span] = fc.sample(decisionSpan, { numRuns: 1, seed: 11 });
+    const chain = Array.from({ length: 2500 }, (_, i) => `spiffe://example.org/agent/a${i}`);
+    const denied = { ...span!, decision: { ...span!.decision, allowed: false, reason: "chain_too_long", chain, hops: [] } as Decision };
+    const bytes = await ourBytes([denied], boundText);
+    expect(decodeTree(bytes)).toEqual(decodeTree(sdkBytes([denied], boundText)));
+    expect(bytes.length).toBeLessThan(8 * 1024);
+    const [decoded] = decodeSpans(bytes);
+    const kept = decoded!.attributes["agent.delegation.chain"] as string[];
+    expect(kept).toHaveLength(65);
+    expect(kept.slice(0, 64)).toEqual(chain.slice(0, 64));
+    expect(kept[64]).toMatch(/^…\[truncated: 2500 items, \d+ bytes, sha256=[0-9a-f]{64}\]$/);
+    expect(decoded!.attributes["agent.delegation.depth"]).toBe(2500);
   });
 
   it("for attacker-sized strings, which both keep only up to the bound", async () => {

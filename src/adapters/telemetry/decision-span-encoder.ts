@@ -14,7 +14,7 @@
 import { reasonOf, type Decision } from "../../core/decision/decision.js";
 import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
 import { WireWriter } from "../protobuf/wire.js";
-import { CHECK_SPAN_NAME, HOP_EVENT_NAME, isServiceFailure, pathWithoutQuery, TIME_ORIGIN, type DecisionSpan } from "./decision-span.js";
+import { CHECK_SPAN_NAME, HOP_EVENT_NAME, isServiceFailure, pathWithoutQuery, spanChainItems, TIME_ORIGIN, type DecisionSpan } from "./decision-span.js";
 import {
   EVENT_ATTRIBUTES,
   EVENT_NAME,
@@ -161,7 +161,7 @@ function writeAgents(w: WireWriter, d: Decision, bound: BoundText): void {
   writeStringAttribute(w, A, "agent.caller", bound(d.caller ?? ""));
   writeStringAttribute(w, A, "agent.callee", bound(d.callee ?? ""));
   writeStringAttribute(w, A, "agent.on_behalf_of", bound(d.onBehalfOf ?? ""));
-  writeStringArrayAttribute(w, A, "agent.delegation.chain", d.chain, bound);
+  writeStringArrayAttribute(w, A, "agent.delegation.chain", spanChainItems(d.chain), bound);
   writeIntAttribute(w, A, "agent.delegation.depth", d.chain.length);
 }
 

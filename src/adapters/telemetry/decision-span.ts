@@ -5,6 +5,7 @@
 // (decision-span-encoder.ts).
 
 import type { Decision } from "../../core/decision/decision.js";
+import { listTruncationMarker } from "../text/bounded-text.js";
 import type { TraceParent } from "./trace-parent.js";
 
 export const CHECK_SPAN_NAME = "authz.check";
@@ -49,4 +50,12 @@ export function pathWithoutQuery(target: string): string {
 /** The decisions whose span status is ERROR: the service failed, rather than the request. */
 export function isServiceFailure(decision: Decision): boolean {
   return decision.reason === "internal_error" || decision.reason === "policy_unavailable";
+}
+
+/** Chain entries a span keeps, as an audit record does: a denied chain can hold as many as its header fits. */
+export const SPAN_CHAIN_MAX_ITEMS = 64;
+
+/** The `agent.delegation.chain` items of a decision: its first SPAN_CHAIN_MAX_ITEMS entries, then one marker for them all (SPEC 6). */
+export function spanChainItems(chain: readonly string[]): readonly string[] {
+  return chain.length <= SPAN_CHAIN_MAX_ITEMS ? chain : [...chain.slice(0, SPAN_CHAIN_MAX_ITEMS), listTruncationMarker(chain)];
 }

@@ -63,13 +63,18 @@ export function boundTextList(values: readonly string[], bounds: TextListBounds)
     const item = boundText(value, itemLimit);
     const bytes = Buffer.byteLength(item, "utf8");
     if (kept.length >= bounds.maxItems || used + bytes > bounds.maxBytes) {
-      const joined = Buffer.from(values.join(","), "utf8");
-      const sha256 = createHash("sha256").update(joined).digest("hex");
-      kept.push(`…[truncated: ${values.length} items, ${joined.length} bytes, sha256=${sha256}]`);
+      kept.push(listTruncationMarker(values));
       return kept;
     }
     kept.push(item);
     used += bytes;
   }
   return kept;
+}
+
+/** The item that stands for the items of `values` a bounded list left out: `…[truncated: <n> items, <bytes> bytes, sha256=<hex>]` of them all joined by ",". */
+export function listTruncationMarker(values: readonly string[]): string {
+  const joined = Buffer.from(values.join(","), "utf8");
+  const sha256 = createHash("sha256").update(joined).digest("hex");
+  return `…[truncated: ${values.length} items, ${joined.length} bytes, sha256=${sha256}]`;
 }
