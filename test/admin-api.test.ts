@@ -92,8 +92,8 @@ describe("Explain", () => {
     const cases = [
       [headerMap(base), "allow"],
       [headerMap([...base, { key: "X-AGENT-ON-BEHALF-OF", value: PERSON }]), "on_behalf_of_not_allowed"],
-      // A raw_value that is not UTF-8 is refused by the decoder, never read as U+FFFD.
-      [headerMap([...base.slice(0, 2), { key: "x-agent-delegation-chain", rawValue: Uint8Array.from([...Buffer.from(chain), 0xff]) }]), "internal_error"],
+      // A raw_value that is not UTF-8 is refused with its header's reason, never read as the text it resembles.
+      [headerMap([...base.slice(0, 2), { key: "x-agent-delegation-chain", rawValue: Uint8Array.from([...Buffer.from(chain), 0xff]) }]), "malformed_chain"],
       // A header Check does not read is not decoded: its bytes cannot fail the request.
       [headerMap([...base, { key: "x-latin1", rawValue: Uint8Array.from([0x63, 0x61, 0x66, 0xe9]) }]), "allow"],
     ] as const;

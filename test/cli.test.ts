@@ -318,12 +318,12 @@ describe("explain", () => {
     const allowed = await runCli(["explain", "--policy", EXAMPLE_POLICY, "--request", await requestFile("explain-ok.json", chain), "--json"]);
     expect(allowed.code).toBe(0);
     expect(JSON.parse(allowed.stdout)).toMatchObject({ decision: "allow", caller: research, callee: "spiffe://example.org/agent/db" });
-    // A raw_value that is not UTF-8: serve's decoder refuses the request, so explain shows serve's internal_error deny.
+    // A raw_value that is not UTF-8: serve refuses it with the header's reason, naming the caller, and so does explain.
     const refused = await runCli(["explain", "--policy", EXAMPLE_POLICY, "--request", await requestFile("explain-bad.json", Buffer.concat([chain, Buffer.from([0xff])])), "--json"]);
     expect(refused.code).toBe(1);
     const explanation = JSON.parse(refused.stdout) as { decision: string; reason: string; message: string };
-    expect(explanation).toMatchObject({ decision: "deny", reason: "internal_error" });
-    expect(explanation.message).toContain('HeaderValue.raw_value of "x-agent-delegation-chain" is not valid UTF-8');
+    expect(explanation).toMatchObject({ decision: "deny", reason: "malformed_chain", caller: research });
+    expect(explanation.message).toContain("x-agent-delegation-chain header is not valid UTF-8");
   });
 
   it("reads the header names of serve's --config, so a fleet with renamed headers gets serve's answer", async () => {

@@ -84,6 +84,7 @@ export interface HttpRequestView {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const utf8Lossy = new TextDecoder("utf-8", { ignoreBOM: true });
 
 function record(from: Readonly<Record<string, string>> | undefined): Record<string, string> {
   const out = Object.create(null) as Record<string, string>;
@@ -94,20 +95,30 @@ function record(from: Readonly<Record<string, string>> | undefined): Record<stri
 const lowerAscii = (name: string) => name.replace(/[A-Z]/g, (c) => c.toLowerCase());
 
 /**
- * The CheckInput a decoded CheckRequest means; throws where the request must
- * be refused (a raw_value that is not UTF-8). `mcpNamespace`: the
- * metadata_context namespace read (none without it).
+ * The CheckInput a decoded CheckRequest means. A raw_value that is not UTF-8
+ * is read with U+FFFD for its bad sequences and its header listed in
+ * notUtf8Headers. `mcpNamespace`: the metadata_context namespace read (none
+ * without it).
  */
 export function toCheckInput(request: CheckRequestView, mcpNamespace?: string): CheckInput {
   const attributes = request.attributes;
   const http = attributes?.request?.http;
   let headers = record(http?.headers);
   const repeated = new Set<string>();
+  const notUtf8 = new Set<string>();
   if (http?.headerMap !== undefined) {
     headers = Object.create(null) as Record<string, string>;
     for (const h of http.headerMap.headers) {
       const key = lowerAscii(h.key);
-      const value = h.rawValue.length > 0 ? utf8.decode(h.rawValue) : h.value;
+      let value = h.value;
+      if (h.rawValue.length > 0) {
+        value = utf8Lossy.decode(h.rawValue);
+        try {
+          utf8.decode(h.rawValue);
+        } catch {
+          notUtf8.add(key);
+        }
+      }
       const prior = headers[key];
       if (prior !== undefined) repeated.add(key);
       headers[key] = prior === undefined ? value : `${prior},${value}`;
@@ -120,6 +131,7 @@ export function toCheckInput(request: CheckRequestView, mcpNamespace?: string): 
     contextExtensions: record(attributes?.contextExtensions),
     headers,
     ...(repeated.size > 0 && { repeatedHeaders: repeated }),
+    ...(notUtf8.size > 0 && { notUtf8Headers: notUtf8 }),
     method: http?.method ?? "",
     path: http?.path ?? "",
     ...mcpMetadataOf(attributes?.metadataContext?.filterMetadata, mcpNamespace),

@@ -222,8 +222,9 @@ function restrict(input: CheckInput, wanted: ReadonlySet<string>): CheckInput {
   const headers = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(input.headers)) if (wanted.has(k)) headers[k] = v;
   const repeated = new Set([...(input.repeatedHeaders ?? [])].filter((h) => wanted.has(h)));
-  const { repeatedHeaders: _, ...rest } = input;
-  return { ...rest, headers, ...(repeated.size > 0 && { repeatedHeaders: repeated }) };
+  const notUtf8 = new Set([...(input.notUtf8Headers ?? [])].filter((h) => wanted.has(h)));
+  const { repeatedHeaders: _, notUtf8Headers: __, ...rest } = input;
+  return { ...rest, headers, ...(repeated.size > 0 && { repeatedHeaders: repeated }), ...(notUtf8.size > 0 && { notUtf8Headers: notUtf8 }) };
 }
 
 /** The requests with every header a `wanted` filter drops removed, so that the reference decodes only what the decoder decodes. */
@@ -423,8 +424,14 @@ describe("where the decoder is deliberately stricter than protobuf-es", () => {
     expect(fromBinary(CheckRequestSchema, bytes).attributes?.source?.principal).toBe("spiffe://example.org/agent/research");
   });
 
-  it("refuses a raw_value that is not UTF-8, naming the header, rather than reading U+FFFD", () => {
-    expect(() => decodeCheckRequest(subjectHeader(Uint8Array.from([0x61, 0xff])))).toThrow(/HeaderValue.raw_value of "x-agent-subject" is not valid UTF-8/);
-    expect(decodeCheckRequest(subjectHeader(utf8.encode("a\uFFFD"))).headers["x-agent-subject"]).toBe("a\uFFFD");
+  // raw_value is bytes, passed on as sent: refusing the whole request made it an unattributed internal_error
+  // (review finding); noted, the header's own check refuses it with its reason and the caller is still named.
+  it("reads a raw_value that is not UTF-8 with U+FFFD, and notes it, so it never passes for one that is", () => {
+    const bad = decodeCheckRequest(subjectHeader(Uint8Array.from([0x61, 0xff])));
+    expect(bad.headers["x-agent-subject"]).toBe("a\uFFFD");
+    expect(bad.notUtf8Headers).toEqual(new Set(["x-agent-subject"]));
+    const good = decodeCheckRequest(subjectHeader(utf8.encode("a\uFFFD")));
+    expect(good.headers["x-agent-subject"]).toBe("a\uFFFD");
+    expect(good.notUtf8Headers).toBeUndefined();
   });
 });

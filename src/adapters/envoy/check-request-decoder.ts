@@ -20,6 +20,7 @@
 
 import type { CheckInput } from "../../core/decision/check-input.js";
 import { TextIntern } from "../protobuf/text-intern.js";
+import { isUtf8 } from "node:buffer";
 import { utf8Text, WireError, WireReader, WireType } from "../protobuf/wire.js";
 import { findNamespace, readNamespaceStruct, type NamespaceEntry } from "./metadata-struct-reader.js";
 
@@ -162,15 +163,18 @@ function lowerAscii(name: string): string {
  * value = 2; raw_value = 3 }. raw_value wins when it is not empty (Envoy sends
  * it with encode_raw_headers). A name that comes twice is joined with "," (as
  * Envoy joins the `headers` map) and noted in `noted.repeated`, so that a security
- * header sent twice can be refused rather than merged (SPEC 1). Values of
- * names not `wanted` are never decoded.
+ * header sent twice can be refused rather than merged (SPEC 1). raw_value is
+ * bytes, passed on as the client sent them: one that is not UTF-8 is read
+ * with U+FFFD for its bad sequences and noted in `noted.notUtf8`, so that the
+ * check of that header refuses it with its own reason, and the decision still
+ * names the caller. Values of names not `wanted` are never decoded.
  */
 function readHeaderMap(
   buf: Buffer,
   start: number,
   end: number,
   into: Record<string, string>,
-  noted: { repeated: Set<string> | undefined },
+  noted: { repeated: Set<string> | undefined; notUtf8: Set<string> | undefined },
   wanted: ReadonlySet<string> | undefined,
 ): void {
   const r = new WireReader(buf, start, end);
@@ -208,7 +212,11 @@ function readHeaderMap(
     if (wanted !== undefined && !wanted.has(name)) continue;
     // value is checked even when raw_value wins: protobuf refuses a string that is not UTF-8 wherever it is.
     const value = valueStart === -1 ? "" : utf8Text(buf, valueStart, valueEnd, "HeaderValue.value", name);
-    const v = rawEnd > rawStart ? utf8Text(buf, rawStart, rawEnd, "HeaderValue.raw_value", name) : value;
+    let v = value;
+    if (rawEnd > rawStart) {
+      v = buf.toString("utf8", rawStart, rawEnd);
+      if (v.includes("\uFFFD") && !isUtf8(buf.subarray(rawStart, rawEnd))) (noted.notUtf8 ??= new Set<string>()).add(name);
+    }
     const prior = into[name];
     if (prior === undefined) into[name] = v;
     else {
@@ -222,7 +230,7 @@ function readHttp(
   buf: Buffer,
   start: number,
   end: number,
-  out: { method: string; path: string; headers: Record<string, string>; headerMap: Record<string, string> | undefined; repeated: Set<string> | undefined },
+  out: { method: string; path: string; headers: Record<string, string>; headerMap: Record<string, string> | undefined; repeated: Set<string> | undefined; notUtf8: Set<string> | undefined },
   wanted: ReadonlySet<string> | undefined,
 ): void {
   const names = wanted === undefined ? undefined : wantedNames(wanted);
@@ -289,8 +297,9 @@ function decodeAttributes(buf: Buffer, wantedHeaders: ReadonlySet<string> | unde
     path: "",
     headers: Object.create(null) as Record<string, string>,
     headerMap: undefined as Record<string, string> | undefined,
-    // Made only when a header_map repeats a name: almost never.
+    // Made only when a header_map repeats a name, or sends a raw_value that is not UTF-8: almost never.
     repeated: undefined as Set<string> | undefined,
+    notUtf8: undefined as Set<string> | undefined,
   };
   let mcpEntry: NamespaceEntry | undefined;
 
@@ -340,6 +349,7 @@ function decodeAttributes(buf: Buffer, wantedHeaders: ReadonlySet<string> | unde
     // With encode_raw_headers Envoy sends header_map instead of headers.
     headers: http.headerMap ?? http.headers,
     ...(http.headerMap !== undefined && http.repeated !== undefined && { repeatedHeaders: http.repeated }),
+    ...(http.headerMap !== undefined && http.notUtf8 !== undefined && { notUtf8Headers: http.notUtf8 }),
     method: http.method,
     path: http.path,
     ...(mcpEntry !== undefined && { mcpMetadata: readNamespaceStruct(buf, mcpEntry) }),

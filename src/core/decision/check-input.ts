@@ -19,6 +19,12 @@ export interface CheckInput {
    * A repeated security header is refused, never merged (SPEC 1).
    */
   readonly repeatedHeaders?: ReadonlySet<string>;
+  /**
+   * Names (lower case) of headers whose raw_value was not UTF-8; their value in
+   * `headers` has U+FFFD for the bad sequences. A security header among them is
+   * refused with that header's reason.
+   */
+  readonly notUtf8Headers?: ReadonlySet<string>;
   readonly method: string;
   /** The request target as sent: path and query. */
   readonly path: string;

@@ -656,6 +656,25 @@ describe("SPEC 1: untrusted values are bounded and security headers single", () 
     expect(verifier.requests).toHaveLength(0);
   });
 
+  // The decoder reads such a raw_value with U+FFFD; the flag alone refuses it, whatever the text reads as,
+  // and the decision still names the caller (it was an unattributed internal_error; review finding).
+  it.each([
+    ["x-agent-subject", RESEARCH, "subject_mismatch"],
+    ["x-agent-on-behalf-of", ALICE, "on_behalf_of_not_allowed"],
+    ["x-agent-delegation-chain", `${ORCH},${RESEARCH}`, "malformed_chain"],
+  ] as const)("refuses a %s whose raw_value was not UTF-8 with its reason, naming the caller", async (header, value, reason) => {
+    const decision = await decide({ ...request({}, { [header]: value }), notUtf8Headers: new Set([header]) });
+    expect(decision).toMatchObject({ allowed: false, reason, caller: RESEARCH });
+    expect(decision.message).toContain("not valid UTF-8");
+  });
+
+  it("refuses a delegation token whose raw_value was not UTF-8 as token_invalid, without asking the verifier", async () => {
+    const verifier = new ScriptedTokenVerifier();
+    const input = { ...request({}, { "x-agent-delegation-token": "ok" }), notUtf8Headers: new Set(["x-agent-delegation-token"]) };
+    expect(await reasonOf(input, pipeline({ policy: tokens(), tokens: verifier }))).toBe("token_invalid");
+    expect(verifier.requests).toHaveLength(0);
+  });
+
   it("ignores the repetition of headers it does not guard", async () => {
     expect(await reasonOf({ ...request(), repeatedHeaders: new Set(["accept", "x-forwarded-for"]) })).toBe("allowed");
   });

@@ -168,6 +168,7 @@ export class CheckPipeline {
         if (isRepeated(input, XFCC_HEADER)) {
           return new Denial("invalid_peer_certificate", `the ${XFCC_HEADER} header arrived more than once; the proxy must send one, its own element last`);
         }
+        if (isNotUtf8(input, XFCC_HEADER)) return new Denial("invalid_peer_certificate", `the ${XFCC_HEADER} header ${NOT_UTF8}`);
         return this.callerFromXfcc(xfcc, nowMs, requireCertificate);
       }
     }
@@ -229,6 +230,7 @@ export class CheckPipeline {
     const subject = input.headers[this.headers.subject];
     if (subject === undefined) return new Denial("missing_subject_header", `the ${this.headers.subject} header is missing`);
     if (isRepeated(input, this.headers.subject)) return new Denial("subject_mismatch", `the ${this.headers.subject} header arrived more than once`);
+    if (isNotUtf8(input, this.headers.subject)) return new Denial("subject_mismatch", `the ${this.headers.subject} header ${NOT_UTF8}`);
     if (exceedsUtf8Bytes(subject, MAX_IDENTITY_BYTES)) {
       return new Denial("subject_mismatch", `${this.headers.subject} is longer than ${MAX_IDENTITY_BYTES} bytes, so it names no SPIFFE ID`);
     }
@@ -252,6 +254,7 @@ export class CheckPipeline {
     if (isRepeated(input, this.headers.onBehalfOf)) {
       return new Denial("on_behalf_of_not_allowed", `the ${this.headers.onBehalfOf} header arrived more than once; it must name one principal`);
     }
+    if (isNotUtf8(input, this.headers.onBehalfOf)) return new Denial("on_behalf_of_not_allowed", `the ${this.headers.onBehalfOf} header ${NOT_UTF8}`);
     const problem = onBehalfOfProblem(value);
     if (problem !== undefined) return new Denial("on_behalf_of_not_allowed", `${this.headers.onBehalfOf} ${problem}`);
     if (policy.onBehalfOf !== undefined && !policy.onBehalfOf.matches(value)) {
@@ -269,6 +272,7 @@ export class CheckPipeline {
       return undefined;
     }
     if (isRepeated(input, this.headers.chain)) return new Denial("malformed_chain", `the ${this.headers.chain} header arrived more than once`);
+    if (isNotUtf8(input, this.headers.chain)) return new Denial("malformed_chain", `the ${this.headers.chain} header ${NOT_UTF8}`);
     // SPEC 1: bounded before any work, with the reason of an entry over 2,048 bytes. Longer, it holds more
     // agents than the policy allows or an entry no SPIFFE ID can be, and parsing it to tell which would
     // cost time in its length (about 0.5 s for 4 MiB).
@@ -418,6 +422,7 @@ export class CheckPipeline {
       return required ? new Denial("token_missing", `the ${this.headers.token} header is required by the policy`) : undefined;
     }
     if (isRepeated(input, this.headers.token)) return new Denial("token_invalid", `the ${this.headers.token} header arrived more than once`);
+    if (isNotUtf8(input, this.headers.token)) return new Denial("token_invalid", `the ${this.headers.token} header ${NOT_UTF8}`);
     if (exceedsUtf8Bytes(token, MAX_TOKEN_BYTES)) return new Denial("token_invalid", `the ${this.headers.token} header is longer than ${MAX_TOKEN_BYTES} bytes`);
     if (policy.tokens === undefined) {
       return new Denial("token_invalid", "a delegation token was sent, but the policy configures no token issuer to verify it against");
@@ -455,6 +460,7 @@ export class CheckPipeline {
       return policy.txnTokens?.required === true ? new Denial("token_missing", `the ${header} header (a Transaction Token) is required by the policy (txnTokens.required)`) : undefined;
     }
     if (isRepeated(input, header)) return new Denial("token_invalid", `the ${header} header arrived more than once; it carries exactly one Txn-Token`);
+    if (isNotUtf8(input, header)) return new Denial("token_invalid", `the ${header} header ${NOT_UTF8}`);
     if (exceedsUtf8Bytes(token, MAX_TOKEN_BYTES)) return new Denial("token_invalid", `the ${header} header is longer than ${MAX_TOKEN_BYTES} bytes`);
     if (policy.txnTokens === undefined) {
       return new Denial("token_invalid", `a Txn-Token was sent (${header}), but the policy configures no txnTokens issuer to verify it against`);
@@ -482,7 +488,7 @@ export class CheckPipeline {
     const verifier = this.deps.txnTokens;
     const token = input.headers[this.txnTokenHeader];
     if (policy === undefined || verifier === undefined || token === undefined || token.length === 0) return denial;
-    if (isRepeated(input, this.txnTokenHeader) || exceedsUtf8Bytes(token, MAX_TOKEN_BYTES)) return denial;
+    if (isRepeated(input, this.txnTokenHeader) || isNotUtf8(input, this.txnTokenHeader) || exceedsUtf8Bytes(token, MAX_TOKEN_BYTES)) return denial;
     return verifier.verify({ token, policy, trustDomains: facts.policy!.trustDomains, nowMs }).then(
       (result) => {
         if (result.ok) facts.txn = result.txn;
@@ -577,6 +583,13 @@ function lastHopCacheKey(keys: ChainHopKeys, policy: CompiledPolicy, from: strin
 
 function isRepeated(input: CheckInput, header: string): boolean {
   return input.repeatedHeaders !== undefined && input.repeatedHeaders.has(header);
+}
+
+const NOT_UTF8 = "is not valid UTF-8 (its raw_value holds other bytes)";
+
+/** A raw_value that was not UTF-8 (header_map): its text holds U+FFFD where the bytes were, so it names nothing as sent. */
+function isNotUtf8(input: CheckInput, header: string): boolean {
+  return input.notUtf8Headers !== undefined && input.notUtf8Headers.has(header);
 }
 
 /** The MCP part of the last hop's cache key: unambiguous, every value length-prefixed (-1: none). */
