@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { WireReader, WireWriter } from "./wire.js";
+import { WireError, WireReader, WireWriter } from "./wire.js";
 
 /** What Buffer's own hex decoder makes of `hex`, zero-padded to the declared length (the writer's contract). */
 function reference(hex: string): Buffer {
@@ -27,5 +27,35 @@ describe("WireWriter.hexBytes", () => {
       }),
       { numRuns: 1000, seed: 7 },
     );
+  });
+});
+
+describe("WireReader lengths and tags", () => {
+  /** A varint of `value` (a bigint, any size). */
+  const varint = (value: bigint): number[] => {
+    const out: number[] = [];
+    do {
+      const low = Number(value & 0x7fn);
+      value >>= 7n;
+      out.push(value > 0n ? low | 0x80 : low);
+    } while (value > 0n);
+    return out;
+  };
+
+  it("reads a length that fits and refuses one past the message", () => {
+    expect(new WireReader(Buffer.from([0x0a, ...varint(3n), 1, 2, 3])).tag()).toBe(0x0a);
+    const fits = new WireReader(Buffer.from([...varint(3n), 1, 2, 3]));
+    expect(fits.field()).toBe(1);
+    expect(fits.fieldEnd).toBe(4);
+    expect(() => new WireReader(Buffer.from([...varint(4n), 1, 2, 3])).field()).toThrow(WireError);
+  });
+
+  // The review found 2^49 + 39 read as 39, so a 39-byte field was read where protobuf refuses the message.
+  it.each([2n ** 49n + 3n, 2n ** 56n + 3n, 2n ** 63n + 3n])("never wraps a huge length (%s) to a small one", (length) => {
+    expect(() => new WireReader(Buffer.from([...varint(length), 1, 2, 3])).field()).toThrow(/runs past its message/);
+  });
+
+  it("refuses a tag wider than 32 bits however many bytes carry it", () => {
+    expect(() => new WireReader(Buffer.from(varint(2n ** 49n + 0x0an))).tag()).toThrow(WireError);
   });
 });

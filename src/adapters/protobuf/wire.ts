@@ -59,6 +59,8 @@ export class WireReader {
       if (this.pos >= this.end) throw new WireError("truncated varint");
       const byte = this.buf[this.pos++]!;
       if (shift < 49) result += (byte & 0x7f) * 2 ** shift;
+      // Past 2^49 no tag or length fits any message: never wrap such a value to a small one (2^49 + 39 read as 39).
+      else if ((byte & 0x7f) !== 0) result = Infinity;
       if ((byte & 0x80) === 0) return result;
       shift += 7;
     }
