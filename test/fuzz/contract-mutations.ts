@@ -158,7 +158,7 @@ const subjectMutations: ContractMutation[] = [
 
 const SPACES_AND_CONTROLS = [" ", "\t", "\u00a0", "\u2028", "\u3000", "\ufeff", "\u1680", "\u0000", "\u001f", "\u007f", "\u0085", "\r", "\n", "\u009f"];
 /** Shown as nothing, or as something else: format characters, the replacement character, a lone surrogate. */
-const INVISIBLES = ["\u200b", "\u200d", "\u202e", "\u2066", "\u00ad", "\u061c", "\ufffd", "\ud800"];
+const INVISIBLES = ["\u200b", "\u200d", "\u202e", "\u2066", "\u00ad", "\u061c", "\u3164", "\u034f", "\ufe0f", "\ufffd", "\ud800"];
 
 const oboMutations: ContractMutation[] = [
   mutation("on-behalf-of missing", always, (b) =>

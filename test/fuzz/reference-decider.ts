@@ -209,7 +209,7 @@ function decide(view: EnvoyView, w: ReferenceWorld): Deny | { caller: string; ca
     if (obos.length > 1) return new Deny("on_behalf_of_not_allowed", "on-behalf-of sent twice");
     if (bytes(obo) > MAX_ID_BYTES) return new Deny("on_behalf_of_not_allowed", "on-behalf-of too long");
     if (/[,\s]|\p{Cc}/u.test(obo)) return new Deny("on_behalf_of_not_allowed", "on-behalf-of names more than one principal");
-    if (/[\p{Cf}\p{Cs}\uFFFD]/u.test(obo)) return new Deny("on_behalf_of_not_allowed", "on-behalf-of holds an invisible character");
+    if (/[\p{Cf}\p{Default_Ignorable_Code_Point}\p{Cs}\uFFFD]/u.test(obo)) return new Deny("on_behalf_of_not_allowed", "on-behalf-of holds an invisible character");
     const value = obo;
     if (!p.onBehalfOf.some((pattern) => globMatches(pattern, value))) return new Deny("on_behalf_of_not_allowed", "not a principal the policy represents");
   }

@@ -12,9 +12,11 @@
 // field running past its message, groups and varints over 10 bytes are
 // refused. What it skips, it only frames (tag, wire type, length in bounds),
 // so a defect inside a skipped field (bad UTF-8 in http.body, say) is not
-// seen. Header values are text: a raw_value that is not UTF-8 is refused like
-// a `value` that is not, rather than turned into U+FFFD (two different byte
-// strings must not become one principal, SPEC 3).
+// seen. Header values are text. A `value` that is not UTF-8 breaks the
+// message (a proto3 string), so it is refused; a raw_value is bytes, so one
+// that is not UTF-8 is read with U+FFFD and its header noted in
+// notUtf8Headers: Check then refuses that header with its own reason, since
+// two different byte strings must never pass for one principal (SPEC 3).
 //
 // Field numbers are Envoy's (envoy/service/auth/v3/*.proto; see proto/).
 

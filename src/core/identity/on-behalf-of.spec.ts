@@ -26,6 +26,10 @@ describe("an on-behalf-of names one principal (finding 7)", () => {
     ["\u202emoc.elpmaxe@ecila\u202c@example.com", "invisible format character"],
     ["alice\u2066@example.com", "invisible format character"],
     ["alice\u00ad@example.com", "invisible format character"],
+    ["alice\u3164@example.com", "invisible format character"],
+    ["alice\u115f@example.com", "invisible format character"],
+    ["alice\u034f@example.com", "invisible format character"],
+    ["alice\ufe0f@example.com", "invisible format character"],
     ["\uFFFDalice@example.com", "not UTF-8"],
     ["alice\ud800@example.com", "lone surrogate"],
   ])("refuses %j", (value, problem) => {

@@ -18,11 +18,13 @@ function isUnicodeSpace(c: number): boolean {
 /**
  * Characters that change how a name is shown without being seen: format
  * characters (zero-width spaces and joiners, bidi overrides as in
- * "\u202emoc.elpmaxe@ecila"), the replacement character (bytes that were
- * not UTF-8) and lone surrogates. "alice\u200b@example.com" matches
- * "*@example.com" and reads as alice in Jaeger and in the audit log.
+ * "\u202emoc.elpmaxe@ecila"), other default-ignorable ones (the Hangul
+ * filler U+3164, variation selectors, the combining grapheme joiner), the
+ * replacement character (bytes that were not UTF-8) and lone surrogates.
+ * "alice\u200b@example.com" matches "*@example.com" and reads as alice in
+ * Jaeger and in the audit log.
  */
-const INVISIBLE = /[\p{Cf}\p{Cs}\uFFFD]/u;
+const INVISIBLE = /[\p{Cf}\p{Default_Ignorable_Code_Point}\p{Cs}\uFFFD]/u;
 
 /** Why this value cannot name one principal, or undefined when it can. */
 export function onBehalfOfProblem(value: string): string | undefined {

@@ -126,7 +126,7 @@ describe("reading untrusted request targets (property)", () => {
 });
 
 describe("an MCP resource URI gets the path safeguards (SPEC 8, docs/mcp.md)", () => {
-  it.each(["file:///docs/readme.md", "file:///docs/a/b.md?rev=2", "db://reports/q3#summary", "https://example.org/x?next=/..x&y=%2F", "db://q?a=.b#..."])("leaves %s to the globs", (uri) => {
+  it.each(["file:///docs/readme.md", "file:///docs/a/b.md?rev=2", "db://reports/q3#summary", "https://example.org/x?next=/..x&y=1", "db://q?a=.b#...", "db://q?a=%20b"])("leaves %s to the globs", (uri) => {
     expect(resourceUriProblem(uri)).toBeUndefined();
   });
 
@@ -150,6 +150,11 @@ describe("an MCP resource URI gets the path safeguards (SPEC 8, docs/mcp.md)", (
     ["file:///docs/a?..", "holds a dot-segment"],
     ["https://example.org/x?next=/../admin", "holds a dot-segment"],
     ["file:///docs/a?%2e%2e/x", "holds a dot-segment"],
+    ["file:///docs/a?/..%2F..", "holds an encoded slash or backslash"],
+    ["file:///docs/a?/%252e%252e", 'holds "%25" (double percent-encoding)'],
+    ["file:///docs/a?/%%32%65%%32%65", 'holds a "%" that is not followed by two hex digits'],
+    ["file:///docs/a?\\..\\..", "holds a backslash"],
+    ["file:///docs/a?x=1;y=2", 'holds a ";" (path parameters)'],
   ])("refuses %s", (uri, problem) => {
     expect(resourceUriProblem(uri)).toBe(problem);
   });

@@ -21,8 +21,6 @@ export const MAX_PATH_BYTES = 8 * 1024;
 const SLASH = 0x2f;
 const DOT = 0x2e;
 const PERCENT = 0x25;
-const QUESTION = 0x3f;
-const HASH = 0x23;
 
 function refuse(problem: string): RulePath {
   return { ok: false, problem };
@@ -108,23 +106,15 @@ function unsafePathProblem(path: string): string | undefined {
  * `resources` glob, or undefined. The MCP server resolves the URI, so the
  * path rules' safeguards apply to it up to its query or fragment:
  * `file:///docs/*` must not admit `file:///docs/..` or `file:///docs/%2e%2e`.
- * The query and fragment may hold no control or non-ASCII character and no
- * dot-segment either: globs see the whole URI, and a server that takes "?"
- * or "#" as part of a file name would resolve `file:///docs/a?/../..` to "/".
+ * The query and fragment get the same safeguards, with "?" and "#" as
+ * segment breaks: globs see the whole URI, and a server that takes "?" or
+ * "#" as part of a file name would resolve `file:///docs/a?/../..` (or
+ * `a?/..%2F..`, `a?\..\..`) above /docs.
  */
 export function resourceUriProblem(uri: string): string | undefined {
   const end = beforeQueryOrFragment(uri);
   const problem = unsafePathProblem(uri.slice(0, end));
   if (problem !== undefined) return problem;
-  let segmentStart = end + 1;
-  for (let i = end + 1; i <= uri.length; i++) {
-    const c = i < uri.length ? uri.charCodeAt(i) : SLASH;
-    if (c === SLASH || c === QUESTION || c === HASH) {
-      if (isDotSegment(uri, segmentStart, i)) return "holds a dot-segment";
-      segmentStart = i + 1;
-    } else if (c < 0x20 || c >= 0x7f) {
-      return "holds a control or non-ASCII character";
-    }
-  }
-  return undefined;
+  // Rare (MCP resource reads), so a copy is fine: "?" and "#" become segment breaks like "/".
+  return end === uri.length ? undefined : unsafePathProblem(uri.slice(end).replace(/[?#]/g, "/"));
 }
