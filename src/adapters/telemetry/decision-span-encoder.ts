@@ -151,6 +151,9 @@ export class DecisionSpanEncoder {
 
 const A = SPAN_ATTRIBUTES;
 
+/** For items bounded already (spanChainItems): bounding a kept item again would cut its marker. */
+const asBounded: BoundText = (value) => value;
+
 function writeOutcome(w: WireWriter, d: Decision): void {
   writeStringAttribute(w, A, "authz.decision", d.allowed ? "allow" : "deny");
   writeStringAttribute(w, A, "authz.reason", reasonOf(d));
@@ -161,7 +164,7 @@ function writeAgents(w: WireWriter, d: Decision, bound: BoundText): void {
   writeStringAttribute(w, A, "agent.caller", bound(d.caller ?? ""));
   writeStringAttribute(w, A, "agent.callee", bound(d.callee ?? ""));
   writeStringAttribute(w, A, "agent.on_behalf_of", bound(d.onBehalfOf ?? ""));
-  writeStringArrayAttribute(w, A, "agent.delegation.chain", spanChainItems(d.chain), bound);
+  writeStringArrayAttribute(w, A, "agent.delegation.chain", spanChainItems(d.chain), asBounded);
   writeIntAttribute(w, A, "agent.delegation.depth", d.chain.length);
 }
 

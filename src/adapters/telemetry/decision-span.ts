@@ -5,7 +5,7 @@
 // (decision-span-encoder.ts).
 
 import type { Decision } from "../../core/decision/decision.js";
-import { listTruncationMarker } from "../text/bounded-text.js";
+import { boundTextList } from "../text/bounded-text.js";
 import type { TraceParent } from "./trace-parent.js";
 
 export const CHECK_SPAN_NAME = "authz.check";
@@ -52,10 +52,14 @@ export function isServiceFailure(decision: Decision): boolean {
   return decision.reason === "internal_error" || decision.reason === "policy_unavailable";
 }
 
-/** Chain entries a span keeps, as an audit record does: a denied chain can hold as many as its header fits. */
-export const SPAN_CHAIN_MAX_ITEMS = 64;
+/** What a span keeps of a chain, as an audit record does: a denied chain can hold as many entries as its header fits. */
+export const SPAN_CHAIN_BOUNDS = { maxItems: 64, maxBytes: 4 * 1024 } as const;
 
-/** The `agent.delegation.chain` items of a decision: its first SPAN_CHAIN_MAX_ITEMS entries, then one marker for them all (SPEC 6). */
+/**
+ * The `agent.delegation.chain` items of a decision (SPEC 6): each entry
+ * bounded, as many as fit SPAN_CHAIN_BOUNDS, then one marker for them all.
+ * Written as they are: an item is already bounded.
+ */
 export function spanChainItems(chain: readonly string[]): readonly string[] {
-  return chain.length <= SPAN_CHAIN_MAX_ITEMS ? chain : [...chain.slice(0, SPAN_CHAIN_MAX_ITEMS), listTruncationMarker(chain)];
+  return boundTextList(chain, SPAN_CHAIN_BOUNDS);
 }

@@ -73,7 +73,7 @@ export function boundTextList(values: readonly string[], bounds: TextListBounds)
 }
 
 /** The item that stands for the items of `values` a bounded list left out: `…[truncated: <n> items, <bytes> bytes, sha256=<hex>]` of them all joined by ",". */
-export function listTruncationMarker(values: readonly string[]): string {
+function listTruncationMarker(values: readonly string[]): string {
   const joined = Buffer.from(values.join(","), "utf8");
   const sha256 = createHash("sha256").update(joined).digest("hex");
   return `…[truncated: ${values.length} items, ${joined.length} bytes, sha256=${sha256}]`;
