@@ -6,6 +6,7 @@
 
 import type { TokenCheckRequest } from "../../core/decision/token-check.js";
 import type { DelegationClaims } from "./delegation-token-format.js";
+import { quotedValue } from "../../core/input/untrusted-bounds.js";
 
 export type ClaimRuleFailure = {
   readonly reason: "token_invalid" | "token_expired" | "token_chain_mismatch" | "token_scope_exceeded";
@@ -20,7 +21,7 @@ export function checkDelegationClaims(claims: DelegationClaims, request: TokenCh
   const skew = request.policy.clockSkewSeconds;
   const now = request.nowMs / 1000;
   if (claims.iss !== request.policy.issuer) {
-    return { reason: "token_invalid", message: `the token's iss ${JSON.stringify(claims.iss)} is not the policy's issuer ${JSON.stringify(request.policy.issuer)}` };
+    return { reason: "token_invalid", message: `the token's iss ${quotedValue(claims.iss)} is not the policy's issuer ${JSON.stringify(request.policy.issuer)}` };
   }
   if (claims.iat > now + skew) return { reason: "token_invalid", message: "the token's iat is in the future (beyond tokens.clockSkew)" };
   if (claims.nbf !== undefined && claims.nbf > now + skew) {
@@ -46,7 +47,7 @@ export function checkDelegationClaims(claims: DelegationClaims, request: TokenCh
   if (claims.sub !== request.onBehalfOf) {
     return {
       reason: "token_chain_mismatch",
-      message: `the token's sub ${JSON.stringify(claims.sub)} is not the on-behalf-of ${JSON.stringify(request.onBehalfOf ?? null)}`,
+      message: `the token's sub ${quotedValue(claims.sub)} is not the on-behalf-of ${quotedValue(request.onBehalfOf ?? null)}`,
     };
   }
   const allowed = request.allowedScopes;

@@ -5,6 +5,7 @@
 
 import { importJWK, type CryptoKey, type JWK } from "jose";
 import { isAllowedAlg, type DelegationTokenAlg } from "./delegation-token-format.js";
+import { quotedValue } from "../../core/input/untrusted-bounds.js";
 
 export type KeyLookup = { readonly ok: true; readonly keys: readonly CryptoKey[] } | { readonly ok: false; readonly problem: string };
 
@@ -71,8 +72,8 @@ export class JwksKeySet {
   /** The keys under `kid` usable with `alg` (usually one; several only when a set repeats a kid). */
   async lookup(kid: string, alg: string): Promise<KeyLookup> {
     const candidates = this.byKid.get(kid);
-    if (candidates === undefined) return { ok: false, problem: `kid ${JSON.stringify(kid)} is not in the key set` };
-    if (!isAllowedAlg(alg)) return { ok: false, problem: `alg ${JSON.stringify(alg)} is not allowed` };
+    if (candidates === undefined) return { ok: false, problem: `kid ${quotedValue(kid)} is not in the key set` };
+    if (!isAllowedAlg(alg)) return { ok: false, problem: `alg ${quotedValue(alg)} is not allowed` };
     const keys: CryptoKey[] = [];
     for (let i = 0; i < candidates.length; i++) {
       const jwk = candidates[i]!;
@@ -89,7 +90,7 @@ export class JwksKeySet {
       const key = await pending;
       if (key !== undefined) keys.push(key);
     }
-    if (keys.length === 0) return { ok: false, problem: `no key under kid ${JSON.stringify(kid)} is usable with alg ${alg}` };
+    if (keys.length === 0) return { ok: false, problem: `no key under kid ${quotedValue(kid)} is usable with alg ${alg}` };
     return { ok: true, keys };
   }
 }

@@ -8,6 +8,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { JwksKeySet, MAX_JWKS_BYTES, type KeyLookup } from "./jwks-key-set.js";
+import { quotedValue } from "../../core/input/untrusted-bounds.js";
 
 export interface VerificationKeySource {
   /** Finds the keys for a token's `kid` and `alg`. Never rejects. `nowMs` drives the refresh schedule. */
@@ -63,7 +64,7 @@ export class RefreshingKeySource implements VerificationKeySource {
     const set = this.snapshot;
     if (set === undefined) return { ok: false, problem: `the key set ${this.description} could not be loaded (${this.lastError})` };
     if (!set.has(kid)) {
-      return { ok: false, problem: `kid ${JSON.stringify(kid)} is not in the key set ${this.description}` };
+      return { ok: false, problem: `kid ${quotedValue(kid)} is not in the key set ${this.description}` };
     }
     return set.lookup(kid, alg);
   }

@@ -12,6 +12,7 @@ import { decodeCanonicalBase64url } from "./canonical-base64url.js";
 import { jwsSignatureValid, keyObjectOf } from "./jws-signature.js";
 import { isAllowedAlg, type DelegationTokenAlg } from "./delegation-token-format.js";
 import type { VerificationKeySource } from "./jwks-key-source.js";
+import { quotedValue } from "../../core/input/untrusted-bounds.js";
 
 export type SignedTokenResult =
   | { readonly ok: true; readonly alg: DelegationTokenAlg; readonly kid: string; readonly payload: unknown }
@@ -48,13 +49,13 @@ export async function readSignedToken(token: string, keys: VerificationKeySource
     return fail("has a protected header that is not base64url JSON");
   }
   if (options.typ !== undefined && header.typ !== options.typ) {
-    return fail(`has typ ${JSON.stringify(header.typ ?? null)}; only ${JSON.stringify(options.typ)} is accepted`);
+    return fail(`has typ ${quotedValue(header.typ ?? null)}; only ${JSON.stringify(options.typ)} is accepted`);
   }
   if (options.typ === undefined && typeof header.typ === "string" && options.refusedTyps?.includes(header.typ) === true) {
-    return fail(`has typ ${JSON.stringify(header.typ)}, which is not accepted here`);
+    return fail(`has typ ${quotedValue(header.typ)}, which is not accepted here`);
   }
   const alg = header.alg;
-  if (!isAllowedAlg(alg)) return fail(`has alg ${JSON.stringify(alg ?? null)}; only ES256, EdDSA, RS256 and PS256 are accepted`);
+  if (!isAllowedAlg(alg)) return fail(`has alg ${quotedValue(alg ?? null)}; only ES256, EdDSA, RS256 and PS256 are accepted`);
   // RFC 7515 4.1.11: a `crit` extension we do not understand must be refused;
   // none of the tokens read here uses one (nor RFC 7797's unencoded payload, `b64`).
   if (header.crit !== undefined) return fail("has a crit header parameter; hopwarden's tokens use no JWS extensions");
@@ -69,7 +70,7 @@ export async function readSignedToken(token: string, keys: VerificationKeySource
       return { ok: true, alg, kid, payload: decodePayload(payload) };
     }
   }
-  return fail(`has a signature that does not verify with key ${JSON.stringify(kid)}`);
+  return fail(`has a signature that does not verify with key ${quotedValue(kid)}`);
 }
 
 function decodePayload(bytes: Uint8Array): unknown {

@@ -14,6 +14,7 @@ import { KeySourceRegistry } from "./key-source-registry.js";
 import { readSignedToken } from "./signed-token-reader.js";
 import { parseTxnTokenClaims, TXN_TOKEN_TYP, type TxnTokenClaims } from "./txn-token-format.js";
 import { VerifiedTokenCache } from "./verified-token-cache.js";
+import { quotedValue } from "../../core/input/untrusted-bounds.js";
 
 export interface TxnTokenVerifierOptions {
   /** Shared with the delegation token verifier, so that one JWKS is fetched and cached once. */
@@ -73,13 +74,13 @@ export class JwksTxnTokenVerifier implements TxnTokenVerifier {
     const now = nowMs / 1000;
     const skew = policy.clockSkewSeconds;
     if (claims.iss !== policy.issuer) {
-      return invalid(`the Txn-Token's iss ${JSON.stringify(claims.iss)} is not the policy's txnTokens.issuer ${JSON.stringify(policy.issuer)}`);
+      return invalid(`the Txn-Token's iss ${quotedValue(claims.iss)} is not the policy's txnTokens.issuer ${JSON.stringify(policy.issuer)}`);
     }
     if (claims.iat > now + skew) return invalid("the Txn-Token's iat is in the future (beyond txnTokens.clockSkew)");
     if (claims.nbf !== undefined && claims.nbf > now + skew) return invalid("the Txn-Token's nbf is in the future (beyond txnTokens.clockSkew): it is not valid yet");
     // Section 9.2: a Txn-Token MUST NOT be accepted outside the trust domain its aud names.
     if (!request.trustDomains.has(claims.aud)) {
-      return invalid(`the Txn-Token is for trust domain ${JSON.stringify(claims.aud)}, which is not one of the policy's trustDomains`);
+      return invalid(`the Txn-Token is for trust domain ${quotedValue(claims.aud)}, which is not one of the policy's trustDomains`);
     }
     // RFC 7519 4.1.4: not accepted on or after exp.
     if (now >= claims.exp + skew) return { ok: false, reason: "token_expired", message: `the Txn-Token expired at ${new Date(claims.exp * 1000).toISOString()}` };
