@@ -144,13 +144,13 @@ describe("a three-hop chain: alice → orchestrator → planner → worker → d
     expect(payloadOf(hop2.token).prev).toBe(createHash("sha256").update(hop1.token).digest("base64url"));
   });
 
-  it("logs each issued token with its hash and prev, so the issuer's log joins SPEC 5's hash chain", () => {
+  it("logs each issued token with its hash and its prev (token_sha256, token_prev, as the audit record names them), so the issuer's log joins SPEC 5's hash chain", () => {
     const sha = (token: string) => createHash("sha256").update(token).digest("base64url");
     const issued = (token: string) => logLines.find((l) => l["msg"] === "token issued" && l["jti"] === payloadOf(token).jti);
     expect(issued(hop1.token)).toMatchObject({ level: "info", agent: spiffe("orchestrator"), token_sha256: sha(hop1.token) });
-    expect(issued(hop1.token)).not.toHaveProperty("prev");
-    expect(issued(hop2.token)).toMatchObject({ agent: spiffe("planner"), token_sha256: sha(hop2.token), prev: sha(hop1.token) });
-    expect(issued(hop3.token)).toMatchObject({ agent: spiffe("worker"), token_sha256: sha(hop3.token), prev: sha(hop2.token) });
+    expect(issued(hop1.token)).not.toHaveProperty("token_prev");
+    expect(issued(hop2.token)).toMatchObject({ agent: spiffe("planner"), token_sha256: sha(hop2.token), token_prev: sha(hop1.token) });
+    expect(issued(hop3.token)).toMatchObject({ agent: spiffe("worker"), token_sha256: sha(hop3.token), token_prev: sha(hop2.token) });
   });
 
   it("narrows scope at every hop: person ∩ rule, then what was asked for", () => {

@@ -99,7 +99,7 @@ export async function startTokenExchangeServer(options: TokenExchangeServerOptio
       log.info("token exchange refused", { agent: caller.id.id, error: outcome.error, description: outcome.description });
       return oauthError(res, outcome.status, outcome.error, outcome.description);
     }
-    // token_sha256 and prev put the issuer's log in SPEC 5's hash chain: Check's audit record of this token has the same token_sha256.
+    // token_sha256 and token_prev (the audit record's names) put the issuer's log in SPEC 5's hash chain: Check's audit record of this token has the same token_sha256.
     log.info("token issued", {
       agent: caller.id.id,
       audience: outcome.audience,
@@ -107,7 +107,7 @@ export async function startTokenExchangeServer(options: TokenExchangeServerOptio
       chain: outcome.chain,
       jti: outcome.jti,
       token_sha256: outcome.tokenSha256,
-      ...(outcome.prev !== undefined && { prev: outcome.prev }),
+      ...(outcome.prev !== undefined && { token_prev: outcome.prev }),
       scope: outcome.response.scope,
       ...(outcome.txn !== undefined && { txn: outcome.txn }),
     });
