@@ -43,12 +43,17 @@ export async function planResume(path: string, privateKey: KeyObject, chain = ""
   const walk = new ChainWalk(publicKey, "resume", start, chain);
   let last: LogLine | undefined;
   const lines = readLogLines(files);
-  let current = await lines.next();
-  while (!current.done) {
-    const next = await lines.next();
-    walk.step(current.value, next.done ? undefined : next.value);
-    last = current.value;
-    current = next;
+  try {
+    let current = await lines.next();
+    while (!current.done) {
+      const next = await lines.next();
+      walk.step(current.value, next.done ? undefined : next.value);
+      last = current.value;
+      current = next;
+    }
+  } finally {
+    // Closes the file the reader holds open when a step or a read throws.
+    await lines.return(undefined);
   }
   const end = walk.endResume();
   const point = end.resumePoint;

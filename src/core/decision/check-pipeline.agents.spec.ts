@@ -216,6 +216,14 @@ describe("SPEC 8: every decision records how the caller was bound", () => {
     expect(await p.decide(twice)).toMatchObject({ allowed: false, reason: "invalid_peer_certificate", callerBinding: "xfcc" });
   });
 
+  it("xfcc: refuses a raw_value that was not UTF-8, whatever its text reads as", async () => {
+    const p = pipeline({ policy: plain(), trustForwardedClientCert: true });
+    const input = { ...request(undefined, { peerCertificate: "" }, { "x-forwarded-client-cert": `URI=${RESEARCH}` }), notUtf8Headers: new Set(["x-forwarded-client-cert"]) };
+    const decision = await p.decide(input);
+    expect(decision).toMatchObject({ allowed: false, reason: "invalid_peer_certificate", callerBinding: "xfcc" });
+    expect(decision.message).toContain("not valid UTF-8");
+  });
+
   it("the source tried, when it then fails; none when the request names no caller", async () => {
     expect(await pipeline().decide(request(undefined, { peerCertificate: "garbage" }))).toMatchObject({ reason: "invalid_peer_certificate", callerBinding: "certificate" });
     expect(await pipeline().decide(request(undefined, { peerCertificate: "", peerPrincipal: "not-spiffe" }))).toMatchObject({ reason: "invalid_peer_certificate", callerBinding: "principal" });
@@ -283,6 +291,19 @@ describe("SPEC 8: the Transaction Token, after the delegation token", () => {
 
   it("allows a request without one when the policy does not require it", async () => {
     expect(await pipeline({ policy: withTxn(), txnTokens: new ScriptedTxnVerifier() }).decide(call(undefined))).toMatchObject({ allowed: true, txn: undefined });
+  });
+
+  // A raw_value that was not UTF-8 (the decoder reads it with U+FFFD): refused unread, on the allow path and when
+  // another check denied first (withTxnRecorded must not record a txn from it either).
+  it("refuses one whose raw_value was not UTF-8 as token_invalid, without asking the verifier", async () => {
+    const verifier = new ScriptedTxnVerifier();
+    const notUtf8 = { ...call("ok"), notUtf8Headers: new Set(["txn-token"]) };
+    const decision = await pipeline({ policy: withTxn(), txnTokens: verifier }).decide(notUtf8);
+    expect(decision).toMatchObject({ allowed: false, reason: "token_invalid", txn: undefined });
+    expect(decision.message).toContain("not valid UTF-8");
+    const deniedFirst = { ...call("ok", { "x-agent-subject": ORCH }), notUtf8Headers: new Set(["txn-token"]) };
+    expect(await pipeline({ policy: withTxn(), txnTokens: verifier }).decide(deniedFirst)).toMatchObject({ reason: "subject_mismatch", txn: undefined });
+    expect(verifier.requests).toHaveLength(0);
   });
 
   it("verifies one that is sent, against the policy's txnTokens and trust domains, and records its txn", async () => {
