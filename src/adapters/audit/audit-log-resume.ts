@@ -52,8 +52,8 @@ export async function planResume(path: string, privateKey: KeyObject, chain = ""
       current = next;
     }
   } finally {
-    // Closes the file the reader holds open when a step or a read throws.
-    await lines.return(undefined);
+    // Closes the file the reader holds open when a step or a read throws; an error closing it must not hide that one.
+    await lines.return(undefined).catch(() => undefined);
   }
   const end = walk.endResume();
   const point = end.resumePoint;

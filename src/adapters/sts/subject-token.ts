@@ -13,6 +13,7 @@ import { DELEGATION_TOKEN_TYP, delegationTokenSha256, parseDelegationClaims, par
 import type { VerificationKeySource } from "../tokens/jwks-key-source.js";
 import { readSignedToken } from "../tokens/signed-token-reader.js";
 import { TXN_TOKEN_TYP } from "../tokens/txn-token-format.js";
+import { quotedValue } from "../../core/input/untrusted-bounds.js";
 
 export interface SubjectGrant {
   readonly kind: "person" | "delegation";
@@ -60,7 +61,7 @@ export async function verifySubjectToken(token: string, presenter: string, v: Su
     const parsed = parseDelegationClaims(read.payload);
     if (!parsed.ok) return { ok: false, problem: `the subject token's claims are malformed: ${parsed.problem}` };
     const c = parsed.claims;
-    if (c.iss !== v.issuer) return { ok: false, problem: `the subject token was issued by ${JSON.stringify(c.iss)}, not by this service` };
+    if (c.iss !== v.issuer) return { ok: false, problem: `the subject token was issued by ${quotedValue(c.iss)}, not by this service` };
     const when = timeProblem(read.payload as Record<string, unknown>, nowS, v.clockSkewSeconds);
     if (when !== undefined) return { ok: false, problem: `the subject token ${when}` };
     // The token was made for the agent it was sent to; only that agent may carry the chain on.
@@ -76,7 +77,7 @@ export async function verifySubjectToken(token: string, presenter: string, v: Su
   const payload = read.payload;
   if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return { ok: false, problem: "the person token's payload is not a JSON object" };
   const p = payload as Record<string, unknown>;
-  if (p["iss"] !== person.issuer) return { ok: false, problem: `the person token was issued by ${JSON.stringify(p["iss"] ?? null)}, not by ${person.issuer}` };
+  if (p["iss"] !== person.issuer) return { ok: false, problem: `the person token was issued by ${quotedValue(p["iss"] ?? null)}, not by ${person.issuer}` };
   const when = timeProblem(p, nowS, v.clockSkewSeconds);
   if (when !== undefined) return { ok: false, problem: `the person token ${when}` };
   if (person.audience !== undefined) {

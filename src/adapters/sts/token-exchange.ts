@@ -15,6 +15,7 @@ import { TXN_TOKEN_TYP } from "../tokens/txn-token-format.js";
 import type { TxnTokenIssuance } from "./sts-config.js";
 import type { SigningKeyRing } from "./signing-key-ring.js";
 import { verifySubjectToken, type SubjectVerification } from "./subject-token.js";
+import { quotedValue } from "../../core/input/untrusted-bounds.js";
 
 export const GRANT_TYPE_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
 export const TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt";
@@ -120,7 +121,7 @@ export class TokenExchange {
     }
 
     const audience = resolveAgent(policy, audiences[0]!);
-    if (audience === undefined) return refuse("invalid_target", `audience ${JSON.stringify(audiences[0])} is neither a SPIFFE ID nor an alias the policy defines`);
+    if (audience === undefined) return refuse("invalid_target", `audience ${quotedValue(audiences[0])} is neither a SPIFFE ID nor an alias the policy defines`);
 
     const subject = await verifySubjectToken(
       subjectToken,
@@ -214,7 +215,7 @@ function resolveAgent(policy: CompiledPolicy, name: string): SpiffeId | undefine
 /** The checks Check will make of this chain and callee (SPEC 2, steps 4–8, without method and path), refused up front. */
 function checkHops(policy: CompiledPolicy, chain: readonly string[], audience: string, person: string): { error: OAuthErrorCode; description: string } | undefined {
   if (policy.onBehalfOf !== undefined && !policy.onBehalfOf.matches(person)) {
-    return { error: "invalid_grant", description: `the policy does not allow acting on behalf of ${JSON.stringify(person)}` };
+    return { error: "invalid_grant", description: `the policy does not allow acting on behalf of ${quotedValue(person)}` };
   }
   for (const id of [...chain, audience]) {
     const parsed = parseSpiffeId(id);

@@ -183,6 +183,18 @@ describe("decision spans: our bytes decode to the SDK serializer's spans", () =>
     expect(decoded!.attributes["agent.delegation.depth"]).toBe(2500);
   });
 
+  it("for a chain of long IDs, which both keep to 4 KiB of entries and a marker", async () => {
+    const [span] = fc.sample(decisionSpan, { numRuns: 1, seed: 12 });
+    const chain = Array.from({ length: 10 }, (_, i) => `spiffe://example.org/agent/${"b".repeat(600)}${i}`);
+    const denied = { ...span!, decision: { ...span!.decision, allowed: false, reason: "chain_too_long", chain, hops: [] } as Decision };
+    const [decoded] = decodeSpans(await ourBytes([denied], boundText));
+    const kept = decoded!.attributes["agent.delegation.chain"] as string[];
+    expect(kept).toHaveLength(7);
+    expect(kept.slice(0, 6)).toEqual(chain.slice(0, 6));
+    expect(Buffer.byteLength(kept.slice(0, 6).join(""))).toBeLessThanOrEqual(4 * 1024);
+    expect(kept[6]).toMatch(/^…\[truncated: 10 items, \d+ bytes, sha256=[0-9a-f]{64}\]$/);
+  });
+
   it("for attacker-sized strings, which both keep only up to the bound", async () => {
     const big = "x".repeat(60 * 1024);
     const [span] = fc.sample(decisionSpan, { numRuns: 1, seed: 9 });

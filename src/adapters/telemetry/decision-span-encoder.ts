@@ -4,8 +4,9 @@
 // (resource, scope) is written once per export (span-batch-queue.ts).
 // Attributes and events are SPEC 6's and 8's, and SPEC 5's token hash chain;
 // attacker-supplied strings (method, path, on-behalf-of, identities, MCP
-// names, token claims) pass through `bound`
-// first (SPEC 6: kept up to 1,024 bytes, then cut with a marker).
+// names, token claims) pass through `bound` first (SPEC 6: kept up to 1,024
+// bytes, then cut with a marker); the chain is bounded as a list, in entries
+// and bytes, as audit records bound it (spanChainItems).
 //
 // What a decision's shape fixes (decision-shape-cache.ts: the outcome, the
 // agents, the person, the policy version, the hop events) is kept encoded

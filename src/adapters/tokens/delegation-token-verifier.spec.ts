@@ -139,6 +139,18 @@ describe("token_invalid: the token is not a trustworthy delegation token", () =>
     expect(await reasonOf(await signToken(es, validClaims(), { kid: "nobody" }))).toBe("token_invalid");
   });
 
+  // The token's fields reach the deny body through the message: quoted whole, a 16 KiB token's kid or iss
+  // made a message as large (review of this session's diff).
+  it("quotes at most 128 characters of an unknown kid, or of a wrong iss, in its message", async () => {
+    const byKid = await verifier().verify(checkRequest(await signToken(es, validClaims(), { kid: "k".repeat(6000) })));
+    expect(byKid).toMatchObject({ ok: false, reason: "token_invalid" });
+    expect(!byKid.ok && byKid.message).toContain("(6000 characters)");
+    expect(!byKid.ok && byKid.message.length).toBeLessThan(600);
+    const byIss = await verifier().verify(checkRequest(await signToken(es, { ...validClaims(), iss: `https://${"i".repeat(6000)}` })));
+    expect(byIss).toMatchObject({ ok: false, reason: "token_invalid" });
+    expect(!byIss.ok && byIss.message).toContain("(6008 characters)");
+  });
+
   it("refuses a bad signature: another key under a trusted kid, or a flipped bit", async () => {
     expect(await reasonOf(await signToken(stranger, validClaims()))).toBe("token_invalid");
     const token = await signToken(es, validClaims());

@@ -106,15 +106,59 @@ function unsafePathProblem(path: string): string | undefined {
  * `resources` glob, or undefined. The MCP server resolves the URI, so the
  * path rules' safeguards apply to it up to its query or fragment:
  * `file:///docs/*` must not admit `file:///docs/..` or `file:///docs/%2e%2e`.
- * The query and fragment get the same safeguards, with "?" and "#" as
- * segment breaks: globs see the whole URI, and a server that takes "?" or
- * "#" as part of a file name would resolve `file:///docs/a?/../..` (or
- * `a?/..%2F..`, `a?\..\..`) above /docs.
+ * The query and fragment may hold no way out of the folder either
+ * (traversalInQueryProblem): globs see the whole URI, and a server that
+ * takes "?" or "#" as part of a file name would resolve
+ * `file:///docs/a?/../..` (or `a?/..%2F..`, `a?\..\..`) above /docs.
  */
 export function resourceUriProblem(uri: string): string | undefined {
   const end = beforeQueryOrFragment(uri);
   const problem = unsafePathProblem(uri.slice(0, end));
   if (problem !== undefined) return problem;
-  // Rare (MCP resource reads), so a copy is fine: "?" and "#" become segment breaks like "/".
-  return end === uri.length ? undefined : unsafePathProblem(uri.slice(end).replace(/[?#]/g, "/"));
+  return end === uri.length ? undefined : traversalInQueryProblem(uri, end);
+}
+
+/**
+ * What the query and fragment of a resource URI may not hold: a way out of
+ * the folder for a server that reads them as part of a file name. Segments
+ * break at "/", "\", "?", "#" and an encoded slash or backslash; a segment
+ * that decodes to "." or ".." is refused, as is a double-encoded dot, slash
+ * or backslash ("%252e"), a "%" that starts no escape, and a control or
+ * non-ASCII character. Other escapes ("caf%C3%A9", "next=%2Fhome") and ";"
+ * are ordinary query text.
+ */
+function traversalInQueryProblem(uri: string, from: number): string | undefined {
+  let segmentStart = from;
+  for (let i = from; i <= uri.length; i++) {
+    let separator = 0;
+    if (i === uri.length) separator = 1;
+    else {
+      const c = uri.charCodeAt(i);
+      if (c < 0x20 || c >= 0x7f) return "holds a control or non-ASCII character";
+      if (c === SLASH || c === 0x5c || c === 0x3f || c === 0x23) separator = 1;
+      else if (c === PERCENT) {
+        const byte = escapedByte(uri, i);
+        if (byte === -1) return 'holds a "%" that is not followed by two hex digits';
+        if (byte === 0x2f || byte === 0x5c) separator = 3;
+        else if (byte === PERCENT) {
+          const next = hexPairValue(uri, i + 3);
+          if (next === DOT || next === 0x2f || next === 0x5c) return "holds a double-encoded dot, slash or backslash";
+        }
+      }
+    }
+    if (separator > 0) {
+      if (isDotSegment(uri, segmentStart, i)) return "holds a dot-segment";
+      segmentStart = i + separator;
+      i += separator - 1;
+    }
+  }
+  return undefined;
+}
+
+/** The byte two hex digits at `i` stand for (what "%25" makes of them one decode later), or -1. */
+function hexPairValue(uri: string, i: number): number {
+  if (i + 1 >= uri.length) return -1;
+  const hi = hexValue(uri.charCodeAt(i));
+  const lo = hexValue(uri.charCodeAt(i + 1));
+  return hi === -1 || lo === -1 ? -1 : hi * 16 + lo;
 }
