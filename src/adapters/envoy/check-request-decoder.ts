@@ -20,9 +20,9 @@
 //
 // Field numbers are Envoy's (envoy/service/auth/v3/*.proto; see proto/).
 
+import { isUtf8 } from "node:buffer";
 import type { CheckInput } from "../../core/decision/check-input.js";
 import { TextIntern } from "../protobuf/text-intern.js";
-import { isUtf8 } from "node:buffer";
 import { utf8Text, WireError, WireReader, WireType } from "../protobuf/wire.js";
 import { findNamespace, readNamespaceStruct, type NamespaceEntry } from "./metadata-struct-reader.js";
 

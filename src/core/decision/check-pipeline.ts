@@ -349,7 +349,7 @@ export class CheckPipeline {
       if (rule?.requireToken === true) facts.requireToken = true;
       if (isLast) {
         facts.lastHopScopes = rule?.scopes;
-        // SPEC 8: the rule that admits this call may refuse a caller named by a principal alone.
+        // SPEC 8: the rule that admits this call may refuse a caller hopwarden saw no certificate of (a principal, or XFCC without Cert=).
         if (rule?.requireCertificate === true && facts.certificate === undefined) {
           const named = facts.binding === "xfcc" ? `an ${XFCC_HEADER} element without Cert=` : "source.principal alone";
           return new Denial("missing_peer_certificate", `${rule.name} admits ${from} → ${to} only for a caller bound by a certificate, and this caller is named by ${named}`);
