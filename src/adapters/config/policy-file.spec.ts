@@ -80,6 +80,22 @@ describe("a valid policy file", () => {
   });
 });
 
+// Found in review: with `%YAML 1.1` first, `requireOnBehalfOf: no` was false and `maxChainLength: 010` was 8;
+// an unknown tag was dropped and its value read as a plain string.
+describe("YAML is read as 1.2, and nothing the parser would let pass quietly passes", () => {
+  it("refuses a %YAML 1.1 directive, and accepts 1.2 written out", () => {
+    expect(errorsOf(`%YAML 1.1\n---\n${HEAD}maxChainLength: 010\nrequireOnBehalfOf: no\n`)).toEqual([expect.stringMatching(/^policy\.yaml:1:1: \(yaml\): a %YAML 1\.1 directive/)]);
+    expect(loaded(`%YAML 1.2\n---\n${HEAD}maxChainLength: 5\n`).policy.maxChainLength).toBe(5);
+  });
+
+  it.each([
+    ["a local tag", `${HEAD}agents:\n  a: !foo spiffe://example.org/agent/a\n`],
+    ["a tag of another language", `${HEAD}agents:\n  a: !!js/function "spiffe://example.org/agent/a"\n`],
+  ])("refuses %s, naming its line", (_what, text) => {
+    expect(errorsOf(text)).toEqual([expect.stringMatching(/^policy\.yaml:4:\d+: \(yaml\): /)]);
+  });
+});
+
 describe("unknown keys are errors, never ignored", () => {
   it("refuses a misspelt methds: rather than widen the rule, naming the key with its line and column", () => {
     const errors = errorsOf(`${HEAD}hops:\n  - from: spiffe://example.org/a\n    to: spiffe://example.org/b\n    methds: [GET]\n`);

@@ -70,8 +70,7 @@ function parsePolicy(text: string): { ctx: SchemaContext; document: PolicyDocume
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
   const ctx = new SchemaContext(lines);
-  for (const err of doc.errors) ctx.errorAtOffset(err.pos[0], "(yaml)", err.message.split("\n")[0] ?? err.message);
-  const document = doc.errors.length === 0 ? readPolicy(ctx, doc.contents) : undefined;
+  const document = ctx.yamlProblems(doc) ? readPolicy(ctx, doc.contents) : undefined;
   return { ctx, document };
 }
 

@@ -15,6 +15,20 @@ function errorsOf(text: string): readonly string[] {
   throw new Error("expected the config to be refused");
 }
 
+describe("the service config is read as YAML 1.2 only", () => {
+  // %YAML 1.1 read `trustForwardedClientCert: y` as true (review finding).
+  it("refuses a %YAML 1.1 directive and an unknown tag, each with its line", () => {
+    expect(errorsOf("%YAML 1.1\n---\ntrustForwardedClientCert: y\n")).toEqual([expect.stringMatching(/^config\.yaml:1:1: \(yaml\): a %YAML 1\.1 directive/)]);
+    expect(errorsOf("logLevel: !foo info\n")).toEqual([expect.stringMatching(/^config\.yaml:1:\d+: \(yaml\): /)]);
+  });
+
+  it("names a duplicate key's line without the parser's trailing position text", () => {
+    const [error] = errorsOf("logLevel: info\nlogLevel: warn\n");
+    expect(error).toMatch(/^config\.yaml:2:1: \(yaml\): /);
+    expect(error).not.toMatch(/at line \d+, column \d+/);
+  });
+});
+
 describe("the service config", () => {
   it("defaults to the SPEC 1 header names, txn-token (SPEC 8), Envoy 1.40's MCP metadata keys, and does not trust x-forwarded-client-cert", () => {
     expect(parseServiceConfig("", "config.yaml")).toEqual(DEFAULT_SERVICE_CONFIG);

@@ -230,11 +230,10 @@ function readLogLevel(ctx: SchemaContext, top: Fields): LogLevel | undefined {
 
 export function parseServiceConfig(text: string, file: string): ServiceConfig {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, strict: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
   const ctx = new SchemaContext(lines);
-  for (const err of doc.errors) ctx.errorAtOffset(err.pos[0], "(yaml)", err.message.split("\n")[0] ?? err.message);
   let config: ServiceConfig = DEFAULT_SERVICE_CONFIG;
-  if (doc.errors.length === 0 && doc.contents !== null) {
+  if (ctx.yamlProblems(doc) && doc.contents !== null) {
     const top = mapFields(ctx, doc.contents, "", TOP_KEYS);
     if (top !== undefined) {
       const str = (name: string) => {

@@ -2,7 +2,7 @@
 // with the line and column of the node at fault and the dotted field path.
 // Unknown keys are errors: a misspelt key must never silently widen a rule.
 
-import { isMap, isScalar, isSeq, type LineCounter, type Node, type Pair } from "yaml";
+import { isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Pair } from "yaml";
 import { parseDuration } from "./duration.js";
 
 export interface SchemaProblem {
@@ -35,6 +35,24 @@ export class SchemaContext {
   errorAtOffset(offset: number, field: string, problem: string): void {
     const { line, col } = this.lines.linePos(offset);
     this.errors.push({ line, column: col, field, problem });
+  }
+
+  /**
+   * The parser's own errors, and what it would let pass quietly, as errors:
+   * a warning (a tag it does not know, such as `!foo` or `!!js/function`,
+   * read as a plain string) and a `%YAML` directive for another version
+   * (`%YAML 1.1` reads `no` as false, `010` as 8 and `y` as true).
+   * True when there was none.
+   */
+  yamlProblems(doc: Document.Parsed): boolean {
+    const before = this.errors.length;
+    for (const err of doc.errors) this.errorAtOffset(err.pos[0], "(yaml)", firstLine(err.message));
+    for (const warning of doc.warnings) this.errorAtOffset(warning.pos[0], "(yaml)", firstLine(warning.message));
+    const directive = doc.directives?.yaml;
+    if (directive?.explicit === true && directive.version !== "1.2") {
+      this.errorAtOffset(0, "(yaml)", `a %YAML ${directive.version} directive: the file is read as YAML 1.2 only, whose booleans and numbers 1.1 reads otherwise`);
+    }
+    return this.errors.length === before;
   }
 }
 
@@ -165,4 +183,8 @@ export function readDurationMs(ctx: SchemaContext, node: unknown, field: string,
     return undefined;
   }
   return Math.round(seconds * 1000);
+}
+
+function firstLine(message: string): string {
+  return message.split("\n")[0] ?? message;
 }
