@@ -141,13 +141,17 @@ describe("envoy --mode validate", () => {
     return cluster;
   };
 
+  // mcp-front-proxy.yaml had no HOPWARDEN_MTLS block: HOPWARDEN_MTLS=true rendered plaintext (review finding).
   it.each([
     ["front-proxy.yaml", "frontProxy"],
+    ["mcp-front-proxy.yaml", "mcpFrontProxy"],
     ["sidecar-xfcc.yaml", "sidecarXfcc"],
   ] as const)("accepts %s with mTLS to hopwarden: Envoy's client certificate, hopwarden's CA and name", async (_file, template) => {
     const { values } =
       template === "frontProxy"
         ? await frontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 9191, hopwardenTls, researchPort: 8081, dbPort: 8082 })
+        : template === "mcpFrontProxy"
+        ? await mcpFrontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 9191, hopwardenTls, researchPort: 8081, dbPort: 8082 })
         : await sidecarXfccValues({
             server: paths("server"),
             caFile: paths("ca").cert,
