@@ -120,7 +120,7 @@ describe("template rendering", () => {
       agent: "research",
       agentPort: 2,
     });
-    const mcp = await mcpFrontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 1, researchPort: 2, dbPort: 3 });
+    const mcp = await mcpFrontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 1, hopwardenTls, researchPort: 2, dbPort: 3 });
     for (const [file, values] of [
       [ENVOY_TEMPLATES.frontProxy, front.values],
       [ENVOY_TEMPLATES.sidecarXfcc, sidecar.values],

@@ -78,7 +78,7 @@ interface AgentCall {
   readonly to: "research" | "db";
   readonly method?: string;
   readonly path?: string;
-  readonly headers?: Readonly<Record<string, string>>;
+  readonly headers?: Readonly<Record<string, string | readonly string[]>>;
 }
 
 /** The headers an agent sends when it calls for PERSON through `chain` (its own identity last). */
@@ -215,6 +215,13 @@ describe("front proxy → hopwarden → agents", () => {
       reason: "chain_too_long",
       cert: "research",
       call: { as: "research", to: "db", headers: claims("research", ["orchestrator", "planner", "worker", "research"]) },
+    },
+    {
+      // encode_raw_headers: Envoy passes the two lines on, rather than joining them into a valid chain.
+      name: "a chain header sent as two lines",
+      reason: "malformed_chain",
+      cert: "research",
+      call: { as: "research", to: "db", headers: { ...claims("research"), "x-agent-delegation-chain": [spiffe("orchestrator"), spiffe("research")] } },
     },
     {
       name: "a chain that visits an agent twice",

@@ -388,7 +388,8 @@ export interface MtlsRequest {
   readonly method?: string;
   /** Host header: selects the callee's virtual host ("research", "db"). */
   readonly authority?: string;
-  readonly headers?: Readonly<Record<string, string>>;
+  /** A header given as an array is sent as one line per value (a header repeated). */
+  readonly headers?: Readonly<Record<string, string | readonly string[]>>;
   readonly body?: string | Buffer;
   /** Client certificate and key files; omit both to connect without one. */
   readonly cert?: string;
@@ -413,7 +414,8 @@ export async function mtlsRequest(request: MtlsRequest): Promise<HttpResult> {
     request.key === undefined ? undefined : readFile(request.key),
     readFile(request.ca),
   ]);
-  const headers: Record<string, string> = { ...request.headers };
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(request.headers ?? {})) headers[name] = typeof value === "string" ? value : [...value];
   if (request.authority !== undefined) headers.host = request.authority;
   if (request.body !== undefined) headers["content-length"] = String(Buffer.byteLength(request.body));
   return new Promise<HttpResult>((ok, fail) => {
