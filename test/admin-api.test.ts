@@ -132,6 +132,24 @@ describe("GetPolicy", () => {
   });
 });
 
+// DNS rebinding: a page whose name now points at the admin address calls it as its own origin (review finding).
+describe("a browser", () => {
+  it("is refused: any request with an Origin header gets 403, and Reload does not run", async () => {
+    const inForce = (await admin.getPolicy({})).version;
+    await writeFile(policyFile, testPolicyYaml({ version: "admin-rebound" }));
+    for (const method of ["Reload", "GetPolicy", "Explain"]) {
+      const response = await fetch(`${baseUrl}/hopwarden.admin.v1.AdminService/${method}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", origin: "http://rebound.example:9192" },
+        body: "{}",
+      });
+      expect(response.status, method).toBe(403);
+      expect(await response.text()).toContain("Origin");
+    }
+    expect((await admin.getPolicy({})).version).toBe(inForce);
+  });
+});
+
 describe("Reload", () => {
   it("applies an edit and returns the new version", async () => {
     await writeFile(policyFile, policyWithoutResearchToDb({ version: "admin-2" }));

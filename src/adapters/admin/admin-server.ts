@@ -72,6 +72,13 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
     acceptCompression: [],
   });
   const server: Server = createServer((req, res) => {
+    // Only programs call the admin API (hopwarden's CLI, curl, Prometheus), and they send no Origin. A
+    // browser sends one with every POST, also to a page's own origin: refusing it keeps a web page that
+    // rebinds its DNS name to this address from calling Reload, Explain or GetPolicy from the browser.
+    if (req.headers.origin !== undefined) {
+      res.writeHead(403, { "content-type": "text/plain" }).end("the admin API does not answer browsers (a request with an Origin header)\n");
+      return;
+    }
     if (req.method === "GET" && (req.url === "/metrics" || req.url?.startsWith("/metrics?")) && options.metrics !== undefined) {
       options.metrics(req, res);
       return;
