@@ -328,13 +328,20 @@ describe("docker-compose.yml is consistent with the Envoy config and the image",
     volumes?: string[];
     depends_on?: Record<string, unknown>;
     ports?: string[];
+    networks?: string[];
+    network_mode?: string;
   }
   let services: Record<string, Service>;
+  let networks: Record<string, { internal?: boolean }>;
   let defaults: Map<string, string | undefined>;
 
   beforeAll(async () => {
-    const compose = parseYaml(await readFile(join(repoRoot, "docker-compose.yml"), "utf8"), { strict: true, uniqueKeys: true }) as { services: Record<string, Service> };
+    const compose = parseYaml(await readFile(join(repoRoot, "docker-compose.yml"), "utf8"), { strict: true, uniqueKeys: true }) as {
+      services: Record<string, Service>;
+      networks?: Record<string, { internal?: boolean } | null>;
+    };
     services = compose.services;
+    networks = Object.fromEntries(Object.entries(compose.networks ?? {}).map(([name, n]) => [name, n ?? {}]));
     defaults = templatePlaceholders(await readFile(ENVOY_TEMPLATES.frontProxy, "utf8"));
   });
 
@@ -433,6 +440,28 @@ describe("docker-compose.yml is consistent with the Envoy config and the image",
     expect(fallback("LISTEN_ADDRESS")).toBe("0.0.0.0");
     expect(service("envoy").ports).toContain(`127.0.0.1:${fallback("LISTEN_PORT")}:${fallback("LISTEN_PORT")}`);
     expect(fallback("ADMIN_ADDRESS")).toBe("127.0.0.1");
+  });
+
+  // On one default network, an agent could call the other agent, hopwarden's admin API and Jaeger's OTLP
+  // port directly, past the proxy and into the audit trail (review finding).
+  it("lets each agent reach Envoy alone, and only Envoy and hopwarden reach each other and Jaeger", () => {
+    const on = (name: string): string[] => {
+      const s = service(name);
+      expect(s.networks, `${name} must name its networks (the default one joins everything)`).toBeDefined();
+      for (const n of s.networks!) expect(networks, `network ${n} of ${name}`).toHaveProperty(n);
+      return s.networks!;
+    };
+    const members = (network: string) => Object.keys(services).filter((name) => services[name]!.networks?.includes(network)).sort();
+    for (const agent of ["research-agent", "db-agent"]) {
+      for (const network of on(agent)) {
+        expect(members(network), `${agent}'s network ${network}`).toEqual([agent, "envoy"].sort());
+        expect(networks[network]!.internal, `${network} needs no way out`).toBe(true);
+      }
+    }
+    for (const network of on("hopwarden")) expect(members(network).every((name) => ["envoy", "hopwarden", "jaeger"].includes(name)), network).toBe(true);
+    for (const network of on("jaeger")) expect(members(network).every((name) => ["envoy", "hopwarden", "jaeger"].includes(name)), network).toBe(true);
+    expect(on("envoy").sort()).toEqual([...new Set([...on("research-agent"), ...on("db-agent"), ...on("hopwarden"), ...on("jaeger")])].sort());
+    expect(service("demo-init").network_mode).toBe("none");
   });
 
   it("the proxy's clusters name services of this file on the ports they listen on", () => {
