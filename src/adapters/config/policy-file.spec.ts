@@ -3,7 +3,7 @@
 // `file:line:column: field: problem`, an unknown key naming the key.
 
 import { describe, expect, it } from "vitest";
-import { loadPolicyText, readPolicyDocument, type PolicyLoadResult } from "./policy-file.js";
+import { loadPolicyText, MAX_POLICY_FILE_BYTES, policyTextOf, readPolicyDocument, type PolicyLoadResult } from "./policy-file.js";
 
 const SPEC_EXAMPLE = `version: "2026-11-01.3"          # recorded in every decision
 trustDomains: [example.org]
@@ -93,6 +93,34 @@ describe("YAML is read as 1.2, and nothing the parser would let pass quietly pas
     ["a tag of another language", `${HEAD}agents:\n  a: !!js/function "spiffe://example.org/agent/a"\n`],
   ])("refuses %s, naming its line", (_what, text) => {
     expect(errorsOf(text)).toEqual([expect.stringMatching(/^policy\.yaml:4:\d+: \(yaml\): /)]);
+  });
+});
+
+describe("the file's bytes, before any parsing", () => {
+  const bytes = (text: string) => new TextEncoder().encode(text);
+
+  it("are the policy's text when UTF-8 and at most MAX_POLICY_FILE_BYTES", () => {
+    expect(policyTextOf(bytes(`${HEAD}# é\n`), "policy.yaml")).toEqual({ ok: true, text: `${HEAD}# é\n` });
+    expect(policyTextOf(new Uint8Array(MAX_POLICY_FILE_BYTES).fill(0x23), "policy.yaml").ok).toBe(true);
+  });
+
+  // A 5 MB file held the event loop about 5 s at each reload attempt (review finding).
+  it("refuse a file over MAX_POLICY_FILE_BYTES unparsed, giving its size", () => {
+    expect(policyTextOf(new Uint8Array(MAX_POLICY_FILE_BYTES + 1).fill(0x23), "policy.yaml")).toEqual({
+      ok: false,
+      errors: [`policy.yaml:1:1: (file): is ${MAX_POLICY_FILE_BYTES + 1} bytes, over the ${MAX_POLICY_FILE_BYTES} a policy file may be`],
+    });
+  });
+
+  // Read as U+FFFD, a pattern could never match what a caller sends (review finding).
+  it("refuse bytes that are not UTF-8", () => {
+    expect(policyTextOf(Uint8Array.from([...bytes(HEAD), 0x61, 0xff, 0x0a]), "policy.yaml")).toEqual({ ok: false, errors: ["policy.yaml:1:1: (file): is not valid UTF-8"] });
+  });
+
+  it("quote a long bad value in an error up to 128 characters", () => {
+    const [error] = errorsOf(`${HEAD}maxChainLength: "${"x".repeat(5000)}"\n`);
+    expect(error).toContain("(5000 characters)");
+    expect(error!.length).toBeLessThan(400);
   });
 });
 

@@ -14,7 +14,7 @@ import { parseCrl } from "../x509/crl.js";
 import type { CompiledPolicy } from "../../core/policy/model.js";
 import type { PolicySource } from "../../core/ports.js";
 import type { Logger } from "../logging/logger.js";
-import { loadPolicyText } from "./policy-file.js";
+import { loadPolicyText, policyTextOf } from "./policy-file.js";
 import { HopwardenError } from "../../core/errors.js";
 
 export interface ReloadOutcome {
@@ -70,8 +70,9 @@ function digestOf(contents: readonly Buffer[]): string {
 /** Reads and validates a policy file, and the CRL it names (relative to the policy's directory). */
 export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
   const bytes = await readOrFail(file, "(file)", file);
-  const text = bytes.toString("utf8");
-  const result = loadPolicyText(text, file);
+  const text = policyTextOf(bytes, file);
+  if (!text.ok) throw new PolicyFileError(file, text.errors);
+  const result = loadPolicyText(text.text, file);
   if (!result.ok) throw new PolicyFileError(file, result.errors);
   const crlPath = result.document.revoked?.crl;
   if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings, sources: [resolve(file)], sourcesSha256: digestOf([bytes]) };
@@ -91,7 +92,7 @@ export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
     warnings.push(`${file}: revoked.crl: ${crlPath} is past its nextUpdate (${crl.nextUpdate.toISOString()}); its serials stay revoked, but fetch a fresh CRL`);
   }
   // The content hash covers the CRL too, so a new CRL is a new revision (and a fresh cache).
-  const sha256 = createHash("sha256").update(text).update("\u0000").update(crlBytes).update("\u0000").update(issuerBytes ?? "").digest("hex");
+  const sha256 = createHash("sha256").update(text.text).update("\u0000").update(crlBytes).update("\u0000").update(issuerBytes ?? "").digest("hex");
   const sources = [resolve(file), resolve(dir, crlPath), ...(issuerPath === undefined ? [] : [resolve(dir, issuerPath)])];
   const sourcesSha256 = digestOf([bytes, crlBytes, ...(issuerBytes === undefined ? [] : [issuerBytes])]);
   return { policy: compilePolicy(result.document, sha256, crl.serials), warnings, sources, sourcesSha256 };

@@ -3,6 +3,7 @@
 // Unknown keys are errors: a misspelt key must never silently widen a rule.
 
 import { isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Pair } from "yaml";
+import { quotedValue } from "../../core/input/untrusted-bounds.js";
 import { parseDuration } from "./duration.js";
 
 export interface SchemaProblem {
@@ -63,7 +64,7 @@ export function describeNode(node: unknown): string {
   if (isScalar(node)) {
     const v = node.value;
     if (v === null) return "empty";
-    return `${typeof v === "string" ? "the string" : `the ${typeof v}`} ${JSON.stringify(v)}`;
+    return `${typeof v === "string" ? "the string" : `the ${typeof v}`} ${quotedValue(v)}`;
   }
   return "an unsupported YAML node";
 }
