@@ -349,6 +349,17 @@ describe("XFCC sidecar → hopwarden trusting x-forwarded-client-cert → agent"
     expect(sink.get(seen.headers["x-authz-decision-id"] as string)).toMatchObject({ allowed: true, caller: spiffe("research"), callee: spiffe("db") });
   });
 
+  // Without XFCC the peer is the gateway itself, and hopwarden would judge it as the caller (review finding).
+  it("refuses a request from the gateway that carries no XFCC, asking and forwarding nothing", async () => {
+    const before = db!.requests.length;
+    const decisions = sink.decisions.size;
+    const response = await mtlsRequest({ port: sidecar!.port, path: "/query", ca: paths("ca").cert, cert: paths("server").cert, key: paths("server").key, headers: claims("research", ["orchestrator", "research"]) });
+    expect(response.status, response.body).toBe(401);
+    expect(JSON.parse(response.body)).toEqual({ error: "missing_forwarded_client_cert" });
+    expect(db!.requests).toHaveLength(before);
+    expect(sink.decisions.size).toBe(decisions);
+  });
+
   it("denies a subject header that is not the XFCC identity, forwarding nothing", async () => {
     const before = db!.requests.length;
     const response = await viaGateway(claims("orchestrator", ["orchestrator"]));
