@@ -20,10 +20,9 @@
 //
 // Field numbers are Envoy's (envoy/service/auth/v3/*.proto; see proto/).
 
-import { isUtf8 } from "node:buffer";
 import type { CheckInput } from "../../core/decision/check-input.js";
 import { TextIntern } from "../protobuf/text-intern.js";
-import { utf8Text, WireError, WireReader, WireType } from "../protobuf/wire.js";
+import { decodedWhole, utf8Text, WireError, WireReader, WireType } from "../protobuf/wire.js";
 import { findNamespace, readNamespaceStruct, type NamespaceEntry } from "./metadata-struct-reader.js";
 
 /** Peer certificates repeat across Checks: decoded once, then matched by bytes (see text-intern.ts). */
@@ -217,7 +216,7 @@ function readHeaderMap(
     let v = value;
     if (rawEnd > rawStart) {
       v = buf.toString("utf8", rawStart, rawEnd);
-      if (v.includes("\uFFFD") && !isUtf8(buf.subarray(rawStart, rawEnd))) (noted.notUtf8 ??= new Set<string>()).add(name);
+      if (!decodedWhole(v, buf, rawStart, rawEnd)) (noted.notUtf8 ??= new Set<string>()).add(name);
     }
     const prior = into[name];
     if (prior === undefined) into[name] = v;

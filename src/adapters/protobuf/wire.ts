@@ -163,11 +163,16 @@ export class WireReader {
  */
 export function utf8Text(buf: Buffer, start: number, end: number, what: string, of?: string): string {
   const text = buf.toString("utf8", start, end);
-  // Decoding replaces every invalid sequence with U+FFFD: only then is the slower exact check needed.
-  if (text.includes("\uFFFD") && !isUtf8(buf.subarray(start, end))) {
+  if (!decodedWhole(text, buf, start, end)) {
     throw new WireError(`${what}${of === undefined ? "" : ` of ${JSON.stringify(of)}`} is not valid UTF-8`);
   }
   return text;
+}
+
+/** Whether `text`, decoded from buf[start, end), is those bytes with no invalid sequence replaced by U+FFFD. */
+export function decodedWhole(text: string, buf: Buffer, start: number, end: number): boolean {
+  // Decoding replaces every invalid sequence with U+FFFD: only then is the slower exact check needed.
+  return !text.includes("\uFFFD") || isUtf8(buf.subarray(start, end));
 }
 
 /** The value of one hex digit (either case), or -1. */

@@ -39,12 +39,16 @@ export const MAX_QUOTED_CHARS = 128;
  */
 export function quoted(value: string): string {
   if (value.length <= MAX_QUOTED_CHARS) return JSON.stringify(value);
-  return `${JSON.stringify(value.slice(0, MAX_QUOTED_CHARS))}… (${value.length} characters)`;
+  return JSON.stringify(value.slice(0, MAX_QUOTED_CHARS)) + cutMarker(value.length);
 }
 
 /** quoted() for a value of any JSON type (a token's claim or header field): its JSON text, cut the same way. */
 export function quotedValue(value: unknown): string {
   if (typeof value === "string") return quoted(value);
   const text = JSON.stringify(value) ?? String(value);
-  return text.length <= MAX_QUOTED_CHARS ? text : `${text.slice(0, MAX_QUOTED_CHARS)}… (${text.length} characters)`;
+  return text.length <= MAX_QUOTED_CHARS ? text : text.slice(0, MAX_QUOTED_CHARS) + cutMarker(text.length);
+}
+
+function cutMarker(fullLength: number): string {
+  return `… (${fullLength} characters)`;
 }

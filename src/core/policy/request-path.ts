@@ -4,8 +4,8 @@
 // backslashes (%2F, %5C), a raw backslash, ";" (path parameters, as in
 // "/..;/", which some servers strip before resolving), "%25" (double
 // encoding: "%252e" becomes "%2e" one decode later), a "%" that starts no
-// escape, and control or non-ASCII bytes, raw or percent-encoded. A refused path matches no path rule. One
-// pass, linear in the path.
+// escape, and control or non-ASCII bytes, raw or percent-encoded. A refused
+// path matches no path rule. One pass, linear in the path.
 // The same safeguards guard the resource URIs of MCP rules (resourceUriProblem).
 
 import { exceedsUtf8Bytes } from "../input/untrusted-bounds.js";
@@ -141,7 +141,8 @@ function traversalInQueryProblem(uri: string, from: number): string | undefined 
         if (byte === -1) return 'holds a "%" that is not followed by two hex digits';
         if (byte === 0x2f || byte === 0x5c) separator = 3;
         else if (byte === PERCENT) {
-          const next = hexPairValue(uri, i + 3);
+          // What "%25" makes of the two characters after it, one decode later.
+          const next = escapedByte(uri, i + 2);
           if (next === DOT || next === 0x2f || next === 0x5c) return "holds a double-encoded dot, slash or backslash";
         }
       }
@@ -153,12 +154,4 @@ function traversalInQueryProblem(uri: string, from: number): string | undefined 
     }
   }
   return undefined;
-}
-
-/** The byte two hex digits at `i` stand for (what "%25" makes of them one decode later), or -1. */
-function hexPairValue(uri: string, i: number): number {
-  if (i + 1 >= uri.length) return -1;
-  const hi = hexValue(uri.charCodeAt(i));
-  const lo = hexValue(uri.charCodeAt(i + 1));
-  return hi === -1 || lo === -1 ? -1 : hi * 16 + lo;
 }
