@@ -5,6 +5,7 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { promisify } from "node:util";
+import { credentials } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHopwarden, type Hopwarden } from "../src/main.js";
 import { silentLogger } from "../src/adapters/logging/logger.js";
@@ -128,6 +129,35 @@ const denyCases: DenyCase[] = [
   { name: "an earlier hop no rule admits", reason: "hop_not_allowed", request: () => asAgent("research", { callee: "db", path: "/query", headers: agentHeaders("research", ["planner", "research"]) }) },
   { name: "a chain that skips research on its way to db", reason: "required_hop_missing", request: () => asAgent("orchestrator", { callee: "db", path: "/health", headers: agentHeaders("orchestrator", ["orchestrator"]) }) },
 ];
+
+describe("the two ways a Check arrives", () => {
+  const spec = () => checkRequest(asAgent("research", { callee: "db", method: "GET", path: "/query?limit=1", headers: agentHeaders("research", ["orchestrator", "research"]) }));
+  const withoutId = (o: ReturnType<typeof outcome>) => ({ ...o, headers: { ...o.headers, "x-authz-decision-id": "" }, body: o.body && { ...o.body, decision_id: "" } });
+
+  it("answers a Check of the common shape straight from its HTTP/2 stream", async () => {
+    const before = hopwarden.check.directChecks();
+    expect(before).toBeTypeOf("number");
+    expect(outcome(await client.check(spec())).code).toBe(0);
+    expect(hopwarden.check.directChecks()).toBe(before! + 1);
+  });
+
+  it("answers a gzip-compressed Check through grpc-js with the same decision", async () => {
+    const gzipClient = new CheckClient(hopwarden.grpcAddress, credentials.createInsecure(), { "grpc.default_compression_algorithm": 2 });
+    try {
+      const before = hopwarden.check.directChecks();
+      const viaGrpcJs = outcome(await gzipClient.check(spec()));
+      expect(hopwarden.check.directChecks()).toBe(before);
+      const direct = outcome(await client.check(spec()));
+      expect(viaGrpcJs.code).toBe(0);
+      expect(withoutId(viaGrpcJs)).toEqual(withoutId(direct));
+      const denied = checkRequest(asAgent("research", { callee: "db", headers: agentHeaders("research", ["orchestrator", "research"], { "x-agent-subject": spiffe("orchestrator") }) }));
+      expect(withoutId(outcome(await gzipClient.check(denied)))).toEqual(withoutId(outcome(await client.check(denied))));
+      expect(outcome(await gzipClient.check(denied)).reason).toBe("subject_mismatch");
+    } finally {
+      gzipClient.close();
+    }
+  });
+});
 
 describe("deny", () => {
   for (const c of denyCases) {

@@ -1,10 +1,12 @@
-// envoy.service.auth.v3.Authorization/Check on grpc-js: decode → core pipeline
-// → CheckResponse, with the decision span and the decision sinks (audit log,
+// envoy.service.auth.v3.Authorization/Check: decode → core pipeline →
+// CheckResponse, with the decision span and the decision sinks (audit log,
 // metrics) around it. Every outcome, including a CheckRequest that does not
 // decode and an exception anywhere here, is answered with a CheckResponse;
-// grpc-js never sees a throw and Envoy never has to interpret a gRPC error.
+// the server never sees a throw and Envoy never has to interpret a gRPC error.
+// The same handler serves a call answered straight from the HTTP/2 stream
+// (direct-unary.ts) and one that went through grpc-js (check-server.ts).
 
-import type { MethodDefinition, sendUnaryData, ServerUnaryCall, ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 import type { CheckInput } from "../../core/decision/check-input.js";
 import type { Decision } from "../../core/decision/decision.js";
 import type { CheckPipeline } from "../../core/decision/check-pipeline.js";
@@ -12,19 +14,18 @@ import type { DecisionContext, DecisionSink } from "../../core/ports.js";
 import { decodeCheckRequest, undecodableCheckRequest } from "../envoy/check-request-decoder.js";
 import { encodeCheckResponse } from "../envoy/check-response-encoder.js";
 import type { DecisionTracing } from "../telemetry/decision-tracing.js";
+import type { MetadataReader } from "../telemetry/trace-parent.js";
 import type { DecisionSpanIds } from "../telemetry/decision-span.js";
 import type { Logger } from "../logging/logger.js";
 import { DecodeFailure } from "./protobuf-method.js";
 
 export const AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization";
 
-/** What the handler answers: a Decision (encoded on the wire by the serializer) or pre-encoded bytes. */
-type CheckAnswer = Decision | Buffer;
 
 // The hot path decodes straight into the core's CheckInput and encodes the
 // Decision directly (envoy/check-request-decoder.ts, check-response-encoder.ts;
 // their property tests hold them to the generated schemas).
-function checkMethod(headersRead: ReadonlySet<string>, mcpNamespace: string | undefined): MethodDefinition<CheckInput | DecodeFailure, CheckAnswer> {
+function checkMethod(headersRead: ReadonlySet<string>, mcpNamespace: string | undefined): MethodDefinition<CheckInput | DecodeFailure, Buffer> {
   return {
   path: `/${AUTHORIZATION_SERVICE}/Check`,
   requestStream: false,
@@ -39,7 +40,8 @@ function checkMethod(headersRead: ReadonlySet<string>, mcpNamespace: string | un
       return new DecodeFailure(err instanceof Error ? err.message : String(err));
     }
   },
-  responseSerialize: (answer: CheckAnswer) => (Buffer.isBuffer(answer) ? answer : encodeCheckResponse(answer)),
+  // The handler answers with the encoded CheckResponse.
+  responseSerialize: (answer: Buffer) => answer,
   responseDeserialize: () => {
     throw new Error("the Check server never deserializes responses");
   },
@@ -47,7 +49,7 @@ function checkMethod(headersRead: ReadonlySet<string>, mcpNamespace: string | un
 }
 
 /** The Check service definition; only the headers the pipeline reads are decoded, and of metadata_context only the MCP namespace (SPEC 8). */
-export function authorizationServiceDefinition(headersRead: ReadonlySet<string>, mcpNamespace?: string): ServiceDefinition {
+export function authorizationServiceDefinition(headersRead: ReadonlySet<string>, mcpNamespace?: string): ServiceDefinition & { readonly Check: MethodDefinition<CheckInput | DecodeFailure, Buffer> } {
   return { Check: checkMethod(headersRead, mcpNamespace) };
 }
 
@@ -105,7 +107,7 @@ const NO_SPAN: undefined = undefined;
 class CheckCall {
   constructor(
     readonly service: AuthorizationHandler,
-    readonly callback: sendUnaryData<CheckAnswer>,
+    readonly answer: (response: Buffer) => void,
     readonly started: number,
     readonly span: DecisionSpanIds | undefined,
     readonly request: CheckInput | DecodeFailure,
@@ -133,19 +135,24 @@ class CheckCall {
   }
 }
 
-class AuthorizationHandler {
+/** Check, whichever way the call arrived: the decoded request and the call's metadata in, the encoded CheckResponse out, always. */
+export interface CheckHandler {
+  check(request: CheckInput | DecodeFailure, metadata: MetadataReader, answer: (response: Buffer) => void): void;
+}
+
+class AuthorizationHandler implements CheckHandler {
   private readonly sinks: readonly DecisionSink[];
 
   constructor(readonly deps: AuthorizationServiceDeps) {
     this.sinks = deps.sinks ?? [];
   }
 
-  check(call: ServerUnaryCall<CheckInput | DecodeFailure, CheckAnswer>, callback: sendUnaryData<CheckAnswer>): void {
+  check(request: CheckInput | DecodeFailure, metadata: MetadataReader, answer: (response: Buffer) => void): void {
     const started = performance.now();
     let pending: CheckCall | undefined;
     try {
-      const span = this.deps.tracing?.begin(call.metadata) ?? NO_SPAN;
-      pending = new CheckCall(this, callback, started, span, call.request);
+      const span = this.deps.tracing?.begin(metadata) ?? NO_SPAN;
+      pending = new CheckCall(this, answer, started, span, request);
       const admitted = this.deps.admit?.() ?? true;
       if (admitted instanceof Promise) {
         const p = pending;
@@ -157,20 +164,20 @@ class AuthorizationHandler {
         pending.settle(pending.decideAdmitted(admitted));
       }
     } catch (err) {
-      this.failClosed(pending ?? new CheckCall(this, callback, started, NO_SPAN, call.request), err);
+      this.failClosed(pending ?? new CheckCall(this, answer, started, NO_SPAN, request), err);
     }
   }
 
   complete(call: CheckCall, decision: Decision): void {
     const { logger, tracing } = this.deps;
-    let response: CheckAnswer;
+    let response: Buffer;
     try {
       response = encodeCheckResponse(decision);
     } catch (err) {
       logger.error("encoding the CheckResponse failed; denying", { error: err, decision_id: decision.decisionId });
       response = FALLBACK_DENY;
     }
-    call.callback(null, response);
+    call.answer(response);
     try {
       const latencyMs = performance.now() - call.started;
       const span = call.span;
@@ -203,14 +210,11 @@ class AuthorizationHandler {
       const detail = err instanceof Error ? err.message : String(err);
       this.complete(call, this.deps.pipeline.denyWithoutDeciding("internal_error", `internal error while deciding: ${detail}`));
     } catch {
-      call.callback(null, FALLBACK_DENY);
+      call.answer(FALLBACK_DENY);
     }
   }
 }
 
-export function authorizationImplementation(deps: AuthorizationServiceDeps): UntypedServiceImplementation {
-  const handler = new AuthorizationHandler(deps);
-  return {
-    Check: (call: ServerUnaryCall<CheckInput | DecodeFailure, CheckAnswer>, callback: sendUnaryData<CheckAnswer>) => handler.check(call, callback),
-  };
+export function authorizationImplementation(deps: AuthorizationServiceDeps): CheckHandler {
+  return new AuthorizationHandler(deps);
 }

@@ -44,6 +44,13 @@ describe("W3C traceparent", () => {
     expect(readTraceParent(metadata({ traceparent: `00-${TRACE}-${SPAN}-01`, tracestate: "a=".padEnd(600, "b") }))?.traceState).toBeUndefined();
     expect(readTraceParent(metadata({ traceparent: [`00-${TRACE}-${SPAN}-01`, `00-${TRACE}-${SPAN}-01`] }))).toBeUndefined();
   });
+
+  it("drops a tracestate that is not printable ASCII (the direct route does not filter headers as grpc-js's Metadata does)", () => {
+    for (const tracestate of ["a=caf\u00e9", "a=b\u0000c", "a=b\tc"]) {
+      expect(readTraceParent(metadata({ traceparent: `00-${TRACE}-${SPAN}-01`, tracestate }))?.traceState).toBeUndefined();
+    }
+    expect(readTraceParent(metadata({ traceparent: `00-${TRACE}-${SPAN}-01`, tracestate: "a=b,c=d e" }))?.traceState).toBe("a=b,c=d e");
+  });
 });
 
 describe("B3", () => {

@@ -22,6 +22,7 @@ export interface MetadataReader {
 }
 
 const MAX_TRACESTATE_LENGTH = 512;
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
 function isLowerHex(value: string, start: number, end: number): boolean {
   for (let i = start; i < end; i++) {
@@ -83,7 +84,8 @@ export function readTraceParent(metadata: MetadataReader): TraceParent | undefin
     const parsed = parseTraceparent(traceparent);
     if (parsed !== undefined) {
       const state = first(metadata, "tracestate");
-      const traceState = state !== undefined && state.length > 0 && state.length <= MAX_TRACESTATE_LENGTH ? state : undefined;
+      // W3C tracestate is printable ASCII; grpc-js's Metadata drops anything else, and so do we on every path.
+      const traceState = state !== undefined && state.length > 0 && state.length <= MAX_TRACESTATE_LENGTH && PRINTABLE_ASCII.test(state) ? state : undefined;
       return { ...parsed, traceState };
     }
   }
