@@ -18,6 +18,7 @@ import { reasonOf, type CallerBinding, type Decision } from "../../core/decision
 import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
 import type { DecisionContext } from "../../core/ports.js";
 import { boundText, boundTextList, DEFAULT_TEXT_LIMIT_BYTES } from "../text/bounded-text.js";
+import { SHORT_TEXT_CHARS } from "../text/latin1-bytes.js";
 import { AUDIT_CHAIN_BOUNDS, AUDIT_HOPS_BOUNDS, boundHops, type AuditHop } from "./audit-record.js";
 
 /** A UTF-16 code unit never takes more than 3 UTF-8 bytes: a string whose length × 3 fits a bound fits it in bytes. */
@@ -132,6 +133,25 @@ export class AuditRecordEncoder {
 
   /** A JSON string literal. */
   private string(value: string): void {
+    const n = value.length;
+    if (n <= SHORT_TEXT_CHARS) {
+      // Checked and copied in one pass; pos moves only if every character is plain.
+      this.room(n + 2);
+      const slab = this.slab;
+      let p = this.pos;
+      slab[p++] = QUOTE;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = value.charCodeAt(i);
+        if (c < 0x20 || c > 0x7e || c === QUOTE || c === BACKSLASH) break;
+        slab[p++] = c;
+      }
+      if (i === n) {
+        slab[p++] = QUOTE;
+        this.pos = p;
+        return;
+      }
+    }
     if (PLAIN_JSON_TEXT.test(value)) {
       this.room(value.length + 2);
       const slab = this.slab;
@@ -155,8 +175,17 @@ export class AuditRecordEncoder {
 
   /** Text known to be ASCII: keys, punctuation, numbers, ids this service made. */
   private ascii(value: string): void {
-    this.room(value.length);
-    this.pos += this.slab.write(value, this.pos, "latin1");
+    const n = value.length;
+    this.room(n);
+    if (n > SHORT_TEXT_CHARS) {
+      this.pos += this.slab.write(value, this.pos, "latin1");
+      return;
+    }
+    // Byte by byte: see latin1-bytes.ts.
+    const slab = this.slab;
+    let p = this.pos;
+    for (let i = 0; i < n; i++) slab[p++] = value.charCodeAt(i);
+    this.pos = p;
   }
 
   private bytes(value: Buffer): void {
@@ -182,6 +211,7 @@ const PLAIN_JSON_TEXT = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 // eslint-disable-next-line no-control-regex -- control characters are exactly what JSON must escape
 const UNESCAPED_JSON_TEXT = /^[^\x00-\x1f"\\\ud800-\udfff]*$/;
 const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
 /** The part of toISOString up to the second, for the second last written (see AuditRecordEncoder.time). */
 let cachedSecond = Number.NaN;
 let cachedPrefix = "";

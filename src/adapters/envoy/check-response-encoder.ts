@@ -13,6 +13,7 @@ import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
 import { REASON_STATUS } from "../../core/reasons.js";
 import { WireWriter } from "../protobuf/wire.js";
 import { boundText } from "../text/bounded-text.js";
+import { writeLatin1 } from "../text/latin1-bytes.js";
 import { denialBody, OVERWRITE_IF_EXISTS_OR_ADD, REASON_HEADER, VERIFIED_HEADERS } from "./check-response-fields.js";
 
 function header(w: WireWriter, field: number, key: string, value: string): void {
@@ -76,8 +77,9 @@ function templatableId(id: string): boolean {
 function fromTemplate(t: AllowTemplate, id: string): Buffer {
   const out = Buffer.allocUnsafe(t.bytes.length);
   t.bytes.copy(out);
-  out.write(id, t.idAt[0], t.idLength, "latin1");
-  out.write(id, t.idAt[1], t.idLength, "latin1");
+  // templatableId: the id is ASCII of the template's length.
+  writeLatin1(out, t.idAt[0], id);
+  writeLatin1(out, t.idAt[1], id);
   return out;
 }
 

@@ -30,6 +30,25 @@ describe("WireWriter.hexBytes", () => {
   });
 });
 
+describe("WireWriter.string", () => {
+  it("writes a string field as UTF-8 with its byte length, short ASCII and everything else alike (property)", () => {
+    const text = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: "grapheme", maxLength: 40 }), fc.string({ unit: fc.constantFrom(..."ab\u007f\u0080\u00e9\ud83d"), maxLength: 40 }));
+    fc.assert(
+      fc.property(text, fc.integer({ min: 1, max: 64 }), (value, initial) => {
+        const w = new WireWriter(initial);
+        w.string(2, value);
+        const utf8 = Buffer.from(value, "utf8");
+        const r = new WireReader(w.finish());
+        expect(r.tag()).toBe((2 << 3) | 2);
+        const [start, end] = r.lengthDelimited();
+        expect(w.finish().subarray(start, end)).toEqual(utf8);
+        expect(end).toBe(w.finish().length);
+      }),
+      { numRuns: 2000, seed: 11 },
+    );
+  });
+});
+
 describe("WireReader lengths and tags", () => {
   /** A varint of `value` (a bigint, any size). */
   const varint = (value: bigint): number[] => {

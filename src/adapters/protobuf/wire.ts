@@ -9,6 +9,7 @@
 
 import { isUtf8 } from "node:buffer";
 import { HopwardenError } from "../../core/errors.js";
+import { SHORT_TEXT_CHARS, writeLatin1 } from "../text/latin1-bytes.js";
 
 export const WireType = { VARINT: 0, I64: 1, LEN: 2, I32: 5 } as const;
 
@@ -175,6 +176,11 @@ export function decodedWhole(text: string, buf: Buffer, start: number, end: numb
   return !text.includes("\uFFFD") || isUtf8(buf.subarray(start, end));
 }
 
+function isAscii(value: string): boolean {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
 /** The value of one hex digit (either case), or -1. */
 function hexDigit(c: number): number {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;
@@ -236,6 +242,15 @@ export class WireWriter {
   }
 
   string(field: number, value: string): this {
+    const n = value.length;
+    if (n <= SHORT_TEXT_CHARS && isAscii(value)) {
+      // Byte by byte (latin1-bytes.ts): ids, keys, methods, short paths.
+      this.tag(field, WireType.LEN);
+      this.rawVarint(n);
+      this.ensure(n);
+      this.len += writeLatin1(this.buf, this.len, value);
+      return this;
+    }
     const bytes = Buffer.byteLength(value);
     this.tag(field, WireType.LEN);
     this.rawVarint(bytes);
