@@ -16,8 +16,10 @@ import { ServingStatus } from "../src/adapters/grpc/health-service.js";
 import { CachingCertificateParser } from "../src/adapters/x509/certificate-parser.js";
 import { UlidGenerator } from "../src/adapters/ids/ulid.js";
 import { CheckPipeline } from "../src/core/decision/check-pipeline.js";
-import type { DelegationTokenVerifier } from "../src/core/ports.js";
+import type { DecisionSink, DelegationTokenVerifier } from "../src/core/ports.js";
+import type { Decision } from "../src/core/decision/decision.js";
 import type { TokenCheckRequest, TokenCheckResult } from "../src/core/decision/token-check.js";
+import { CheckRequestSchema } from "../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { HealthCheckRequestSchema, HealthCheckResponseSchema, type HealthCheckResponse } from "../src/gen/grpc/health/v1/health_pb.js";
 import { CheckClient, outcome } from "./support/check-client.js";
 import { writeTestPolicy, type TokensSpec } from "./support/policies.js";
@@ -50,11 +52,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startWithHeldTokens(): Promise<{ hopwarden: Hopwarden; verifier: HeldVerifier }> {
+async function startWithHeldTokens(sinks: DecisionSink[] = []): Promise<{ hopwarden: Hopwarden; verifier: HeldVerifier }> {
   const verifier = new HeldVerifier();
   const { dir, file } = await writeTestPolicy({ tokens: TOKENS });
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const hopwarden = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false, tokens: verifier });
+  const hopwarden = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false, tokens: verifier, sinks });
   cleanups.push(async () => {
     verifier.finish();
     await hopwarden.shutdown(1000);
@@ -98,8 +100,11 @@ describe("graceful shutdown", () => {
   it("lets a Check in flight finish with its CheckResponse", async () => {
     const { hopwarden, verifier } = await startWithHeldTokens();
     const c = client(hopwarden.grpcAddress);
+    const direct = hopwarden.check.directChecks()!;
     const inFlight = c.check(researchCallsDb({ "x-agent-delegation-token": unverifiableToken() }));
     await verifier.entered;
+    // The drain below is the direct route's (direct-unary.ts), not only grpc-js's.
+    expect(hopwarden.check.directChecks()).toBe(direct + 1);
 
     const stopped = hopwarden.shutdown(10_000);
     let stoppedYet = false;
@@ -113,6 +118,31 @@ describe("graceful shutdown", () => {
     expect(o.code).toBe(0);
     expect(o.headers["x-agent-verified-on-behalf-of"]).toBe(PERSON);
     await stopped;
+  });
+
+  it("still decides and records a Check whose client gave up before the answer", async () => {
+    const recorded: Decision[] = [];
+    const { hopwarden, verifier } = await startWithHeldTokens([{ record: (d) => recorded.push(d) }]);
+    const raw = new Client(hopwarden.grpcAddress, credentials.createInsecure());
+    cleanups.push(() => raw.close());
+    const gaveUp = new Promise<ServiceError | null>((resolve) => {
+      raw.makeUnaryRequest(
+        "/envoy.service.auth.v3.Authorization/Check",
+        (m: ReturnType<typeof researchCallsDb>) => Buffer.from(toBinary(CheckRequestSchema, m)),
+        (b: Buffer) => b,
+        researchCallsDb({ "x-agent-delegation-token": unverifiableToken() }),
+        new Metadata(),
+        { deadline: Date.now() + 300 },
+        (err: ServiceError | null) => resolve(err),
+      );
+    });
+    await verifier.entered;
+    expect((await gaveUp)?.code).toBe(GrpcStatus.DEADLINE_EXCEEDED);
+    expect(recorded).toHaveLength(0);
+    verifier.finish();
+    await expect.poll(() => recorded.length).toBe(1);
+    expect(recorded[0]).toMatchObject({ allowed: true, onBehalfOf: PERSON });
+    expect(hopwarden.check.directChecks()).toBe(1);
   });
 
   it("reports NOT_SERVING as soon as shutdown begins, while a Check drains", async () => {

@@ -4,7 +4,7 @@
 // half-read or merged message.
 
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
-import { Client, credentials, Metadata, Server, ServerCredentials, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
+import { Client, credentials, Metadata, Server, ServerCredentials, ServerInterceptingCall, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { answerDirectly, framingProblem, isCommonShape, type DirectRoute } from "./direct-unary.js";
 import type { MetadataReader } from "../telemetry/trace-parent.js";
@@ -147,12 +147,32 @@ describe("the direct route", () => {
     expect(seen.length).toBe(calls);
   });
 
-  it("refuses a body over the limit while it is still arriving, and stops reading it", async () => {
+  it("refuses a body over the limit while it is still arriving", async () => {
     const calls = seen.length;
     const result = await raw(frame(Buffer.alloc(64 * 1024, 1)));
     expect(result.grpcStatus).toBe(String(GrpcStatus.RESOURCE_EXHAUSTED));
     expect(decodeURIComponent(result.grpcMessage!)).toBe(`request message larger than ${MAX} bytes`);
     expect(seen.length).toBe(calls);
+  });
+
+  // The client never ends its side: only the server's reset closes the stream.
+  it.each([
+    ["a body past the limit", frame(Buffer.alloc(2 * MAX, 1)).subarray(0, MAX + 100)],
+    ["a declared length past the limit, at the prefix", Buffer.from([0, 0, 0, 0x10, 0])],
+  ])("resets the stream on %s without waiting for the rest", async (_name, bytes) => {
+    const session = connect(`http://${address}`);
+    try {
+      const req = session.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers" }, { endStream: false });
+      req.on("error", () => undefined);
+      let grpcStatus: unknown;
+      req.on("response", (h) => (grpcStatus = h["grpc-status"]));
+      req.write(bytes);
+      await new Promise((r) => req.on("close", r));
+      expect(grpcStatus).toBe(String(GrpcStatus.RESOURCE_EXHAUSTED));
+      expect(req.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+    } finally {
+      session.close();
+    }
   });
 
   it("leaves other content types, methods and paths to grpc-js", async () => {
@@ -178,6 +198,37 @@ describe("the direct route", () => {
       expect((await raw(frame(Buffer.from("next")), {}, session)).body).toEqual(frame(Buffer.from("echo:next")));
     } finally {
       session.close();
+    }
+  });
+});
+
+describe("a held call and grpc-js's idle timeout", () => {
+  it("counts a direct call as an open stream, so an idle session is not closed under it", async () => {
+    const idle = new Server({ "grpc.enable_channelz": 0, "grpc.max_connection_idle_ms": 200 });
+    const held: ((response: Buffer) => void)[] = [];
+    answerDirectly(idle, { path: PATH, maxMessageBytes: MAX, decode: identity, handle: (request, _md, reply) => (request[0] === 0x77 ? held.push(reply) : reply(request)) });
+    const port = await new Promise<number>((resolve, reject) => idle.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    const session = connect(`http://127.0.0.1:${port}`);
+    try {
+      const call = (body: Buffer) =>
+        new Promise<Buffer>((resolve, reject) => {
+          const req = session.request({ ":method": "POST", ":path": PATH, "content-type": "application/grpc", te: "trailers" });
+          const chunks: Buffer[] = [];
+          req.on("data", (c: Buffer) => chunks.push(c));
+          req.on("close", () => resolve(Buffer.concat(chunks)));
+          req.on("error", reject);
+          req.end(frame(body));
+        });
+      const first = call(Buffer.from("wait"));
+      await expect.poll(() => held.length).toBe(1);
+      // Well past the idle timeout, with the call still open.
+      await new Promise((r) => setTimeout(r, 600));
+      held[0]!(Buffer.from("late"));
+      expect(await first).toEqual(frame(Buffer.from("late")));
+      expect(await call(Buffer.from("again"))).toEqual(frame(Buffer.from("again")));
+    } finally {
+      session.close();
+      idle.forceShutdown();
     }
   });
 });
@@ -209,6 +260,11 @@ describe("framingProblem", () => {
 });
 
 describe("answerDirectly", () => {
+  it("hooks nothing on a server with interceptors, which only grpc-js's way runs", () => {
+    const intercepted = new Server({ "grpc.enable_channelz": 0, interceptors: [(_method, call) => new ServerInterceptingCall(call)] });
+    expect(answerDirectly(intercepted, { path: PATH, maxMessageBytes: MAX, decode: identity, handle: answer })).toBeUndefined();
+  });
+
   it("hooks nothing where grpc-js has no per-stream handler", () => {
     const notGrpcJs = {} as Server;
     expect(answerDirectly(notGrpcJs, { path: PATH, maxMessageBytes: MAX, decode: identity, handle: answer })).toBeUndefined();

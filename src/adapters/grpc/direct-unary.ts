@@ -48,10 +48,12 @@ export interface DirectRoute {
 
 type StreamHandler = (this: Server, extraInterceptors: unknown, stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
 
-/** The two private members of grpc-js's Server the hook needs. */
+/** The private members of grpc-js's Server the hook needs. */
 interface ServerInternals {
   _streamHandler?: StreamHandler;
   onStreamOpened?: (this: Server, stream: ServerHttp2Stream) => void;
+  /** The server's own interceptors (options.interceptors). */
+  interceptors?: readonly unknown[];
 }
 
 /** gRPC's length-prefixed message: a compressed flag byte and a 4-byte big-endian length. */
@@ -59,16 +61,18 @@ const PREFIX_BYTES = 5;
 
 /**
  * Hooks `method` into `server` before it binds. Returns undefined when this
- * grpc-js has no per-stream handler to hook (every call then goes grpc-js's way).
+ * grpc-js has no per-stream handler to hook, or when the server has
+ * interceptors, which only grpc-js's way runs (every call then goes that way).
  */
 export function answerDirectly<Request>(server: Server, method: DirectUnaryMethod<Request>): DirectRoute | undefined {
   const internals = server as unknown as ServerInternals;
   const general = internals._streamHandler;
   const opened = internals.onStreamOpened;
-  if (typeof general !== "function") return undefined;
+  if (typeof general !== "function" || (internals.interceptors?.length ?? 0) > 0) return undefined;
   const route = { served: 0 };
   internals._streamHandler = function (this: Server, extraInterceptors, stream, headers) {
-    if (headers[constants.HTTP2_HEADER_PATH] !== method.path || !isCommonShape(headers)) {
+    // Interceptors that credentials bring (createServerCredentialsWithInterceptors) are grpc-js's to run, too.
+    if (headers[constants.HTTP2_HEADER_PATH] !== method.path || !isCommonShape(headers) || hasItems(extraInterceptors)) {
       general.call(this, extraInterceptors, stream, headers);
       return;
     }
@@ -98,16 +102,17 @@ function serveStream<Request>(stream: ServerHttp2Stream, headers: IncomingHttpHe
   let refused = false;
   stream.on("data", (chunk: Buffer) => {
     if (refused) return;
+    const before = received;
     received += chunk.length;
-    if (received > limit) {
+    chunks.push(chunk);
+    // Too much, or (as soon as the prefix is in) a declared length over the limit: no need to wait for the rest.
+    if (received > limit || (before < PREFIX_BYTES && received >= PREFIX_BYTES && declaredLength(chunks) > method.maxMessageBytes)) {
       refused = true;
       chunks.length = 0;
       refuse(stream, GrpcStatus.RESOURCE_EXHAUSTED, `request message larger than ${method.maxMessageBytes} bytes`);
-      // The client is still sending: a reset stops it (RFC 9113 8.1 allows it once the response is complete).
+      // The client may still be sending: a reset stops it (RFC 9113 8.1 allows it once the response is complete).
       stream.close(constants.NGHTTP2_NO_ERROR);
-      return;
     }
-    chunks.push(chunk);
   });
   stream.once("end", () => {
     if (refused) return;
@@ -117,9 +122,26 @@ function serveStream<Request>(stream: ServerHttp2Stream, headers: IncomingHttpHe
       refuse(stream, problem.code, problem.message);
       return;
     }
-    const request = method.decode(body.subarray(PREFIX_BYTES));
-    method.handle(request, new Http2HeadersMetadata(headers), (response) => respond(stream, response));
+    try {
+      const request = method.decode(body.subarray(PREFIX_BYTES));
+      method.handle(request, new Http2HeadersMetadata(headers), (response) => respond(stream, response));
+    } catch {
+      // Neither throws by contract; if one does, the call fails as grpc-js fails it (UNKNOWN), and no
+      // exception escapes into node:http2's event, which would end the process and every call in flight.
+      refuse(stream, GrpcStatus.UNKNOWN, "the server failed to answer");
+    }
   });
+}
+
+/** The message length the prefix declares; the chunks hold at least its 5 bytes. */
+function declaredLength(chunks: readonly Buffer[]): number {
+  const first = chunks[0]!;
+  const prefix = first.length >= PREFIX_BYTES ? first : Buffer.concat(chunks).subarray(0, PREFIX_BYTES);
+  return prefix.readUInt32BE(1);
+}
+
+function hasItems(list: unknown): boolean {
+  return Array.isArray(list) && list.length > 0;
 }
 
 /** Why a request body is not exactly one uncompressed message within the limit. */

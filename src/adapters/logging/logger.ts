@@ -22,8 +22,15 @@ export function createLogger(level: LogLevel = "info", write: (line: string) => 
   const threshold = ORDER[level];
   const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     if (ORDER[lvl] < threshold) return;
-    const record = { time: new Date().toISOString(), level: lvl, msg, ...base, ...fields };
-    write(`${JSON.stringify(record, errorReplacer)}\n`);
+    const time = new Date().toISOString();
+    let line: string;
+    try {
+      line = JSON.stringify({ time, level: lvl, msg, ...base, ...fields }, errorReplacer);
+    } catch (err) {
+      // A field JSON cannot write (a cycle, a throwing getter): the line is kept, without the fields. A logger never throws into its caller.
+      line = JSON.stringify({ time, level: lvl, msg, ...base, log_fields_error: err instanceof Error ? err.message : "unwritable fields" });
+    }
+    write(`${line}\n`);
   };
   return {
     level,
