@@ -18,7 +18,7 @@ import { reasonOf, type CallerBinding, type Decision } from "../../core/decision
 import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
 import type { DecisionContext } from "../../core/ports.js";
 import { boundText, boundTextList, DEFAULT_TEXT_LIMIT_BYTES } from "../text/bounded-text.js";
-import { SHORT_TEXT_CHARS } from "../text/latin1-bytes.js";
+import { SHORT_TEXT_CHARS, writeLatin1 } from "../text/latin1-bytes.js";
 import { AUDIT_CHAIN_BOUNDS, AUDIT_HOPS_BOUNDS, boundHops, type AuditHop } from "./audit-record.js";
 
 /** A UTF-16 code unit never takes more than 3 UTF-8 bytes: a string whose length × 3 fits a bound fits it in bytes. */
@@ -175,17 +175,8 @@ export class AuditRecordEncoder {
 
   /** Text known to be ASCII: keys, punctuation, numbers, ids this service made. */
   private ascii(value: string): void {
-    const n = value.length;
-    this.room(n);
-    if (n > SHORT_TEXT_CHARS) {
-      this.pos += this.slab.write(value, this.pos, "latin1");
-      return;
-    }
-    // Byte by byte: see latin1-bytes.ts.
-    const slab = this.slab;
-    let p = this.pos;
-    for (let i = 0; i < n; i++) slab[p++] = value.charCodeAt(i);
-    this.pos = p;
+    this.room(value.length);
+    this.pos += writeLatin1(this.slab, this.pos, value);
   }
 
   private bytes(value: Buffer): void {

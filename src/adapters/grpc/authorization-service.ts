@@ -21,7 +21,6 @@ import { DecodeFailure } from "./protobuf-method.js";
 
 export const AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization";
 
-
 // The hot path decodes straight into the core's CheckInput and encodes the
 // Decision directly (envoy/check-request-decoder.ts, check-response-encoder.ts;
 // their property tests hold them to the generated schemas).
