@@ -174,7 +174,11 @@ function respond(stream: ServerHttp2Stream, response: Buffer): void {
 }
 
 function sendOkTrailers(this: ServerHttp2Stream): void {
-  this.sendTrailers({ "grpc-status": "0", "grpc-message": "OK" });
+  try {
+    this.sendTrailers({ "grpc-status": "0", "grpc-message": "OK" });
+  } catch {
+    // The stream was destroyed after its data went out: the client is gone.
+  }
 }
 
 /** A trailers-only gRPC error. */
@@ -191,7 +195,7 @@ function ignore(): void {}
 
 const NONE: readonly string[] = [];
 
-/** The call's metadata as grpc-js's Metadata.get gives it, read from the HTTP/2 headers without copying them. */
+/** The call's text metadata as grpc-js's Metadata.get gives it, read from the HTTP/2 headers without copying them. */
 class Http2HeadersMetadata implements MetadataReader {
   constructor(private readonly headers: IncomingHttpHeaders) {}
 
