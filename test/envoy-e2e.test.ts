@@ -139,6 +139,7 @@ describe("front proxy → hopwarden → agents", () => {
 
   it("forwards an allowed 3-hop chain with the verified headers, replacing the caller's copies", async () => {
     const before = db!.requests.length;
+    const direct = hopwarden!.check.directChecks()!;
     const response = await call({
       ...allowedHop,
       headers: {
@@ -171,6 +172,8 @@ describe("front proxy → hopwarden → agents", () => {
     });
     // Envoy's SANITIZE_SET XFCC names the verified caller to the agent.
     expect(seen.headers["x-forwarded-client-cert"]).toContain(`URI=${spiffe("research")}`);
+    // Envoy's ext_authz client sends the common shape: its Check was answered straight from the HTTP/2 stream.
+    expect(hopwarden!.check.directChecks()).toBe(direct + 1);
   });
 
   it("does not take a forged x-agent-verified-subject for the subject header", async () => {
