@@ -177,6 +177,10 @@ export async function startHopwarden(options: HopwardenOptions): Promise<Hopward
     }),
   });
 
+  if (check.directChecks() === undefined) {
+    // Same answers, more CPU a call: worth knowing before a load test finds it (src/adapters/grpc/direct-unary.ts).
+    logger.warn("every Check goes through grpc-js's general path: this grpc-js cannot be hooked to answer Check from the HTTP/2 stream", { event: "check_direct_route_off" });
+  }
   const reload = (trigger = "admin") => policies.reload(trigger);
   let admin: RunningAdminServer | undefined;
   if (options.adminListen !== undefined) {
