@@ -13,7 +13,7 @@ import { DecisionShapeCache } from "../cache/decision-shape-cache.js";
 import { REASON_STATUS } from "../../core/reasons.js";
 import { WireWriter } from "../protobuf/wire.js";
 import { boundText } from "../text/bounded-text.js";
-import { writeLatin1 } from "../text/latin1-bytes.js";
+import { isAscii, writeLatin1 } from "../text/latin1-bytes.js";
 import { denialBody, OVERWRITE_IF_EXISTS_OR_ADD, REASON_HEADER, VERIFIED_HEADERS } from "./check-response-fields.js";
 
 function header(w: WireWriter, field: number, key: string, value: string): void {
@@ -69,9 +69,7 @@ export function encodeCheckResponse(d: Decision): Buffer {
 
 /** ASCII (one byte a character in UTF-8) and long enough to find again. */
 function templatableId(id: string): boolean {
-  if (id.length < MIN_TEMPLATE_ID_LENGTH) return false;
-  for (let i = 0; i < id.length; i++) if (id.charCodeAt(i) > 0x7f) return false;
-  return true;
+  return id.length >= MIN_TEMPLATE_ID_LENGTH && isAscii(id);
 }
 
 function fromTemplate(t: AllowTemplate, id: string): Buffer {

@@ -9,7 +9,7 @@
 
 import { isUtf8 } from "node:buffer";
 import { HopwardenError } from "../../core/errors.js";
-import { SHORT_TEXT_CHARS, writeLatin1 } from "../text/latin1-bytes.js";
+import { isAscii, SHORT_TEXT_CHARS, writeLatin1 } from "../text/latin1-bytes.js";
 
 export const WireType = { VARINT: 0, I64: 1, LEN: 2, I32: 5 } as const;
 
@@ -174,11 +174,6 @@ export function utf8Text(buf: Buffer, start: number, end: number, what: string, 
 export function decodedWhole(text: string, buf: Buffer, start: number, end: number): boolean {
   // Decoding replaces every invalid sequence with U+FFFD: only then is the slower exact check needed.
   return !text.includes("\uFFFD") || isUtf8(buf.subarray(start, end));
-}
-
-function isAscii(value: string): boolean {
-  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false;
-  return true;
 }
 
 /** The value of one hex digit (either case), or -1. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SHORT_TEXT_CHARS, writeLatin1 } from "./latin1-bytes.js";
+import { isAscii, SHORT_TEXT_CHARS, writeLatin1 } from "./latin1-bytes.js";
 
 describe("writeLatin1", () => {
   it.each([0, 1, SHORT_TEXT_CHARS - 1, SHORT_TEXT_CHARS, SHORT_TEXT_CHARS + 1, 200])("writes %i characters exactly as Buffer.write(latin1) does", (length) => {
@@ -9,5 +9,15 @@ describe("writeLatin1", () => {
     const theirs = Buffer.alloc(length + 8, 0xee);
     expect(writeLatin1(ours, 3, text)).toBe(theirs.write(text, 3, "latin1"));
     expect(ours).toEqual(theirs);
+  });
+});
+
+describe("isAscii", () => {
+  it("is true exactly when every character is below 0x80", () => {
+    expect(isAscii("")).toBe(true);
+    expect(isAscii("01JBENCH\u007f")).toBe(true);
+    expect(isAscii("caf\u00e9")).toBe(false);
+    expect(isAscii("\u0080")).toBe(false);
+    expect(isAscii("a\ud83d")).toBe(false);
   });
 });

@@ -19,3 +19,9 @@ export function writeLatin1(target: Buffer, at: number, text: string): number {
   for (let i = 0; i < n; i++) target[at + i] = text.charCodeAt(i);
   return n;
 }
+
+/** Every character is ASCII: its latin1 bytes are its UTF-8 bytes. */
+export function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
