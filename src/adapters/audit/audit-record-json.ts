@@ -151,8 +151,8 @@ export class AuditRecordEncoder {
         this.pos = p;
         return;
       }
-    }
-    if (PLAIN_JSON_TEXT.test(value)) {
+      // Not plain: the loop has shown what PLAIN_JSON_TEXT would, so on to the escapes.
+    } else if (PLAIN_JSON_TEXT.test(value)) {
       this.room(value.length + 2);
       const slab = this.slab;
       slab[this.pos++] = QUOTE;
