@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHopwarden, type Hopwarden } from "../src/main.js";
 import { readPolicyFile, PolicyFileError } from "../src/adapters/config/policy-store.js";
-import { silentLogger } from "../src/adapters/logging/logger.js";
+import { captureLogger, type CapturedLogger } from "./support/audit-fixtures.js";
 import { createTestPki, spiffe, type TestPki } from "./support/pki.js";
 import { writeTestPolicy } from "./support/policies.js";
 import { CheckClient, checkRequest, outcome } from "./support/check-client.js";
@@ -17,6 +17,7 @@ let dir: string;
 let file: string;
 let hopwarden: Hopwarden;
 let client: CheckClient;
+let log: CapturedLogger;
 
 const researchCallsDb = () =>
   checkRequest({
@@ -34,7 +35,8 @@ beforeAll(async () => {
   await writeFile(join(dir, "ca.pem"), pki.ca.certPem);
   const text = (await import("node:fs/promises")).readFile(file, "utf8");
   await writeFile(file, (await text).replace("revoked:\n", "revoked:\n  crl: crl.pem\n  crlIssuer: ca.pem\n"));
-  hopwarden = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", logger: silentLogger, tracing: false, watchPolicy: false });
+  log = captureLogger();
+  hopwarden = await startHopwarden({ policyFile: file, listen: "127.0.0.1:0", logger: log.logger, tracing: false, watchPolicy: false });
   client = new CheckClient(hopwarden.grpcAddress);
 });
 
@@ -56,6 +58,8 @@ describe("revocation from a CRL", () => {
     expect(reload.ok).toBe(true);
     expect(reload.changed).toBe(true);
     expect(outcome(await client.check(researchCallsDb())).code).toBe(0);
+    // A new CRL under the same policy version is routine: no warning about the version.
+    expect(log.events("policy_version_unchanged")).toEqual([]);
   });
 
   it("refuses a CRL signed by another CA, keeping the last good policy", async () => {

@@ -180,6 +180,30 @@ describe("hot reload of the policy file", () => {
     expect(await decisionOf(client)).toBe("hop_not_allowed");
   });
 
+  // Decisions name their policy by version: one version for two rule sets leaves an auditor guessing.
+  it("warns when an edit changes the rules but keeps the version, not when only a comment changed or the version moved", async () => {
+    const dir = await tempDir();
+    const file = join(dir, "policy.yaml");
+    await writeFile(file, testPolicyYaml({ version: "v1" }));
+    const { hopwarden, client, log } = await serve(file, { watchPolicy: false });
+    const versionUnchanged = () => log.events("policy_version_unchanged");
+
+    // A comment added is a new file, reloaded, but the same rules: no warning.
+    await writeFile(file, `${testPolicyYaml({ version: "v1" })}\n# reviewed 2026-12-06\n`);
+    expect(await hopwarden.reload("test")).toMatchObject({ ok: true, changed: true, version: "v1" });
+    expect(versionUnchanged()).toHaveLength(0);
+
+    await writeFile(file, policyWithoutResearchToDb({ version: "v1" }));
+    expect(await hopwarden.reload("test")).toMatchObject({ ok: true, changed: true, version: "v1" });
+    expect(await decisionOf(client)).toBe("hop_not_allowed");
+    expect(versionUnchanged()).toHaveLength(1);
+    expect(versionUnchanged()[0]).toMatchObject({ level: "warn", version: "v1", file });
+
+    await writeFile(file, testPolicyYaml({ version: "v2" }));
+    expect(await hopwarden.reload("test")).toMatchObject({ ok: true, changed: true, version: "v2" });
+    expect(versionUnchanged()).toHaveLength(1);
+  });
+
   it("records the reloaded policy version in the decision's metadata and span", async () => {
     const dir = await tempDir();
     const file = join(dir, "policy.yaml");

@@ -59,6 +59,11 @@ export interface PolicyFileRead {
    * read must still look changed to the next poll or event.
    */
   readonly sourcesSha256: string;
+  /**
+   * The digest of the parsed document, not of the CRL it names: what its
+   * `version:` names. An edit of comments or layout leaves it as it was.
+   */
+  readonly documentSha256: string;
 }
 
 function digestOf(contents: readonly Buffer[]): string {
@@ -75,7 +80,8 @@ export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
   const result = loadPolicyText(text.text, file);
   if (!result.ok) throw new PolicyFileError(file, result.errors);
   const crlPath = result.document.revoked?.crl;
-  if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings, sources: [resolve(file)], sourcesSha256: digestOf([bytes]) };
+  const documentSha256 = createHash("sha256").update(JSON.stringify(result.document)).digest("hex");
+  if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings, sources: [resolve(file)], sourcesSha256: digestOf([bytes]), documentSha256 };
 
   const dir = dirname(resolve(file));
   const crlBytes = await readOrFail(resolve(dir, crlPath), "revoked.crl", file);
@@ -95,7 +101,7 @@ export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
   const sha256 = createHash("sha256").update(text.text).update("\u0000").update(crlBytes).update("\u0000").update(issuerBytes ?? "").digest("hex");
   const sources = [resolve(file), resolve(dir, crlPath), ...(issuerPath === undefined ? [] : [resolve(dir, issuerPath)])];
   const sourcesSha256 = digestOf([bytes, crlBytes, ...(issuerBytes === undefined ? [] : [issuerBytes])]);
-  return { policy: compilePolicy(result.document, sha256, crl.serials), warnings, sources, sourcesSha256 };
+  return { policy: compilePolicy(result.document, sha256, crl.serials), warnings, sources, sourcesSha256, documentSha256 };
 }
 
 /**
@@ -127,6 +133,7 @@ export class PolicyStore implements PolicySource {
   /** The files the policy in force was read from, and a digest of their bytes then. */
   private sources: readonly string[] = [];
   private sourcesSha256: string | undefined;
+  private documentSha256: string | undefined;
   readonly file: string;
 
   constructor(
@@ -157,6 +164,7 @@ export class PolicyStore implements PolicySource {
   private remember(read: PolicyFileRead): void {
     this.sources = read.sources;
     this.sourcesSha256 = read.sourcesSha256;
+    this.documentSha256 = read.documentSha256;
   }
 
   /** Installs a policy that was loaded elsewhere (a worker receiving it from the primary). */
@@ -202,12 +210,23 @@ export class PolicyStore implements PolicySource {
       }
       const read = await readPolicyFile(this.file);
       const { policy, warnings } = read;
+      const previousDocumentSha256 = this.documentSha256;
       this.remember(read);
       const previous = this.policy;
       const changed = previous === undefined || previous.sha256 !== policy.sha256;
       if (changed) {
         this.install(policy);
         this.logger.info("policy loaded", { file: this.file, version: policy.version, sha256: policy.sha256, trigger, warnings });
+        // Decisions name their policy by version, so two rule sets under one version leave an auditor unable to
+        // tell which decided. A new CRL, or a comment edited, under the same version is routine: no warning.
+        if (previous?.version === policy.version && previousDocumentSha256 !== read.documentSha256) {
+          this.logger.warn("the policy file changed but its version did not: decisions under the old and the new rules record the same policy_version; give each edit its own version", {
+            event: "policy_version_unchanged",
+            file: this.file,
+            version: policy.version,
+            sha256: policy.sha256,
+          });
+        }
       }
       outcome = { ok: true, changed, version: policy.version, errors: [] };
       this.lastRefusal = "";
