@@ -28,24 +28,52 @@ export interface PolicyStoreEvents {
   onReload?(outcome: ReloadOutcome): void;
 }
 
+/** What a read found of the files it refused: their paths, and a digest of their bytes (or of why one could not be read). */
+export interface RefusedSources {
+  readonly paths: readonly string[];
+  readonly sha256: string;
+}
+
 /** A policy file (or the CRL it names) that cannot be read or is not valid; `errors` holds one `file:line:column: field: problem` line each. */
 export class PolicyFileError extends HopwardenError {
   readonly code = "invalid_policy";
   constructor(
     readonly file: string,
     readonly errors: readonly string[],
+    /** Set by readPolicyFile: the files the refused read saw, as they were then. */
+    readonly sources?: RefusedSources,
   ) {
     super(`the policy file ${file} is not usable:\n${errors.join("\n")}`);
   }
 }
 
-async function readOrFail(file: string, what: string, policyFile: string): Promise<Buffer> {
+/** One file as a read saw it: its bytes, or the reason it could not be read. */
+interface SeenFile {
+  readonly path: string;
+  readonly bytes?: Buffer;
+  readonly error?: string;
+}
+
+async function see(path: string): Promise<SeenFile> {
   try {
-    return await readFile(file);
+    return { path, bytes: await readFile(path) };
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new PolicyFileError(policyFile, [`${policyFile}: ${what}: cannot read ${file} (${code ?? String(err)})`]);
+    return { path, error: (err as NodeJS.ErrnoException).code ?? String(err) };
   }
+}
+
+/** Paths, then bytes or the read error: a file that appears, vanishes or changes gives another digest. */
+function digestOfSeen(seen: readonly SeenFile[]): string {
+  const hash = createHash("sha256");
+  for (const file of seen) hash.update(file.path).update("\u0000").update(file.bytes ?? `\u0001${file.error}`).update("\u0000");
+  return hash.digest("hex");
+}
+
+async function readOrFail(file: string, what: string, policyFile: string, seen: SeenFile[]): Promise<Buffer> {
+  const found = await see(file);
+  seen.push(found);
+  if (found.bytes === undefined) throw new PolicyFileError(policyFile, [`${policyFile}: ${what}: cannot read ${file} (${found.error})`]);
+  return found.bytes;
 }
 
 export interface PolicyFileRead {
@@ -72,9 +100,24 @@ function digestOf(contents: readonly Buffer[]): string {
   return hash.digest("hex");
 }
 
-/** Reads and validates a policy file, and the CRL it names (relative to the policy's directory). */
+/**
+ * Reads and validates a policy file, and the CRL it names (relative to the
+ * policy's directory). A refusal carries the files it read as they were
+ * then, so that an unattended reload can tell the same broken files from
+ * new ones without parsing them again.
+ */
 export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
-  const bytes = await readOrFail(file, "(file)", file);
+  const seen: SeenFile[] = [];
+  try {
+    return await readPolicyFiles(file, seen);
+  } catch (err) {
+    if (!(err instanceof PolicyFileError)) throw err;
+    throw new PolicyFileError(err.file, err.errors, { paths: seen.map((f) => f.path), sha256: digestOfSeen(seen) });
+  }
+}
+
+async function readPolicyFiles(file: string, seen: SeenFile[]): Promise<PolicyFileRead> {
+  const bytes = await readOrFail(file, "(file)", file, seen);
   const text = policyTextOf(bytes, file);
   if (!text.ok) throw new PolicyFileError(file, text.errors);
   const result = loadPolicyText(text.text, file);
@@ -84,9 +127,9 @@ export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
   if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings, sources: [resolve(file)], sourcesSha256: digestOf([bytes]), documentSha256 };
 
   const dir = dirname(resolve(file));
-  const crlBytes = await readOrFail(resolve(dir, crlPath), "revoked.crl", file);
+  const crlBytes = await readOrFail(resolve(dir, crlPath), "revoked.crl", file, seen);
   const issuerPath = result.document.revoked?.crlIssuer;
-  const issuerBytes = issuerPath === undefined ? undefined : await readOrFail(resolve(dir, issuerPath), "revoked.crlIssuer", file);
+  const issuerBytes = issuerPath === undefined ? undefined : await readOrFail(resolve(dir, issuerPath), "revoked.crlIssuer", file, seen);
   let crl;
   try {
     crl = parseCrl(crlBytes, issuerBytes?.toString("utf8"));
@@ -102,6 +145,18 @@ export async function readPolicyFile(file: string): Promise<PolicyFileRead> {
   const sources = [resolve(file), resolve(dir, crlPath), ...(issuerPath === undefined ? [] : [resolve(dir, issuerPath)])];
   const sourcesSha256 = digestOf([bytes, crlBytes, ...(issuerBytes === undefined ? [] : [issuerBytes])]);
   return { policy: compilePolicy(result.document, sha256, crl.serials), warnings, sources, sourcesSha256, documentSha256 };
+}
+
+/** The digest digestOfSeen gives for `paths` as they are now. */
+async function digestOfFiles(paths: readonly string[]): Promise<string> {
+  const seen: SeenFile[] = [];
+  for (const path of paths) seen.push(await see(path));
+  return digestOfSeen(seen);
+}
+
+/** A reload nobody asked for (the poll, a file event), as against SIGHUP or the admin API's Reload, which always read again. */
+function unattended(trigger: string): boolean {
+  return trigger === "poll" || trigger === "file-watch";
 }
 
 /**
@@ -130,6 +185,8 @@ export class PolicyStore implements PolicySource {
   private nextReload: Promise<ReloadOutcome> | undefined;
   /** The errors of the last refused reload: a poll or watch event that finds the same broken file stays quiet. */
   private lastRefusal = "";
+  /** The files of the last refused read and its errors: a poll or watch event that finds them as they were does not parse them again. */
+  private refused: (RefusedSources & { readonly errors: readonly string[] }) | undefined;
   /** The files the policy in force was read from, and a digest of their bytes then. */
   private sources: readonly string[] = [];
   private sourcesSha256: string | undefined;
@@ -206,7 +263,14 @@ export class PolicyStore implements PolicySource {
     try {
       if (this.policy !== undefined && this.sourcesSha256 !== undefined && (await sourcesDigest(this.sources)) === this.sourcesSha256) {
         this.lastRefusal = "";
+        this.refused = undefined;
         return { ok: true, changed: false, version: this.policy.version, errors: [] };
+      }
+      // The same broken files as the last refusal: nothing new to parse. Parsing again would hold the event
+      // loop (and every Check) for up to a second and a half at each poll, for a large invalid file.
+      const refused = this.refused;
+      if (unattended(trigger) && refused !== undefined && (await digestOfFiles(refused.paths)) === refused.sha256) {
+        return { ok: false, changed: false, version: this.policy?.version, errors: refused.errors };
       }
       const read = await readPolicyFile(this.file);
       const { policy, warnings } = read;
@@ -230,15 +294,17 @@ export class PolicyStore implements PolicySource {
       }
       outcome = { ok: true, changed, version: policy.version, errors: [] };
       this.lastRefusal = "";
+      this.refused = undefined;
       // The same content is not a reload (SPEC 7): no log line, no reload event,
       // so hopwarden_policy_reloads_total counts real changes (finding 10).
       if (!changed) return outcome;
     } catch (err) {
       const errors = err instanceof PolicyFileError ? err.errors : [String(err)];
+      this.refused = err instanceof PolicyFileError && err.sources !== undefined ? { ...err.sources, errors } : undefined;
       const refusal = JSON.stringify(errors);
       // Unattended triggers stay quiet about a refusal already logged: any write in the
       // policy's directory wakes the watcher, and a log written there would otherwise feed itself.
-      if ((trigger === "poll" || trigger === "file-watch") && refusal === this.lastRefusal) return { ok: false, changed: false, version: this.policy?.version, errors };
+      if (unattended(trigger) && refusal === this.lastRefusal) return { ok: false, changed: false, version: this.policy?.version, errors };
       this.lastRefusal = refusal;
       this.logger.error("policy reload refused; the last good policy stays in force", {
         file: this.file,
