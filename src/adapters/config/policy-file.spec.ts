@@ -205,7 +205,8 @@ tokens:
     ["a glob in requireVia.via", `${HEAD}requireVia:\n  - to: "*"\n    via: ["spiffe://example.org/*"]\n`, /^policy\.yaml:5:11: requireVia\[0\]\.via\[0\]: must name one agent/],
     ["a requireVia without via", `${HEAD}requireVia:\n  - to: "*"\n`, /^policy\.yaml:4:5: requireVia\[0\]\.via: is required/],
     ["a tokens section without jwks", `${HEAD}tokens:\n  issuer: x\n`, /^policy\.yaml:4:3: tokens\.jwks: is required/],
-    ["a YAML alias where a list belongs", `${HEAD}onBehalfOf: &people ["*@example.com"]\nhops:\n  - from: "*"\n    to: "*"\n    onBehalfOf: *people\n`, /^policy\.yaml:7:17: hops\[0\]\.onBehalfOf: must be a list/],
+    ["a YAML alias where a list belongs", `${HEAD}onBehalfOf: &people ["*@example.com"]\nhops:\n  - from: "*"\n    to: "*"\n    onBehalfOf: *people\n`, /^policy\.yaml:7:17: hops\[0\]\.onBehalfOf: must be a list, not a YAML alias \(\*people\), which policy files do not resolve: write the value out$/],
+    ["a YAML alias where a string belongs", `${HEAD}agents:\n  a: &a spiffe://example.org/a\n  b: *a\n`, /^policy\.yaml:5:6: agents\.b: must be a string, not a YAML alias \(\*a\), which policy files do not resolve: write the value out$/],
   ])("reports %s", (_what, text, expected) => {
     const errors = errorsOf(text);
     expect(errors).toEqual(expect.arrayContaining([expect.stringMatching(expected)]));

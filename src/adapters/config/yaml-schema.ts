@@ -2,7 +2,7 @@
 // with the line and column of the node at fault and the dotted field path.
 // Unknown keys are errors: a misspelt key must never silently widen a rule.
 
-import { isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Pair } from "yaml";
+import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter, type Node, type Pair } from "yaml";
 import { quotedValue } from "../../core/input/untrusted-bounds.js";
 import { parseDuration } from "./duration.js";
 
@@ -66,6 +66,8 @@ export function describeNode(node: unknown): string {
     if (v === null) return "empty";
     return `${typeof v === "string" ? "the string" : `the ${typeof v}`} ${quotedValue(v)}`;
   }
+  // Not resolved on purpose: a value read in one place and used in another is one more way to misread a rule.
+  if (isAlias(node)) return `a YAML alias (*${node.source}), which policy files do not resolve: write the value out`;
   return "an unsupported YAML node";
 }
 
