@@ -47,6 +47,12 @@ function loaded(text: string): Extract<PolicyLoadResult, { ok: true }> {
 }
 
 describe("a valid policy file", () => {
+  it("takes a version of 128 printable characters, spaces and non-ASCII included", () => {
+    const version = `${"é".repeat(60)} release ${"v".repeat(59)}`;
+    expect(version).toHaveLength(128);
+    expect(loaded(`version: "${version}"\ntrustDomains: [example.org]\n`).policy.version).toBe(version);
+  });
+
   it("loads the SPEC 3 example, with aliases resolved and no warnings", () => {
     const { policy, warnings } = loaded(SPEC_EXAMPLE);
     expect(warnings).toEqual([]);
@@ -200,6 +206,9 @@ tokens:
     ["a duplicate key", `${HEAD}version: "2"\n`, /^policy\.yaml:3:1: \(yaml\): Map keys must be unique/],
     ["a missing version", "trustDomains: [example.org]\n", /^policy\.yaml:1:1: version: is required/],
     ["a missing trustDomains", 'version: "1"\n', /^policy\.yaml:1:1: trustDomains: is required/],
+    ["a version ending in a line break (a | block scalar)", "version: |\n  v1\ntrustDomains: [example.org]\n", /^policy\.yaml:1:10: version: must be printable text, not "v1\\n", which holds a control character/],
+    ["a version holding a control character", 'version: "v1\\u0007"\ntrustDomains: [example.org]\n', /^policy\.yaml:1:10: version: must be printable text, not "v1\\u0007"/],
+    ["a version of 129 characters", `version: "${"v".repeat(129)}"\ntrustDomains: [example.org]\n`, /^policy\.yaml:1:10: version: is 129 characters; at most 128, since every decision records it$/],
     ["an empty trustDomains", 'version: "1"\ntrustDomains: []\n', /^policy\.yaml:2:15: trustDomains: must name at least one/],
     ["an alias that does not start with a letter", `${HEAD}agents:\n  _x: spiffe://example.org/x\n`, /^policy\.yaml:4:3: agents\._x: alias/],
     ["a glob in requireVia.via", `${HEAD}requireVia:\n  - to: "*"\n    via: ["spiffe://example.org/*"]\n`, /^policy\.yaml:5:11: requireVia\[0\]\.via\[0\]: must name one agent/],

@@ -66,6 +66,26 @@ export type PolicyDocumentResult =
   | { readonly ok: true; readonly document: PolicyDocument; readonly warnings: readonly string[] }
   | { readonly ok: false; readonly errors: readonly string[]; readonly warnings: readonly string[] };
 
+/** Every decision, span, audit record and the policy_info metric carry the version: it must stay short, printable text. */
+export const MAX_POLICY_VERSION_LENGTH = 128;
+// C0 and C1 control characters and DEL: a line break in a version (a `|` block scalar keeps its last one) splits log and metric lines.
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+
+function readVersion(ctx: SchemaContext, node: unknown, keyNode: unknown): string | undefined {
+  const version = readNonEmptyString(ctx, node, "version", keyNode);
+  if (version === undefined) return undefined;
+  if (version.length > MAX_POLICY_VERSION_LENGTH) {
+    ctx.error(node, "version", `is ${version.length} characters; at most ${MAX_POLICY_VERSION_LENGTH}, since every decision records it`);
+    return undefined;
+  }
+  if (CONTROL_CHARACTER.test(version)) {
+    ctx.error(node, "version", `must be printable text, not ${JSON.stringify(version)}, which holds a control character (a | block scalar keeps its last line break: quote the value instead)`);
+    return undefined;
+  }
+  return version;
+}
+
 function parsePolicy(text: string): { ctx: SchemaContext; document: PolicyDocument | undefined } {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
@@ -123,7 +143,7 @@ function readPolicy(ctx: SchemaContext, root: unknown): PolicyDocument | undefin
     return false;
   };
 
-  const version = required("version") ? readNonEmptyString(ctx, child(fields, "version").node, "version", child(fields, "version").key) : undefined;
+  const version = required("version") ? readVersion(ctx, child(fields, "version").node, child(fields, "version").key) : undefined;
   let trustDomains: string[] | undefined;
   if (required("trustDomains")) {
     const c = child(fields, "trustDomains");
