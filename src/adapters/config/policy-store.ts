@@ -54,7 +54,8 @@ interface SeenFile {
   readonly error?: string;
 }
 
-async function see(path: string): Promise<SeenFile> {
+async function see(file: string): Promise<SeenFile> {
+  const path = resolve(file);
   try {
     return { path, bytes: await readFile(path) };
   } catch (err) {
@@ -82,7 +83,7 @@ export interface PolicyFileRead {
   /** Every file the policy was read from (the policy, then any CRL and CRL issuer), absolute. */
   readonly sources: readonly string[];
   /**
-   * The digest (as sourcesDigest computes it) of the bytes this read parsed,
+   * The digest (as digestOfFiles computes it) of the bytes this read parsed,
    * not of the files as they are afterwards: a file replaced while it was
    * read must still look changed to the next poll or event.
    */
@@ -92,12 +93,6 @@ export interface PolicyFileRead {
    * `version:` names. An edit of comments or layout leaves it as it was.
    */
   readonly documentSha256: string;
-}
-
-function digestOf(contents: readonly Buffer[]): string {
-  const hash = createHash("sha256");
-  for (const content of contents) hash.update(content).update("\u0000");
-  return hash.digest("hex");
 }
 
 /**
@@ -124,7 +119,7 @@ async function readPolicyFiles(file: string, seen: SeenFile[]): Promise<PolicyFi
   if (!result.ok) throw new PolicyFileError(file, result.errors);
   const crlPath = result.document.revoked?.crl;
   const documentSha256 = createHash("sha256").update(JSON.stringify(result.document)).digest("hex");
-  if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings, sources: [resolve(file)], sourcesSha256: digestOf([bytes]), documentSha256 };
+  if (crlPath === undefined) return { policy: result.policy, warnings: result.warnings, sources: seen.map((f) => f.path), sourcesSha256: digestOfSeen(seen), documentSha256 };
 
   const dir = dirname(resolve(file));
   const crlBytes = await readOrFail(resolve(dir, crlPath), "revoked.crl", file, seen);
@@ -142,12 +137,15 @@ async function readPolicyFiles(file: string, seen: SeenFile[]): Promise<PolicyFi
   }
   // The content hash covers the CRL too, so a new CRL is a new revision (and a fresh cache).
   const sha256 = createHash("sha256").update(text.text).update("\u0000").update(crlBytes).update("\u0000").update(issuerBytes ?? "").digest("hex");
-  const sources = [resolve(file), resolve(dir, crlPath), ...(issuerPath === undefined ? [] : [resolve(dir, issuerPath)])];
-  const sourcesSha256 = digestOf([bytes, crlBytes, ...(issuerBytes === undefined ? [] : [issuerBytes])]);
-  return { policy: compilePolicy(result.document, sha256, crl.serials), warnings, sources, sourcesSha256, documentSha256 };
+  return { policy: compilePolicy(result.document, sha256, crl.serials), warnings, sources: seen.map((f) => f.path), sourcesSha256: digestOfSeen(seen), documentSha256 };
 }
 
-/** The digest digestOfSeen gives for `paths` as they are now. */
+/**
+ * The digest digestOfSeen gives for `paths` as they are now. A poll or a
+ * file event compares it with the last load's, or the last refusal's,
+ * before parsing anything: the same bytes are the same policy (SPEC 7: not
+ * a reload), and the same broken files the same refusal.
+ */
 async function digestOfFiles(paths: readonly string[]): Promise<string> {
   const seen: SeenFile[] = [];
   for (const path of paths) seen.push(await see(path));
@@ -157,21 +155,6 @@ async function digestOfFiles(paths: readonly string[]): Promise<string> {
 /** A reload nobody asked for (the poll, a file event), as against SIGHUP or the admin API's Reload, which always read again. */
 function unattended(trigger: string): boolean {
   return trigger === "poll" || trigger === "file-watch";
-}
-
-/**
- * A digest of the bytes of `sources`, or undefined when one cannot be read.
- * A poll or a file event compares it with the last load's before parsing
- * anything: the same bytes are the same policy (SPEC 7: not a reload).
- */
-async function sourcesDigest(sources: readonly string[]): Promise<string | undefined> {
-  const contents: Buffer[] = [];
-  try {
-    for (const source of sources) contents.push(await readFile(source));
-  } catch {
-    return undefined;
-  }
-  return digestOf(contents);
 }
 
 export class PolicyStore implements PolicySource {
@@ -261,7 +244,7 @@ export class PolicyStore implements PolicySource {
   private async doReload(trigger: string): Promise<ReloadOutcome> {
     let outcome: ReloadOutcome;
     try {
-      if (this.policy !== undefined && this.sourcesSha256 !== undefined && (await sourcesDigest(this.sources)) === this.sourcesSha256) {
+      if (this.policy !== undefined && this.sourcesSha256 !== undefined && (await digestOfFiles(this.sources)) === this.sourcesSha256) {
         this.lastRefusal = "";
         this.refused = undefined;
         return { ok: true, changed: false, version: this.policy.version, errors: [] };
