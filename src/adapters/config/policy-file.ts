@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { parseSpiffeId } from "../../core/identity/spiffe-id.js";
+import { holdsControlCharacter } from "../../core/input/control-characters.js";
 import { normalizeSerial } from "../../core/identity/certificate-serial.js";
 import { compilePolicy } from "../../core/policy/compile.js";
 import { compileGlob } from "../../core/policy/glob.js";
@@ -67,10 +68,7 @@ export type PolicyDocumentResult =
   | { readonly ok: false; readonly errors: readonly string[]; readonly warnings: readonly string[] };
 
 /** Every decision, span, audit record and the policy_info metric carry the version: it must stay short, printable text. */
-export const MAX_POLICY_VERSION_LENGTH = 128;
-// C0 and C1 control characters and DEL: a line break in a version (a `|` block scalar keeps its last one) splits log and metric lines.
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+const MAX_POLICY_VERSION_LENGTH = 128;
 
 function readVersion(ctx: SchemaContext, node: unknown, keyNode: unknown): string | undefined {
   const version = readNonEmptyString(ctx, node, "version", keyNode);
@@ -79,7 +77,8 @@ function readVersion(ctx: SchemaContext, node: unknown, keyNode: unknown): strin
     ctx.error(node, "version", `is ${version.length} characters; at most ${MAX_POLICY_VERSION_LENGTH}, since every decision records it`);
     return undefined;
   }
-  if (CONTROL_CHARACTER.test(version)) {
+  // A line break (a `|` block scalar keeps its last one) would split log and metric lines.
+  if (holdsControlCharacter(version)) {
     ctx.error(node, "version", `must be printable text, not ${JSON.stringify(version)}, which holds a control character (a | block scalar keeps its last line break: quote the value instead)`);
     return undefined;
   }

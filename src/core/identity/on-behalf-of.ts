@@ -4,11 +4,8 @@
 // a control or invisible format character, or longer than a SPIFFE ID may
 // be, is refused before it is matched against any pattern.
 
+import { isControlCode } from "../input/control-characters.js";
 import { exceedsUtf8Bytes, MAX_IDENTITY_BYTES } from "../input/untrusted-bounds.js";
-
-function isControl(c: number): boolean {
-  return c < 0x20 || (c >= 0x7f && c <= 0x9f);
-}
 
 /** Unicode White_Space outside ASCII, which no principal's name should hold. */
 function isUnicodeSpace(c: number): boolean {
@@ -34,7 +31,7 @@ export function onBehalfOfProblem(value: string): string | undefined {
     const c = value.charCodeAt(i);
     if (c === 0x2c) return 'holds a "," (it must name one principal; repeated headers are joined with ",")';
     if (c === 0x20 || c === 0x09) return "holds whitespace";
-    if (isControl(c)) return "holds a control character";
+    if (isControlCode(c)) return "holds a control character";
     if (isUnicodeSpace(c)) return "holds whitespace";
     if (c >= 0x80) ascii = false;
   }
