@@ -187,6 +187,19 @@ describe("envoy --mode validate", () => {
     expect(await hopwardenCluster(configPath)).not.toHaveProperty("transport_socket");
   });
 
+  it.each(Object.entries(ENVOY_TEMPLATES))("%s bounds what one downstream connection holds: 100 streams, 64 KiB and 1 MiB windows", async (name, template) => {
+    await mkdir(join(dir, `h2-${name}`));
+    const configPath = await renderEnvoyConfig(template, {}, join(dir, `h2-${name}`));
+    const config = parseYaml(await readFile(configPath, "utf8")) as {
+      static_resources: { listeners: { filter_chains: { filters: { name: string; typed_config: Record<string, unknown> }[] }[] }[] };
+    };
+    const managers = config.static_resources.listeners.flatMap((l) => l.filter_chains.flatMap((c) => c.filters.filter((f) => f.name === "envoy.filters.network.http_connection_manager")));
+    expect(managers.length).toBeGreaterThan(0);
+    for (const manager of managers) {
+      expect(manager.typed_config["http2_protocol_options"]).toEqual({ max_concurrent_streams: 100, initial_stream_window_size: 65536, initial_connection_window_size: 1048576 });
+    }
+  });
+
   it("accepts front-proxy.yaml rendered for loopback", async () => {
     const { values } = await frontProxyValues({ server: paths("server"), caFile: paths("ca").cert, hopwardenPort: 9191, researchPort: 8081, dbPort: 8082 });
     const result = await validateEnvoyConfig(await renderEnvoyConfig(ENVOY_TEMPLATES.frontProxy, values, dir));
