@@ -10,6 +10,7 @@
 import { isUtf8 } from "node:buffer";
 import { HopwardenError } from "../../core/errors.js";
 import { isAscii, SHORT_TEXT_CHARS, writeLatin1 } from "../text/latin1-bytes.js";
+import { hexDigitValue } from "../../core/input/hex-digit.js";
 
 export const WireType = { VARINT: 0, I64: 1, LEN: 2, I32: 5 } as const;
 
@@ -177,12 +178,6 @@ export function decodedWhole(text: string, buf: Buffer, start: number, end: numb
 }
 
 /** The value of one hex digit (either case), or -1. */
-function hexDigit(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  const lower = c | 0x20;
-  if (lower >= 0x61 && lower <= 0x66) return lower - 0x61 + 10;
-  return -1;
-}
 
 /** A growable writer with fork/join for nested messages (length prefixes written after the content). */
 export class WireWriter {
@@ -331,8 +326,8 @@ export class WireWriter {
     const start = this.len;
     let i = 0;
     for (; i < length; i++) {
-      const high = hexDigit(hex.charCodeAt(2 * i));
-      const low = hexDigit(hex.charCodeAt(2 * i + 1));
+      const high = hexDigitValue(hex.charCodeAt(2 * i));
+      const low = hexDigitValue(hex.charCodeAt(2 * i + 1));
       if (high < 0 || low < 0) break;
       buf[start + i] = (high << 4) | low;
     }

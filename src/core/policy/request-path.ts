@@ -9,6 +9,7 @@
 // The same safeguards guard the resource URIs of MCP rules (resourceUriProblem).
 
 import { exceedsUtf8Bytes } from "../input/untrusted-bounds.js";
+import { hexDigitValue } from "../input/hex-digit.js";
 
 export type RulePath =
   | { readonly ok: true; readonly path: string }
@@ -29,17 +30,11 @@ function refuse(problem: string): RulePath {
 /** The byte a "%XY" escape at `i` stands for, or -1 when it is not a complete escape. */
 function escapedByte(path: string, i: number): number {
   if (i + 2 >= path.length) return -1;
-  const hi = hexValue(path.charCodeAt(i + 1));
-  const lo = hexValue(path.charCodeAt(i + 2));
+  const hi = hexDigitValue(path.charCodeAt(i + 1));
+  const lo = hexDigitValue(path.charCodeAt(i + 2));
   return hi === -1 || lo === -1 ? -1 : hi * 16 + lo;
 }
 
-function hexValue(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  const lower = c | 0x20;
-  if (lower >= 0x61 && lower <= 0x66) return lower - 0x61 + 10;
-  return -1;
-}
 
 /** A segment that decodes to "." or ".." (dots written plain or as %2e in any case). */
 function isDotSegment(path: string, start: number, end: number): boolean {
