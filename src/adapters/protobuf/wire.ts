@@ -177,8 +177,6 @@ export function decodedWhole(text: string, buf: Buffer, start: number, end: numb
   return !text.includes("\uFFFD") || isUtf8(buf.subarray(start, end));
 }
 
-/** The value of one hex digit (either case), or -1. */
-
 /** A growable writer with fork/join for nested messages (length prefixes written after the content). */
 export class WireWriter {
   private buf: Buffer;
