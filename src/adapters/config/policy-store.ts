@@ -166,10 +166,12 @@ export class PolicyStore implements PolicySource {
   private reloading: Promise<ReloadOutcome> | undefined;
   /** The read that calls made during `reloading` wait for. */
   private nextReload: Promise<ReloadOutcome> | undefined;
-  /** The errors of the last refused reload: a poll or watch event that finds the same broken file stays quiet. */
-  private lastRefusal = "";
-  /** The files of the last refused read and its errors: a poll or watch event that finds them as they were does not parse them again. */
-  private refused: (RefusedSources & { readonly errors: readonly string[] }) | undefined;
+  /**
+   * The last refused reload, until a policy loads: its errors (a poll or watch event that finds the same ones stays
+   * quiet) and, for a policy file refused, the files it read (a poll or watch event that finds them as they were
+   * does not parse them again).
+   */
+  private refused: { readonly errors: readonly string[]; readonly errorsText: string; readonly sources: RefusedSources | undefined } | undefined;
   /** The files the policy in force was read from, and a digest of their bytes then. */
   private sources: readonly string[] = [];
   private sourcesSha256: string | undefined;
@@ -245,14 +247,13 @@ export class PolicyStore implements PolicySource {
     let outcome: ReloadOutcome;
     try {
       if (this.policy !== undefined && this.sourcesSha256 !== undefined && (await digestOfFiles(this.sources)) === this.sourcesSha256) {
-        this.lastRefusal = "";
         this.refused = undefined;
         return { ok: true, changed: false, version: this.policy.version, errors: [] };
       }
       // The same broken files as the last refusal: nothing new to parse. Parsing again would hold the event
       // loop (and every Check) for up to a second and a half at each poll, for a large invalid file.
       const refused = this.refused;
-      if (unattended(trigger) && refused !== undefined && (await digestOfFiles(refused.paths)) === refused.sha256) {
+      if (unattended(trigger) && refused?.sources !== undefined && (await digestOfFiles(refused.sources.paths)) === refused.sources.sha256) {
         return { ok: false, changed: false, version: this.policy?.version, errors: refused.errors };
       }
       const read = await readPolicyFile(this.file);
@@ -276,19 +277,18 @@ export class PolicyStore implements PolicySource {
         }
       }
       outcome = { ok: true, changed, version: policy.version, errors: [] };
-      this.lastRefusal = "";
       this.refused = undefined;
       // The same content is not a reload (SPEC 7): no log line, no reload event,
       // so hopwarden_policy_reloads_total counts real changes (finding 10).
       if (!changed) return outcome;
     } catch (err) {
       const errors = err instanceof PolicyFileError ? err.errors : [String(err)];
-      this.refused = err instanceof PolicyFileError && err.sources !== undefined ? { ...err.sources, errors } : undefined;
-      const refusal = JSON.stringify(errors);
+      const errorsText = JSON.stringify(errors);
       // Unattended triggers stay quiet about a refusal already logged: any write in the
       // policy's directory wakes the watcher, and a log written there would otherwise feed itself.
-      if (unattended(trigger) && refusal === this.lastRefusal) return { ok: false, changed: false, version: this.policy?.version, errors };
-      this.lastRefusal = refusal;
+      const logged = unattended(trigger) && errorsText === this.refused?.errorsText;
+      this.refused = { errors, errorsText, sources: err instanceof PolicyFileError ? err.sources : undefined };
+      if (logged) return { ok: false, changed: false, version: this.policy?.version, errors };
       this.logger.error("policy reload refused; the last good policy stays in force", {
         file: this.file,
         trigger,
